@@ -1,0 +1,133 @@
+"""The `autoscene` command: the sandbox, uploads, the run history, and the operator itself."""
+
+import logging
+import signal
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from . import invocations, kube, render, timestamps, upload
+
+app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
+console = Console()
+DEFAULT_SANDBOX = Path(".autoscene")
+
+
+@app.command()
+def sandbox(
+    video: Annotated[Path | None, typer.Argument(help="MP4 to upload; a generated clip when omitted.")] = None,
+    folder: Annotated[Path, typer.Option("--dir", help="Folder for the kubeconfig and the volumes.")] = DEFAULT_SANDBOX,
+    keep: Annotated[bool, typer.Option(help="Keep the sandbox running after the demo, for kubectl.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the invocation.")] = 300,
+) -> None:
+    """Run the whole flow with no cluster: API server, operator, Job runner, an upload, its frames."""
+    from .sandbox.demo import run_demo
+    from .sandbox.session import Sandbox
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    with Sandbox(folder) as running:
+        console.print(f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}")
+        clip = video or _generated_clip(running.folder)
+        result = run_demo(running, clip, lambda line: console.print(f"  {line}"), timeout=timeout)
+        _print_invocations(running.namespace)
+        frames = sorted(result.outputs.rglob("*.jpg"))
+        console.print(f"\n[bold]outputs[/] {result.outputs}: {len(frames)} JPEG frames")
+        for frame in frames[:3]:
+            console.print(f"  {frame.relative_to(result.outputs)}")
+        if len(frames) > 3:
+            console.print(f"  … {frames[-1].relative_to(result.outputs)}")
+        if keep:
+            console.print(f"\nsandbox running; try: kubectl --kubeconfig {running.kubeconfig} get invocations")
+            console.print("press Ctrl-C to stop")
+            _wait_for_interrupt()
+    if not result.succeeded:
+        console.print(f"[red]the invocation did not succeed[/]: {(result.invocation.get('status') or {})}")
+        raise typer.Exit(1)
+
+
+@app.command("upload")
+def upload_command(
+    record: Annotated[str, typer.Argument(help="Name of the Record.")],
+    files: Annotated[list[Path], typer.Argument(help="Files to upload.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    prefix: Annotated[str, typer.Option(help="Folder inside the record to put the files in.")] = "",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """Copy files into a Record and register them (path, size, sha256), so Triggers fire."""
+    from .sandbox.session import volumes_of
+
+    config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
+    try:
+        planned = upload.plan(files, prefix)
+        kube.configure(str(config))
+        volumes = volumes_of(config)
+        if volumes is None:
+            raise upload.UploadError(f"{config} is not a running sandbox's kubeconfig; start `autoscene sandbox --keep`")
+        total = sum(source.stat().st_size for source, _ in planned)
+        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      console=console) as progress:
+            task = progress.add_task(f"uploading to {record}", total=total)
+            uploaded = upload.upload_to_folder(volumes, namespace, record, planned,
+                                               lambda done: progress.advance(task, done))
+    except (upload.UploadError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from error
+    for file in uploaded:
+        console.print(f"{file.path}  {file.size} bytes  sha256:{file.sha256}")
+
+
+@app.command("invocations")
+def invocations_command(
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """The run history: every Invocation with its phase, duration, exit code and message."""
+    kube.configure(str(kubeconfig or DEFAULT_SANDBOX / "kubeconfig"))
+    _print_invocations(namespace)
+
+
+@app.command()
+def operator(
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n")] = None,
+    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
+    standalone: Annotated[bool, typer.Option(help="Run without coordinating with other replicas.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the operator (in a cluster's Deployment, or locally against a kubeconfig)."""
+    import kopf
+
+    from . import handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
+    if not all_namespaces and not namespace:
+        raise typer.BadParameter("give --all-namespaces or at least one --namespace")
+    kopf.run(clusterwide=all_namespaces, namespaces=namespace or [], liveness_endpoint=liveness,
+             standalone=standalone)
+
+
+def _print_invocations(namespace: str) -> None:
+    table = Table(*render.COLUMNS, title=f"invocations in {namespace}", title_justify="left")
+    for row in render.invocation_rows(kube.list_custom(invocations.PLURAL, namespace), timestamps.now()):
+        table.add_row(*row)
+    console.print(table)
+
+
+def _generated_clip(folder: Path) -> Path:
+    from .sample_video import make_sample_video
+
+    target = folder / "inputs" / "demo.mp4"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return make_sample_video(target)
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+

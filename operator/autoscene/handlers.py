@@ -1,0 +1,120 @@
+"""Every event the operator reacts to, on one screen. The work lives in the modules they call."""
+
+import logging
+from typing import Any
+
+import kopf
+
+from . import GROUP, VERSION, invocations, kube, labels, records, status, triggers
+from . import settings as operator_settings
+
+ACTIONS, TRIGGERS, RECORDS, INVOCATIONS = "actions", "triggers", "records", "invocations"
+_known_invocations: set[tuple[str, str]] = set()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    operator_settings.apply(settings)
+    kube.configure()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+# Records -----------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, RECORDS)
+@kopf.on.create(GROUP, VERSION, RECORDS)
+def record_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    claim = records.ensure_claim(body)
+    if (body.get("status") or {}).get("claimName") != claim or (body.get("status") or {}).get(
+        "phase"
+    ) != "Ready":
+        patch.status["claimName"] = claim
+        patch.status["phase"] = "Ready"
+        patch.status["message"] = f'files are kept on claim "{claim}"'
+        kopf.info(body, reason="ClaimReady", message=f'files are kept on PersistentVolumeClaim "{claim}"')
+
+
+@kopf.on.event(GROUP, VERSION, RECORDS)
+def record_changed(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+    """Turn the Record's new files into Invocations: once each, whatever repeats the event."""
+    for invocation in records.due_invocations(body):
+        key = (invocation["metadata"]["namespace"], invocation["metadata"]["name"])
+        if key in _known_invocations:
+            continue
+        if kube.create_custom(INVOCATIONS, invocation):
+            spec = invocation["spec"]
+            logger.info(f'Trigger "{spec["trigger"]}" fired on {spec["file"]}: {key[1]}')
+            kopf.info(
+                body,
+                reason="TriggerFired",
+                message=f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {key[1]}',
+            )
+            triggers.count_firing(key[0], spec["trigger"], key[1])
+        _known_invocations.add(key)
+
+
+# Invocations -------------------------------------------------------------------------------------
+
+
+@kopf.on.resume(GROUP, VERSION, INVOCATIONS)
+@kopf.on.create(GROUP, VERSION, INVOCATIONS)
+def invocation_created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+    wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
+    missing = {key: value for key, value in wanted.items() if body.metadata.labels.get(key) != value}
+    if missing:
+        patch.metadata.labels.update(missing)
+    _write_start(body)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
+def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    found = invocations.status_from_job(body)
+    if found is None:
+        return
+    name, wanted = found
+    invocation = kube.get_custom(INVOCATIONS, body.metadata.namespace, name)
+    if invocation is None:
+        return
+    current = invocation.get("status") or {}
+    update = invocations.changed_fields(current, wanted)
+    if not update:
+        return
+    kube.patch_custom_status(INVOCATIONS, body.metadata.namespace, name, update)
+    if update.get("phase") and update["phase"] != current.get("phase"):
+        _announce(invocation, wanted)
+
+
+# Actions -----------------------------------------------------------------------------------------
+
+
+@kopf.on.event(GROUP, VERSION, ACTIONS)
+def action_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+    """An Action that appears (or is seen at start-up) starts the Invocations that waited for it."""
+    if type == "DELETED":
+        return
+    for invocation in invocations.waiting_for_action(body.metadata.namespace, body.metadata.name):
+        _write_start(invocation)
+
+
+def _write_start(invocation: Any) -> None:
+    update = invocations.start(invocation)
+    if update is None:
+        return
+    meta = invocation["metadata"]
+    kube.patch_custom_status(INVOCATIONS, meta["namespace"], meta["name"], update)
+    _announce(invocation, update)
+
+
+def _announce(invocation: Any, update: dict[str, Any]) -> None:
+    """A Kubernetes Event on the Invocation for each transition a user should see."""
+    event = kopf.warn if update.get("phase") == status.FAILED else kopf.info
+    event(
+        invocation, reason=update.get("reason") or update.get("phase", ""), message=update.get("message", "")
+    )

@@ -1,0 +1,124 @@
+"""The Job that runs an Invocation: the Action's container with the Record's volume mounted."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import labels, naming, ownership
+
+INPUT_FOLDER = "/cos/files"
+OUTPUT_FOLDER = "/cos/outputs"
+TERMINATION_LOG = "/dev/termination-log"
+# Folders inside a Record's volume: uploaded files, and one output folder per Invocation.
+FILES_SUBPATH = "files"
+OUTPUTS_SUBPATH = "outputs"
+ACTION_CONTAINER = "action"
+# Creates the Invocation's output folder as the run's own user before the action starts: the kubelet
+# would create a missing subPath owned by root, which a non-root action could not write to.
+PREPARE_IMAGE = "busybox:1.36.1"
+RUN_AS_USER = 10001
+
+
+def output_subpath(invocation: str) -> str:
+    return f"{OUTPUTS_SUBPATH}/{invocation}"
+
+
+def build_job(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -> dict[str, Any]:
+    """The Job body for `invocation`, owned by it, running `action` on the Record volume `claim`."""
+    meta, spec = invocation["metadata"], invocation["spec"]
+    name = naming.job_name(meta["name"])
+    job_labels = {
+        **labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger")),
+        labels.INVOCATION: meta["name"],
+    }
+    action_spec = action["spec"]
+    job_spec: dict[str, Any] = {
+        "backoffLimit": int(action_spec.get("retries", 0)),
+        "template": {
+            "metadata": {"labels": job_labels},
+            "spec": _pod_spec(meta["name"], spec["file"], action_spec, claim),
+        },
+    }
+    if action_spec.get("timeoutSeconds"):
+        job_spec["activeDeadlineSeconds"] = int(action_spec["timeoutSeconds"])
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "labels": job_labels,
+            "ownerReferences": ownership.owned_by(invocation),
+        },
+        "spec": job_spec,
+    }
+
+
+def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim: str) -> dict[str, Any]:
+    contract_env = [
+        {"name": "INPUT_FOLDER", "value": INPUT_FOLDER},
+        {"name": "OUTPUT_FOLDER", "value": OUTPUT_FOLDER},
+        {"name": "AUTOSCENE_FILE", "value": file},
+        {"name": "AUTOSCENE_INVOCATION", "value": invocation},
+        {"name": "AUTOSCENE_TERMINATION_LOG", "value": TERMINATION_LOG},
+    ]
+    contract_names = {entry["name"] for entry in contract_env}
+    # The Action's own variables first; the contract ones cannot be overridden by an Action.
+    action_env = [
+        dict(entry) for entry in action_spec.get("env") or [] if entry["name"] not in contract_names
+    ]
+    container: dict[str, Any] = {
+        "name": ACTION_CONTAINER,
+        "image": action_spec["image"],
+        "env": action_env + contract_env,
+        "volumeMounts": [
+            {"name": "record", "mountPath": INPUT_FOLDER, "subPath": FILES_SUBPATH, "readOnly": True},
+            {"name": "record", "mountPath": OUTPUT_FOLDER, "subPath": output_subpath(invocation)},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": _restricted_container_context(),
+    }
+    for key in ("command", "args"):
+        if action_spec.get(key):
+            container[key] = list(action_spec[key])
+    if action_spec.get("resources"):
+        container["resources"] = dict(action_spec["resources"])
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_USER,
+            "runAsGroup": RUN_AS_USER,
+            "fsGroup": RUN_AS_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [
+            {
+                "name": "prepare-outputs",
+                "image": PREPARE_IMAGE,
+                "command": ["mkdir", "-p", f"/volume/{output_subpath(invocation)}"],
+                "volumeMounts": [{"name": "record", "mountPath": "/volume"}],
+                "securityContext": _restricted_container_context(),
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "16Mi"}},
+            }
+        ],
+        "containers": [container],
+        "volumes": [
+            {"name": "record", "persistentVolumeClaim": {"claimName": claim}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+
+
+def _restricted_container_context() -> dict[str, Any]:
+    """What the Pod Security "restricted" profile asks of every container."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

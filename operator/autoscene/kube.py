@@ -1,0 +1,134 @@
+"""Access to the Kubernetes API through the official client: one configured client, small verbs."""
+
+import os
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, VERSION
+
+_api_client: client.ApiClient | None = None
+Result = TypeVar("Result")
+
+
+def configure(kubeconfig: str | None = None) -> client.ApiClient:
+    """Use the in-cluster service account when there is one, else the kubeconfig (or `$KUBECONFIG`)."""
+    global _api_client
+    configuration = client.Configuration()
+    if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        config.load_kube_config(config_file=path, client_configuration=configuration)
+    _api_client = client.ApiClient(configuration)
+    return _api_client
+
+
+def api_client() -> client.ApiClient:
+    return _api_client if _api_client is not None else configure()
+
+
+def custom() -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(api_client())
+
+
+def core() -> client.CoreV1Api:
+    return client.CoreV1Api(api_client())
+
+
+def batch() -> client.BatchV1Api:
+    return client.BatchV1Api(api_client())
+
+
+def is_status(error: Exception, *codes: int) -> bool:
+    return isinstance(error, ApiException) and error.status in codes
+
+
+def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
+    """The custom object, or None when it does not exist."""
+    try:
+        return dict(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def list_custom(plural: str, namespace: str, label_selector: str = "") -> list[dict[str, Any]]:
+    listing = custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, plural, label_selector=label_selector
+    )
+    return list(listing.get("items") or [])
+
+
+def create_custom(plural: str, body: Mapping[str, Any]) -> bool:
+    """Create the object; False when one of that name already exists (creation is idempotent)."""
+    namespace = body["metadata"]["namespace"]
+    return create_once(
+        lambda: custom().create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    )
+
+
+def patch_custom_status(plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(
+        custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": dict(status)}
+        )
+    )
+
+
+def create_once(create: Callable[[], object]) -> bool:
+    """Run a create call; a 409 AlreadyExists means someone (maybe we, earlier) created it: not an error."""
+    try:
+        create()
+    except ApiException as error:
+        if error.status == 409:
+            return False
+        raise
+    return True
+
+
+def sanitized(model: Any) -> dict[str, Any]:
+    """A client model object as the plain JSON-shaped dict the API server sent."""
+    return dict(api_client().sanitize_for_serialization(model))
+
+
+def update_status(
+    plural: str,
+    namespace: str,
+    name: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+    retries: int = 20,
+) -> dict[str, Any] | None:
+    """Rewrite an object's status from its current value, safe against concurrent writers.
+
+    A JSON patch whose first operation tests `metadata.resourceVersion` is a compare-and-swap: when
+    someone else wrote in between, the server refuses it (409 or 422) and we read and try again.
+    None when the object does not exist.
+    """
+    for _ in range(retries):
+        current = get_custom(plural, namespace, name)
+        if current is None:
+            return None
+        patch = [
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": current["metadata"]["resourceVersion"],
+            },
+            {"op": "add", "path": "/status", "value": change(dict(current.get("status") or {}))},
+        ]
+        try:
+            return dict(
+                custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, patch)
+            )
+        except ApiException as error:
+            if error.status not in (409, 422):
+                raise
+    raise StatusConflictError(f'{plural} "{name}" kept changing while its status was being updated')
+
+
+class StatusConflictError(RuntimeError):
+    """A status update lost the race too many times in a row."""

@@ -1,0 +1,37 @@
+"""Deterministic names, so that a repeated event or a restart never creates a second object."""
+
+import hashlib
+import re
+
+# Job names become the `job-name` label (63 characters at most) and the Job controller appends a
+# 6-character suffix for its Pods, so invocation (and Job) names stay within 52 characters.
+MAX_INVOCATION_NAME = 52
+_HASH_LENGTH = 10
+
+
+def invocation_name(trigger: str, record: str, path: str, sha256: str) -> str:
+    """The one name of the run of `trigger` on this content of `path` in `record`.
+
+    Readable parts (trigger, file stem) first, then a hash of all four inputs that makes it unique:
+    the same content at the same path always gets the same name, different content a new one.
+    """
+    digest = hashlib.sha256("\0".join((trigger, record, path, sha256)).encode()).hexdigest()[:_HASH_LENGTH]
+    stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    room = MAX_INVOCATION_NAME - _HASH_LENGTH - 1
+    readable = dns_label(f"{trigger}-{stem}")[:room].strip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def dns_label(text: str) -> str:
+    """Lower-case `text` to a DNS-1123 label fragment: [a-z0-9-], no leading or trailing dash."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def claim_name(record: str) -> str:
+    """The PersistentVolumeClaim the operator creates for a Record's files."""
+    return f"record-{record}"[:253]
+
+
+def job_name(invocation: str) -> str:
+    """The Job of an Invocation: the same name, so the Job is found without a lookup."""
+    return invocation

@@ -1,0 +1,76 @@
+"""`kubectl apply` for the sandbox: create or replace manifests, validated against our CRDs first.
+
+The embedded API server has no admission: the CRD schema check a real API server does is done here,
+so an invalid manifest is refused in the sandbox as it would be on a cluster.
+"""
+
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .. import GROUP, VERSION, schemas
+
+PLURALS = {"Action": "actions", "Trigger": "triggers", "Record": "records", "Invocation": "invocations"}
+
+
+class InvalidManifestError(ValueError):
+    """A manifest the API server would refuse."""
+
+
+def documents(path: Path) -> Iterator[dict[str, Any]]:
+    """The objects of a YAML file or of a folder's YAML files (kustomization files left out)."""
+    files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
+    for file in files:
+        if file.name == "kustomization.yaml":
+            continue
+        for document in yaml.safe_load_all(file.read_text()):
+            if document:
+                yield document
+
+
+def apply(api: client.ApiClient, objects: Iterable[Mapping[str, Any]], crds: Mapping[Any, Any],
+          namespace: str = "default") -> list[str]:
+    """Create each object, or replace it when it exists; `kind/name` of each, in order."""
+    applied = []
+    for obj in objects:
+        kind = obj["kind"]
+        if kind == "CustomResourceDefinition":
+            _create_or_replace_crd(client.ApiextensionsV1Api(api), obj)
+        elif obj.get("apiVersion") == f"{GROUP}/{VERSION}" and kind in PLURALS:
+            errors = schemas.validate(dict(obj), crds)
+            if errors:
+                raise InvalidManifestError(f"{kind} {obj['metadata'].get('name')!r} is invalid: " + "; ".join(errors))
+            _create_or_replace_custom(client.CustomObjectsApi(api), obj, namespace)
+        else:
+            raise InvalidManifestError(f"the sandbox applies CRDs and autoscene objects, not {kind}; use kubectl")
+        applied.append(f"{kind.lower()}/{obj['metadata']['name']}")
+    return applied
+
+
+def _create_or_replace_crd(api: client.ApiextensionsV1Api, crd: Mapping[str, Any]) -> None:
+    try:
+        api.create_custom_resource_definition(crd)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        current = api.read_custom_resource_definition(crd["metadata"]["name"])
+        body = {**crd, "metadata": {**crd["metadata"], "resourceVersion": current.metadata.resource_version}}
+        api.replace_custom_resource_definition(crd["metadata"]["name"], body)
+
+
+def _create_or_replace_custom(api: client.CustomObjectsApi, obj: Mapping[str, Any], default_namespace: str) -> None:
+    namespace = obj["metadata"].get("namespace") or default_namespace
+    plural, name = PLURALS[obj["kind"]], obj["metadata"]["name"]
+    body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        current = api.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        api.replace_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, body)

@@ -1,0 +1,127 @@
+"""The sandbox: an embedded API server, the operator and the local Job runner, in one process tree.
+
+Its folder holds everything a user may want to look at or point tools at:
+- `kubeconfig`: for `kubectl --kubeconfig` (or `KUBECONFIG=`) against the sandbox's API server;
+- `volumes/<namespace>/<claim>/`: the Records' volumes (`files/` uploads, `outputs/<invocation>/` results);
+- `sandbox.json`: present while it runs, so that `autoscene upload` knows to write into `volumes/`.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+import kopf
+
+from .. import kube, paths, schemas
+from . import apply as applying
+from .apiserver import EmbeddedApiServer, write_kubeconfig
+from .jobrunner import LocalImage, LocalJobRunner
+
+logger = logging.getLogger(__name__)
+STATE_FILE = "sandbox.json"
+Found = TypeVar("Found")
+
+
+def local_images() -> dict[str, LocalImage]:
+    """The images the sandbox can run, each with the local folder standing for its files."""
+    return {
+        "autoscene/frame-extractor": LocalImage({"/app": paths.IMAGES / "frame-extractor"}),
+        # Used to prepare output folders; its `mkdir` is the host's.
+        "busybox": LocalImage(),
+    }
+
+
+def volumes_of(kubeconfig: Path) -> Path | None:
+    """The volumes folder of the running sandbox this kubeconfig belongs to, if it is one."""
+    state = kubeconfig.parent / STATE_FILE
+    if not state.is_file():
+        return None
+    return Path(json.loads(state.read_text())["volumes"])
+
+
+class Sandbox:
+    """Start with `with Sandbox(folder) as sandbox:`; everything stops when the block ends."""
+
+    def __init__(self, folder: Path, namespace: str = "default") -> None:
+        self.folder = folder.resolve()
+        self.namespace = namespace
+        self.kubeconfig = self.folder / "kubeconfig"
+        self.volumes = self.folder / "volumes"
+        self.crds = schemas.load_crds(paths.require(paths.CRDS))
+        self._server = EmbeddedApiServer()
+        self._operator_stop = threading.Event()
+        self._operator_ready = threading.Event()
+        self._operator: threading.Thread | None = None
+        self._runner: LocalJobRunner | None = None
+
+    def __enter__(self) -> "Sandbox":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.volumes.mkdir(exist_ok=True)
+        self.url = self._server.start()
+        write_kubeconfig(self.kubeconfig, self.url, namespace=self.namespace)
+        # The operator reads the same kubeconfig a user would; kopf's login looks at $KUBECONFIG.
+        os.environ["KUBECONFIG"] = str(self.kubeconfig)
+        self.api = kube.configure(str(self.kubeconfig))
+        self.apply(applying.documents(paths.CRDS))
+        self._runner = LocalJobRunner(self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log)
+        self._runner.start()
+        self._start_operator()
+        (self.folder / STATE_FILE).write_text(json.dumps({"url": self.url, "volumes": str(self.volumes)}))
+
+    def stop(self) -> None:
+        (self.folder / STATE_FILE).unlink(missing_ok=True)
+        self._operator_stop.set()
+        if self._operator is not None:
+            self._operator.join(timeout=15)
+        if self._runner is not None:
+            self._runner.stop()
+        self._server.stop()
+
+    def apply(self, objects: Any) -> list[str]:
+        return applying.apply(self.api, objects, self.crds, self.namespace)
+
+    def _start_operator(self) -> None:
+        from .. import handlers  # noqa: F401  (registers the operator's handlers with kopf)
+
+        def run() -> None:
+            asyncio.run(kopf.operator(
+                clusterwide=True,
+                standalone=True,
+                stop_flag=self._operator_stop,
+                ready_flag=self._operator_ready,
+            ))
+
+        self._operator = threading.Thread(target=run, name="operator", daemon=True)
+        self._operator.start()
+        if not self._operator_ready.wait(timeout=30):
+            raise RuntimeError("the operator did not start within 30 s")
+
+
+def wait_for(condition: Callable[[], Found | None], timeout: float, what: str, interval: float = 0.1) -> Found:
+    """Poll until `condition()` returns something, or fail saying what was awaited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found is not None:
+            return found
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"gave up waiting {timeout:.0f} s for {what}")
+        time.sleep(interval)

@@ -1,0 +1,122 @@
+"""An Invocation's status, read off its Job and the Job's Pods (never guessed)."""
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import jobs, timestamps
+
+PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+FINISHED = frozenset({SUCCEEDED, FAILED})
+LOG_TAIL_LINES = 20
+LOG_TAIL_CHARS = 2048
+
+
+def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The Invocation status that the Job's status and its newest Pod's container state say."""
+    job_status = job.get("status") or {}
+    finished = {
+        condition["type"]: condition
+        for condition in job_status.get("conditions") or []
+        if condition.get("status") == "True" and condition["type"] in ("Complete", "Failed")
+    }
+    terminated = _terminated_state(_newest(pods))
+    report = parse_termination_message((terminated or {}).get("message", ""))
+    status: dict[str, Any] = {
+        "jobName": job["metadata"]["name"],
+        "attempts": int(job_status.get("succeeded", 0))
+        + int(job_status.get("failed", 0))
+        + int(job_status.get("active", 0)),
+    }
+    if job_status.get("startTime"):
+        status["startTime"] = job_status["startTime"]
+    if terminated is not None and "exitCode" in terminated:
+        status["exitCode"] = int(terminated["exitCode"])
+    if "Complete" in finished:
+        status.update(phase=SUCCEEDED, reason="Completed")
+        status["completionTime"] = job_status.get("completionTime") or finished["Complete"].get(
+            "lastTransitionTime"
+        )
+        status["message"] = report.get("message") or "completed"
+    elif "Failed" in finished:
+        condition = finished["Failed"]
+        status.update(phase=FAILED, reason=condition.get("reason") or "Failed")
+        status["completionTime"] = condition.get("lastTransitionTime") or job_status.get("completionTime")
+        status["message"] = report.get("message") or condition.get("message") or "the job failed"
+    elif int(job_status.get("active", 0)) > 0 or status.get("startTime"):
+        status.update(phase=RUNNING, reason="Running", message="the action is running")
+    else:
+        status.update(phase=PENDING, reason="JobCreated", message="waiting for the job to start")
+    if "outputs" in report:
+        status["outputs"] = report["outputs"]
+    if report.get("logTail"):
+        status["logTail"] = report["logTail"]
+    if status.get("startTime") and status.get("completionTime"):
+        elapsed = timestamps.parse(status["completionTime"]) - timestamps.parse(status["startTime"])
+        status["duration"] = timestamps.human_duration(elapsed.total_seconds())
+    return {key: value for key, value in status.items() if value is not None}
+
+
+def parse_termination_message(text: str) -> dict[str, Any]:
+    """The action's JSON summary (`message`, `outputs`), or, when it wrote none, the log tail.
+
+    With `terminationMessagePolicy: FallbackToLogsOnError` the kubelet puts the end of the log in the
+    message when the action failed without writing one; its last line usually says why.
+    """
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        summary = json.loads(text)
+    except ValueError:
+        summary = None
+    if isinstance(summary, dict):
+        report: dict[str, Any] = {}
+        if isinstance(summary.get("message"), str):
+            report["message"] = summary["message"]
+        outputs = _outputs(summary.get("outputs"))
+        if outputs is not None:
+            report["outputs"] = outputs
+        return report
+    tail = log_tail(text)
+    return {"message": tail.splitlines()[-1], "logTail": tail}
+
+
+def log_tail(text: str) -> str:
+    """The last lines of a log, bounded in lines and characters for keeping in a status."""
+    lines = [line for line in text.strip().splitlines() if line.strip()][-LOG_TAIL_LINES:]
+    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+
+
+def _outputs(raw: Any) -> dict[str, Any] | None:
+    if not isinstance(raw, dict):
+        return None
+    paths = [path for path in raw.get("paths") or [] if isinstance(path, str)][:5]
+    return {"count": int(raw.get("count", 0)), "bytes": int(raw.get("bytes", 0)), "paths": paths}
+
+
+def _newest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp", ""), default=None)
+
+
+def _terminated_state(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if pod is None:
+        return None
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == jobs.ACTION_CONTAINER:
+            terminated = (container.get("state") or {}).get("terminated")
+            return dict(terminated) if terminated else None
+    return None
+
+
+def waiting(reason: str, message: str) -> dict[str, Any]:
+    return {"phase": PENDING, "reason": reason, "message": message}
+
+
+def failed(reason: str, message: str) -> dict[str, Any]:
+    return {
+        "phase": FAILED,
+        "reason": reason,
+        "message": message,
+        "completionTime": timestamps.render(timestamps.now()),
+    }

@@ -1,0 +1,62 @@
+from typing import Any
+
+from autoscene.firing import invocations_due
+from autoscene.naming import invocation_name
+
+SHA = "c" * 64
+
+
+def trigger(name: str, glob: str, created: str = "2026-01-01T10:00:00Z", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "lab", "creationTimestamp": created},
+        "spec": {"action": "extract-images", "fileGlob": glob, **spec},
+    }
+
+
+def record(*files: tuple[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "recordings", "namespace": "lab", "labels": labels or {}},
+        "status": {"files": [{"path": path, "sha256": SHA, "size": 1, "addedAt": added} for path, added in files]},
+    }
+
+
+def test_matching_file_makes_one_named_invocation() -> None:
+    due = invocations_due(record(("cam/clip.mp4", "2026-01-01T10:00:05.25Z")), [trigger("auto", "*.mp4")])
+    assert len(due) == 1
+    invocation = due[0]
+    assert invocation["metadata"]["name"] == invocation_name("auto", "recordings", "cam/clip.mp4", SHA)
+    assert invocation["metadata"]["namespace"] == "lab"
+    assert invocation["spec"] == {
+        "action": "extract-images", "record": "recordings", "file": "cam/clip.mp4", "sha256": SHA, "trigger": "auto",
+    }
+    assert invocation["metadata"]["labels"]["autoscene.io/trigger"] == "auto"
+
+
+def test_non_matching_file_fires_nothing() -> None:
+    assert invocations_due(record(("notes.txt", "2026-01-01T10:00:05Z")), [trigger("auto", "*.mp4")]) == []
+
+
+def test_files_older_than_the_trigger_do_not_fire() -> None:
+    files = record(("old.mp4", "2026-01-01T09:59:59.9Z"), ("same-second.mp4", "2026-01-01T10:00:00.4Z"),
+                   ("new.mp4", "2026-01-01T10:00:01Z"))
+    fired = {due["spec"]["file"] for due in invocations_due(files, [trigger("auto", "*.mp4")])}
+    assert fired == {"same-second.mp4", "new.mp4"}
+
+
+def test_suspended_and_unselected_triggers_do_not_fire() -> None:
+    files = record(("a.mp4", "2026-01-01T10:00:05Z"), labels={"site": "lab"})
+    triggers = [
+        trigger("paused", "*.mp4", suspend=True),
+        trigger("elsewhere", "*.mp4", recordSelector={"matchLabels": {"site": "field"}}),
+        trigger("here", "*.mp4", recordSelector={"matchLabels": {"site": "lab"}}),
+    ]
+    assert [due["spec"]["trigger"] for due in invocations_due(files, triggers)] == ["here"]
+
+
+def test_every_matching_trigger_fires_once_per_file() -> None:
+    files = record(("a.mp4", "2026-01-01T10:00:05Z"), ("b.mp4", "2026-01-01T10:00:06Z"))
+    due = invocations_due(files, [trigger("one", "*.mp4"), trigger("two", "a.*")])
+    assert sorted((d["spec"]["trigger"], d["spec"]["file"]) for d in due) == [
+        ("one", "a.mp4"), ("one", "b.mp4"), ("two", "a.mp4"),
+    ]
+    assert len({d["metadata"]["name"] for d in due}) == 3

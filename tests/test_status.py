@@ -1,0 +1,72 @@
+import json
+from typing import Any
+
+from autoscene.status import LOG_TAIL_CHARS, from_job, parse_termination_message
+
+START, END = "2026-01-01T10:00:00Z", "2026-01-01T10:01:05Z"
+
+
+def job(**job_status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": "run-1"}, "status": job_status}
+
+
+def pod(message: str = "", exit_code: int = 0, created: str = START) -> dict[str, Any]:
+    terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "message": message}
+    return {"metadata": {"creationTimestamp": created},
+            "status": {"containerStatuses": [{"name": "action", "state": {"terminated": terminated}}]}}
+
+
+def condition(kind: str, reason: str = "", message: str = "") -> dict[str, Any]:
+    return {"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": END}
+
+
+SUMMARY = json.dumps({"message": "extracted 48 frames", "outputs": {"count": 49, "bytes": 1000,
+                                                                     "paths": ["a/1.jpg"] * 9}})
+
+
+def test_a_job_not_started_is_pending() -> None:
+    status = from_job(job(), [])
+    assert status["phase"] == "Pending" and status["jobName"] == "run-1"
+
+
+def test_an_active_job_is_running() -> None:
+    status = from_job(job(startTime=START, active=1), [])
+    assert status["phase"] == "Running" and status["startTime"] == START and "completionTime" not in status
+
+
+def test_a_complete_job_succeeded_with_its_summary() -> None:
+    status = from_job(job(startTime=START, completionTime=END, succeeded=1, conditions=[condition("Complete")]),
+                      [pod(SUMMARY)])
+    assert status["phase"] == "Succeeded"
+    assert status["exitCode"] == 0
+    assert status["message"] == "extracted 48 frames"
+    assert status["outputs"] == {"count": 49, "bytes": 1000, "paths": ["a/1.jpg"] * 5}
+    assert status["duration"] == "1m5s"
+    assert status["completionTime"] == END
+
+
+def test_a_failed_job_reports_the_newest_pods_exit_code_and_log_tail() -> None:
+    log = "\n".join(f"line {n}" for n in range(200)) + "\nclip.mp4: not a readable video"
+    status = from_job(
+        job(startTime=START, failed=2, conditions=[condition("Failed", "BackoffLimitExceeded", "backoff")]),
+        [pod("old", 3, created="2026-01-01T10:00:00Z"), pod(log, 1, created="2026-01-01T10:00:30Z")],
+    )
+    assert status["phase"] == "Failed" and status["reason"] == "BackoffLimitExceeded"
+    assert status["exitCode"] == 1
+    assert status["message"] == "clip.mp4: not a readable video"
+    assert status["logTail"].endswith("clip.mp4: not a readable video")
+    assert len(status["logTail"]) <= LOG_TAIL_CHARS and "line 0\n" not in status["logTail"]
+    assert status["completionTime"] == END and status["attempts"] == 2
+
+
+def test_a_deadline_failure_without_a_message_says_so() -> None:
+    status = from_job(job(startTime=START, failed=1, conditions=[condition("Failed", "DeadlineExceeded",
+                                                                           "active longer than 60s")]), [])
+    assert status["reason"] == "DeadlineExceeded" and status["message"] == "active longer than 60s"
+
+
+def test_termination_messages() -> None:
+    assert parse_termination_message("") == {}
+    assert parse_termination_message('{"message": "ok"}') == {"message": "ok"}
+    assert parse_termination_message("Traceback\nValueError: bad")["message"] == "ValueError: bad"
+    assert parse_termination_message("[1, 2]")["message"] == "[1, 2]"
