@@ -21,7 +21,7 @@ def container_of(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_job_runs_the_action_on_the_record_volume() -> None:
-    job = build_job(INVOCATION, action(args=["--every", "2"], resources={"limits": {"memory": "1Gi"}}), "rec-claim")
+    job = build_job(INVOCATION, action(args=["--every", "2"], resources={"limits": {"memory": "1Gi", "cpu": 2}}), "rec-claim")
     assert job["metadata"]["name"] == "auto-clip-0123456789"
     assert job["metadata"]["namespace"] == "lab"
     [owner] = job["metadata"]["ownerReferences"]
@@ -31,7 +31,7 @@ def test_job_runs_the_action_on_the_record_volume() -> None:
     assert container["image"] == "autoscene/frame-extractor:0.1.0"
     assert container["command"] == ["python", "/app/extract_frames.py"]
     assert container["args"] == ["--every", "2"]
-    assert container["resources"] == {"limits": {"memory": "1Gi"}}
+    assert container["resources"] == {"limits": {"memory": "1Gi", "cpu": "2"}}
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
     assert mounts["/cos/files"] == {"name": "record", "mountPath": "/cos/files", "subPath": "files", "readOnly": True}
     assert mounts["/cos/outputs"]["subPath"] == "outputs/auto-clip-0123456789"

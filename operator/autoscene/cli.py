@@ -2,6 +2,7 @@
 
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -13,14 +14,19 @@ from rich.table import Table
 from . import invocations, kube, render, timestamps, upload
 
 app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
-console = Console()
+# Piped output (CI logs, files) gets the room of a wide terminal rather than 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
 DEFAULT_SANDBOX = Path(".autoscene")
 
 
 @app.command()
 def sandbox(
-    video: Annotated[Path | None, typer.Argument(help="MP4 to upload; a generated clip when omitted.")] = None,
-    folder: Annotated[Path, typer.Option("--dir", help="Folder for the kubeconfig and the volumes.")] = DEFAULT_SANDBOX,
+    video: Annotated[
+        Path | None, typer.Argument(help="MP4 to upload; a generated clip when omitted.")
+    ] = None,
+    folder: Annotated[
+        Path, typer.Option("--dir", help="Folder for the kubeconfig and the volumes.")
+    ] = DEFAULT_SANDBOX,
     keep: Annotated[bool, typer.Option(help="Keep the sandbox running after the demo, for kubectl.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the invocation.")] = 300,
 ) -> None:
@@ -41,7 +47,9 @@ def sandbox(
         if len(frames) > 3:
             console.print(f"  … {frames[-1].relative_to(result.outputs)}")
         if keep:
-            console.print(f"\nsandbox running; try: kubectl --kubeconfig {running.kubeconfig} get invocations")
+            console.print(
+                f"\nsandbox running; try: kubectl --kubeconfig {running.kubeconfig} get invocations"
+            )
             console.print("press Ctrl-C to stop")
             _wait_for_interrupt()
     if not result.succeeded:
@@ -66,13 +74,21 @@ def upload_command(
         kube.configure(str(config))
         volumes = volumes_of(config)
         if volumes is None:
-            raise upload.UploadError(f"{config} is not a running sandbox's kubeconfig; start `autoscene sandbox --keep`")
+            raise upload.UploadError(
+                f"{config} is not a running sandbox's kubeconfig; start `autoscene sandbox --keep`"
+            )
         total = sum(source.stat().st_size for source, _ in planned)
-        with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                      console=console) as progress:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=console,
+        ) as progress:
             task = progress.add_task(f"uploading to {record}", total=total)
-            uploaded = upload.upload_to_folder(volumes, namespace, record, planned,
-                                               lambda done: progress.advance(task, done))
+            uploaded = upload.upload_to_folder(
+                volumes, namespace, record, planned, lambda done: progress.advance(task, done)
+            )
     except (upload.UploadError, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(1) from error
@@ -106,8 +122,12 @@ def operator(
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     if not all_namespaces and not namespace:
         raise typer.BadParameter("give --all-namespaces or at least one --namespace")
-    kopf.run(clusterwide=all_namespaces, namespaces=namespace or [], liveness_endpoint=liveness,
-             standalone=standalone)
+    kopf.run(
+        clusterwide=all_namespaces,
+        namespaces=namespace or [],
+        liveness_endpoint=liveness,
+        standalone=standalone,
+    )
 
 
 def _print_invocations(namespace: str) -> None:
@@ -130,4 +150,3 @@ def _wait_for_interrupt() -> None:
         signal.pause()
     except KeyboardInterrupt:
         pass
-

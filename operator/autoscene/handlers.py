@@ -9,12 +9,15 @@ from . import GROUP, VERSION, invocations, kube, labels, records, status, trigge
 from . import settings as operator_settings
 
 ACTIONS, TRIGGERS, RECORDS, INVOCATIONS = "actions", "triggers", "records", "invocations"
+# A failed API call is retried soon: most failures here are brief (a conflict, a restarting server).
+RETRY_SECONDS = 5
 _known_invocations: set[tuple[str, str]] = set()
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     operator_settings.apply(settings)
+    _known_invocations.clear()
     kube.configure()
 
 
@@ -26,8 +29,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 # Records -----------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, RECORDS)
-@kopf.on.create(GROUP, VERSION, RECORDS)
+@kopf.on.resume(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS)
 def record_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     claim = records.ensure_claim(body)
     if (body.get("status") or {}).get("claimName") != claim or (body.get("status") or {}).get(
@@ -36,7 +39,7 @@ def record_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         patch.status["claimName"] = claim
         patch.status["phase"] = "Ready"
         patch.status["message"] = f'files are kept on claim "{claim}"'
-        kopf.info(body, reason="ClaimReady", message=f'files are kept on PersistentVolumeClaim "{claim}"')
+        _event(body, "ClaimReady", f'files are kept on PersistentVolumeClaim "{claim}"')
 
 
 @kopf.on.event(GROUP, VERSION, RECORDS)
@@ -49,10 +52,10 @@ def record_changed(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
         if kube.create_custom(INVOCATIONS, invocation):
             spec = invocation["spec"]
             logger.info(f'Trigger "{spec["trigger"]}" fired on {spec["file"]}: {key[1]}')
-            kopf.info(
+            _event(
                 body,
-                reason="TriggerFired",
-                message=f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {key[1]}',
+                "TriggerFired",
+                f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {key[1]}',
             )
             triggers.count_firing(key[0], spec["trigger"], key[1])
         _known_invocations.add(key)
@@ -61,8 +64,8 @@ def record_changed(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
 # Invocations -------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, INVOCATIONS)
-@kopf.on.create(GROUP, VERSION, INVOCATIONS)
+@kopf.on.resume(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
+@kopf.on.create(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
 def invocation_created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
     wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
     missing = {key: value for key, value in wanted.items() if body.metadata.labels.get(key) != value}
@@ -114,7 +117,10 @@ def _write_start(invocation: Any) -> None:
 
 def _announce(invocation: Any, update: dict[str, Any]) -> None:
     """A Kubernetes Event on the Invocation for each transition a user should see."""
-    event = kopf.warn if update.get("phase") == status.FAILED else kopf.info
-    event(
-        invocation, reason=update.get("reason") or update.get("phase", ""), message=update.get("message", "")
-    )
+    reason = update.get("reason") or update.get("phase", "")
+    _event(invocation, reason, update.get("message", ""), warning=update.get("phase") == status.FAILED)
+
+
+def _event(obj: Any, reason: str, message: str, warning: bool = False) -> None:
+    # Posted on purpose, whatever the level of handler log lines that kopf turns into Events.
+    kopf.event(obj, type="Warning" if warning else "Normal", reason=reason, message=message)

@@ -83,7 +83,7 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
         if action_spec.get(key):
             container[key] = list(action_spec[key])
     if action_spec.get("resources"):
-        container["resources"] = dict(action_spec["resources"])
+        container["resources"] = quantities_as_strings(action_spec["resources"])
     return {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -110,6 +110,14 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             {"name": "record", "persistentVolumeClaim": {"claimName": claim}},
             {"name": "tmp", "emptyDir": {}},
         ],
+    }
+
+
+def quantities_as_strings(resources: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """`cpu: 2` and `cpu: "2"` are the same quantity; clients want the string form."""
+    return {
+        kind: {name: str(value) for name, value in (amounts or {}).items()}
+        for kind, amounts in resources.items()
     }
 
 

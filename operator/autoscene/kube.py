@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 from . import GROUP, VERSION
 
 _api_client: client.ApiClient | None = None
-Result = TypeVar("Result")
+JSON_PATCH = "application/json-patch+json"
 
 
 def configure(kubeconfig: str | None = None) -> client.ApiClient:
@@ -122,7 +122,9 @@ def update_status(
         ]
         try:
             return dict(
-                custom().patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, patch)
+                custom().patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, plural, name, patch, _content_type=JSON_PATCH
+                )
             )
         except ApiException as error:
             if error.status not in (409, 422):

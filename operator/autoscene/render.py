@@ -11,8 +11,9 @@ COLUMNS = ("NAME", "ACTION", "RECORD", "FILE", "PHASE", "DURATION", "EXIT", "AGE
 
 def invocation_rows(invocations: Iterable[Mapping[str, Any]], now: datetime) -> list[tuple[str, ...]]:
     """One row per Invocation, oldest first, every cell a string ('' where nothing is known yet)."""
-    ordered = sorted(invocations, key=lambda inv: (inv["metadata"].get("creationTimestamp", ""),
-                                                    inv["metadata"]["name"]))
+    ordered = sorted(
+        invocations, key=lambda inv: (inv["metadata"].get("creationTimestamp", ""), inv["metadata"]["name"])
+    )
     return [_row(invocation, now) for invocation in ordered]
 
 

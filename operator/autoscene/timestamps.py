@@ -28,6 +28,8 @@ def truncate_to_second(moment: datetime) -> datetime:
 
 def human_duration(seconds: float) -> str:
     """`kubectl`-style short durations: 850ms, 42s, 3m7s, 2h5m."""
+    if seconds <= 0:
+        return "0s"
     if seconds < 1:
         return f"{round(seconds * 1000)}ms"
     whole = round(seconds)

@@ -82,7 +82,9 @@ def plan(sources: list[Path], prefix: str = "") -> list[tuple[Path, str]]:
     planned = []
     for source in sources:
         check_source(source)
-        planned.append((source, record_path(f"{prefix.rstrip('/')}/{source.name}" if prefix else source.name)))
+        planned.append(
+            (source, record_path(f"{prefix.rstrip('/')}/{source.name}" if prefix else source.name))
+        )
     targets = [target for _, target in planned]
     duplicates = sorted({target for target in targets if targets.count(target) > 1})
     if duplicates:

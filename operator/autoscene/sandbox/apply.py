@@ -32,8 +32,12 @@ def documents(path: Path) -> Iterator[dict[str, Any]]:
                 yield document
 
 
-def apply(api: client.ApiClient, objects: Iterable[Mapping[str, Any]], crds: Mapping[Any, Any],
-          namespace: str = "default") -> list[str]:
+def apply(
+    api: client.ApiClient,
+    objects: Iterable[Mapping[str, Any]],
+    crds: Mapping[Any, Any],
+    namespace: str = "default",
+) -> list[str]:
     """Create each object, or replace it when it exists; `kind/name` of each, in order."""
     applied = []
     for obj in objects:
@@ -43,10 +47,14 @@ def apply(api: client.ApiClient, objects: Iterable[Mapping[str, Any]], crds: Map
         elif obj.get("apiVersion") == f"{GROUP}/{VERSION}" and kind in PLURALS:
             errors = schemas.validate(dict(obj), crds)
             if errors:
-                raise InvalidManifestError(f"{kind} {obj['metadata'].get('name')!r} is invalid: " + "; ".join(errors))
+                raise InvalidManifestError(
+                    f"{kind} {obj['metadata'].get('name')!r} is invalid: " + "; ".join(errors)
+                )
             _create_or_replace_custom(client.CustomObjectsApi(api), obj, namespace)
         else:
-            raise InvalidManifestError(f"the sandbox applies CRDs and autoscene objects, not {kind}; use kubectl")
+            raise InvalidManifestError(
+                f"the sandbox applies CRDs and autoscene objects, not {kind}; use kubectl"
+            )
         applied.append(f"{kind.lower()}/{obj['metadata']['name']}")
     return applied
 
@@ -62,7 +70,9 @@ def _create_or_replace_crd(api: client.ApiextensionsV1Api, crd: Mapping[str, Any
         api.replace_custom_resource_definition(crd["metadata"]["name"], body)
 
 
-def _create_or_replace_custom(api: client.CustomObjectsApi, obj: Mapping[str, Any], default_namespace: str) -> None:
+def _create_or_replace_custom(
+    api: client.CustomObjectsApi, obj: Mapping[str, Any], default_namespace: str
+) -> None:
     namespace = obj["metadata"].get("namespace") or default_namespace
     plural, name = PLURALS[obj["kind"]], obj["metadata"]["name"]
     body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}

@@ -23,7 +23,7 @@ class DemoResult:
 
 def run_demo(sandbox: Sandbox, video: Path, say: Callable[[str], None], timeout: float = 180) -> DemoResult:
     """Apply the samples, upload `video` to the sample Record and wait for its Invocation to finish."""
-    for applied in sandbox.apply(list(_samples())):
+    for applied in sandbox.apply(list(sample_manifests())):
         say(f"applied {applied}")
     namespace = sandbox.namespace
     record = wait_for(lambda: _ready_record(namespace), 30, f'record "{DEMO_RECORD}" to get its volume')
@@ -31,14 +31,17 @@ def run_demo(sandbox: Sandbox, video: Path, say: Callable[[str], None], timeout:
     planned = upload.plan([video])
     uploaded = upload.upload_to_folder(sandbox.volumes, namespace, DEMO_RECORD, planned, lambda _: None)
     say(f"uploaded {uploaded[0].path} ({uploaded[0].size} bytes, sha256 {uploaded[0].sha256[:12]}…)")
-    invocation = wait_for(lambda: _finished_run_of(namespace, uploaded[0].path), timeout,
-                          f"the invocation for {uploaded[0].path} to finish")
+    invocation = wait_for(
+        lambda: _finished_run_of(namespace, uploaded[0].path),
+        timeout,
+        f"the invocation for {uploaded[0].path} to finish",
+    )
     claim = records.claim_of(record) or ""
     outputs = sandbox.volumes / namespace / claim / jobs.output_subpath(invocation["metadata"]["name"])
     return DemoResult(invocation, outputs)
 
 
-def _samples() -> Any:
+def sample_manifests() -> Any:
     from .apply import documents
 
     return documents(paths.require(paths.SAMPLES))

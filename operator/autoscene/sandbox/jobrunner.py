@@ -448,8 +448,7 @@ def _termination_message(
 
 def _container_status(container: Mapping[str, Any], result: ContainerResult) -> dict[str, Any]:
     return {
-        "name": container["name"],
-        "image": container["image"],
+        **_identity(container),
         "ready": False,
         "restartCount": 0,
         "state": {
@@ -466,11 +465,19 @@ def _container_status(container: Mapping[str, Any], result: ContainerResult) -> 
 
 def _running_status(container: Mapping[str, Any], started_at: str) -> dict[str, Any]:
     return {
-        "name": container["name"],
-        "image": container["image"],
+        **_identity(container),
         "ready": True,
         "restartCount": 0,
         "state": {"running": {"startedAt": started_at}},
+    }
+
+
+def _identity(container: Mapping[str, Any]) -> dict[str, str]:
+    """The fields a container status always carries; the image ID names the local stand-in."""
+    return {
+        "name": container["name"],
+        "image": container["image"],
+        "imageID": f"local://{container['image']}",
     }
 
 

@@ -69,7 +69,9 @@ class Sandbox:
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -81,7 +83,9 @@ class Sandbox:
         os.environ["KUBECONFIG"] = str(self.kubeconfig)
         self.api = kube.configure(str(self.kubeconfig))
         self.apply(applying.documents(paths.CRDS))
-        self._runner = LocalJobRunner(self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log)
+        self._runner = LocalJobRunner(
+            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
+        )
         self._runner.start()
         self._start_operator()
         (self.folder / STATE_FILE).write_text(json.dumps({"url": self.url, "volumes": str(self.volumes)}))
@@ -98,16 +102,26 @@ class Sandbox:
     def apply(self, objects: Any) -> list[str]:
         return applying.apply(self.api, objects, self.crds, self.namespace)
 
+    def restart_operator(self) -> None:
+        """Stop the operator and start it again, as a Deployment's rollout would."""
+        self._operator_stop.set()
+        if self._operator is not None:
+            self._operator.join(timeout=15)
+        self._operator_stop, self._operator_ready = threading.Event(), threading.Event()
+        self._start_operator()
+
     def _start_operator(self) -> None:
         from .. import handlers  # noqa: F401  (registers the operator's handlers with kopf)
 
         def run() -> None:
-            asyncio.run(kopf.operator(
-                clusterwide=True,
-                standalone=True,
-                stop_flag=self._operator_stop,
-                ready_flag=self._operator_ready,
-            ))
+            asyncio.run(
+                kopf.operator(
+                    clusterwide=True,
+                    standalone=True,
+                    stop_flag=self._operator_stop,
+                    ready_flag=self._operator_ready,
+                )
+            )
 
         self._operator = threading.Thread(target=run, name="operator", daemon=True)
         self._operator.start()
@@ -115,7 +129,9 @@ class Sandbox:
             raise RuntimeError("the operator did not start within 30 s")
 
 
-def wait_for(condition: Callable[[], Found | None], timeout: float, what: str, interval: float = 0.1) -> Found:
+def wait_for(
+    condition: Callable[[], Found | None], timeout: float, what: str, interval: float = 0.1
+) -> Found:
     """Poll until `condition()` returns something, or fail saying what was awaited."""
     deadline = time.monotonic() + timeout
     while True:

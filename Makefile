@@ -1,0 +1,31 @@
+# The two commands a newcomer needs: `make demo` (the whole flow, no cluster) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+demo: $(STAMP)
+	$(BIN)/autoscene sandbox
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator tests bench images/frame-extractor
+	$(BIN)/mypy operator/autoscene images/frame-extractor/extract_frames.py
+
+bench: $(STAMP)
+	$(BIN)/python bench/frames.py
+
+# A fresh machine gets exactly the pinned versions the project was tested with.
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .autoscene .pytest_cache .mypy_cache .ruff_cache
