@@ -1,6 +1,6 @@
 from typing import Any
 
-from autoscene.firing import invocations_due
+from autoscene.firing import invocations_due, mark_dispatched
 from autoscene.naming import invocation_name
 
 SHA = "c" * 64
@@ -60,3 +60,19 @@ def test_every_matching_trigger_fires_once_per_file() -> None:
         ("one", "a.mp4"), ("one", "b.mp4"), ("two", "a.mp4"),
     ]
     assert len({d["metadata"]["name"] for d in due}) == 3
+
+
+def test_dispatched_files_never_fire_again() -> None:
+    files = record(("a.mp4", "2026-01-01T10:00:05Z"), ("b.mp4", "2026-01-01T10:00:06Z"))
+    files["status"]["files"][0]["dispatchedAt"] = "2026-01-01T10:00:07Z"
+    assert [d["spec"]["file"] for d in invocations_due(files, [trigger("auto", "*.mp4")])] == ["b.mp4"]
+
+
+def test_marking_dispatched_touches_only_the_same_content() -> None:
+    dispatched = [{"path": "a.mp4", "sha256": SHA}]
+    current = {"fileCount": 2, "files": [{"path": "a.mp4", "sha256": SHA}, {"path": "b.mp4", "sha256": SHA}]}
+    replaced = {"files": [{"path": "a.mp4", "sha256": "d" * 64}]}  # new content arrived meanwhile
+    assert mark_dispatched(current, dispatched, "T") == {
+        "fileCount": 2, "files": [{"path": "a.mp4", "sha256": SHA, "dispatchedAt": "T"}, {"path": "b.mp4", "sha256": SHA}],
+    }
+    assert mark_dispatched(replaced, dispatched, "T") == replaced

@@ -213,6 +213,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.recordSelector.matchExpressions[].values": "array",
         "spec.recordSelector.matchExpressions[].values[]": "string",
         "spec.suspend": "boolean",
+        "spec.retention": "object",
+        "spec.retention.keepLast": "integer",
+        "spec.retention.maxAgeDays": "integer",
         "status": "object",
         "status.fired": "integer",
         "status.lastFiredAt": "string",
@@ -235,6 +238,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.files[].size": "integer",
         "status.files[].sha256": "string",
         "status.files[].addedAt": "string",
+        "status.files[].dispatchedAt": "string",
     },
     "Invocation": {
         "spec": "object",

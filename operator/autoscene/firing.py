@@ -10,12 +10,13 @@ from . import API_VERSION, globs, labels, naming, selectors, timestamps
 def invocations_due(record: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The Invocation bodies for every (file, Trigger) pair that fires, named deterministically.
 
-    A Trigger fires on a file when it is not suspended, selects the Record, its glob matches the
-    file's path, and the file was added no earlier than the Trigger's creation (second precision, as
-    the API server keeps it): a Trigger never fires on files that were there before it.
+    Only files not yet dispatched count. A Trigger fires on a file when it is not suspended, selects
+    the Record, its glob matches the file's path, and the file was added no earlier than the Trigger's
+    creation (second precision, as the API server keeps it): a Trigger never fires on files that were
+    there before it.
     """
     record_meta = record["metadata"]
-    files = (record.get("status") or {}).get("files") or []
+    files = undispatched_files(record)
     due = []
     for trigger in triggers:
         if not _is_armed_for(trigger, record_meta.get("labels")):
@@ -26,6 +27,22 @@ def invocations_due(record: Mapping[str, Any], triggers: Iterable[Mapping[str, A
             if globs.matches(pattern, file["path"]) and _added_since(file, created):
                 due.append(invocation_for(trigger, record_meta["name"], file))
     return due
+
+
+def undispatched_files(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [file for file in (record.get("status") or {}).get("files") or [] if not file.get("dispatchedAt")]
+
+
+def mark_dispatched(
+    current_status: Mapping[str, Any], dispatched: Iterable[Mapping[str, Any]], moment: str
+) -> dict[str, Any]:
+    """The Record status with these files (same path and content) marked as dispatched at `moment`."""
+    done = {(file["path"], file.get("sha256")) for file in dispatched}
+    files = [
+        {**file, "dispatchedAt": moment} if (file["path"], file.get("sha256")) in done else file
+        for file in current_status.get("files") or []
+    ]
+    return {**current_status, "files": files}
 
 
 def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,5 @@
 """Every event the operator reacts to, on one screen. The work lives in the modules they call."""
 
-import logging
 from typing import Any
 
 import kopf
@@ -11,13 +10,12 @@ from . import settings as operator_settings
 ACTIONS, TRIGGERS, RECORDS, INVOCATIONS = "actions", "triggers", "records", "invocations"
 # A failed API call is retried soon: most failures here are brief (a conflict, a restarting server).
 RETRY_SECONDS = 5
-_known_invocations: set[tuple[str, str]] = set()
+DISPATCH_RETRY_SECONDS = 20
 
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     operator_settings.apply(settings)
-    _known_invocations.clear()
     kube.configure()
 
 
@@ -43,22 +41,27 @@ def record_created(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, RECORDS)
-def record_changed(body: kopf.Body, logger: logging.Logger, **_: Any) -> None:
+def record_changed(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
     """Turn the Record's new files into Invocations: once each, whatever repeats the event."""
-    for invocation in records.due_invocations(body):
-        key = (invocation["metadata"]["namespace"], invocation["metadata"]["name"])
-        if key in _known_invocations:
-            continue
+    _dispatch(body, logger)
+
+
+@kopf.timer(GROUP, VERSION, RECORDS, interval=DISPATCH_RETRY_SECONDS, idle=DISPATCH_RETRY_SECONDS)
+def record_dispatch_retried(body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+    """Events are not retried: a dispatch that failed (the API briefly away) is done again here."""
+    _dispatch(body, logger)
+
+
+def _dispatch(record: kopf.Body, logger: kopf.Logger) -> None:
+    for invocation in records.due_invocations(record):
+        namespace, name = invocation["metadata"]["namespace"], invocation["metadata"]["name"]
         if kube.create_custom(INVOCATIONS, invocation):
             spec = invocation["spec"]
-            logger.info(f'Trigger "{spec["trigger"]}" fired on {spec["file"]}: {key[1]}')
-            _event(
-                body,
-                "TriggerFired",
-                f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {key[1]}',
-            )
-            triggers.count_firing(key[0], spec["trigger"], key[1])
-        _known_invocations.add(key)
+            message = f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {name}'
+            logger.info(message)
+            _event(record, "TriggerFired", message)
+            triggers.count_firing(namespace, spec["trigger"], name)
+    records.mark_dispatched(record)
 
 
 # Invocations -------------------------------------------------------------------------------------
@@ -75,21 +78,21 @@ def invocation_created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
-def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
-    if type == "DELETED":
+def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
+    if type == "DELETED" or namespace is None:
         return
     found = invocations.status_from_job(body)
     if found is None:
         return
     name, wanted = found
-    invocation = kube.get_custom(INVOCATIONS, body.metadata.namespace, name)
+    invocation = kube.get_custom(INVOCATIONS, namespace, name)
     if invocation is None:
         return
     current = invocation.get("status") or {}
     update = invocations.changed_fields(current, wanted)
     if not update:
         return
-    kube.patch_custom_status(INVOCATIONS, body.metadata.namespace, name, update)
+    kube.patch_custom_status(INVOCATIONS, namespace, name, update)
     if update.get("phase") and update["phase"] != current.get("phase"):
         _announce(invocation, wanted)
 
@@ -98,11 +101,11 @@ def job_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, ACTIONS)
-def action_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+def action_changed(type: str, name: str, namespace: str | None, **_: Any) -> None:
     """An Action that appears (or is seen at start-up) starts the Invocations that waited for it."""
-    if type == "DELETED":
+    if type == "DELETED" or namespace is None:
         return
-    for invocation in invocations.waiting_for_action(body.metadata.namespace, body.metadata.name):
+    for invocation in invocations.waiting_for_action(namespace, name):
         _write_start(invocation)
 
 

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from . import firing, kube, labels, naming, ownership
+from . import firing, kube, labels, naming, ownership, timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,23 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
 
 
 def due_invocations(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every Invocation the Record's files call for, given the Triggers of its namespace now."""
-    if not (record.get("status") or {}).get("files"):
+    """Every Invocation the Record's new files call for, given the Triggers of its namespace now."""
+    if not firing.undispatched_files(record):
         return []
     triggers = kube.list_custom("triggers", record["metadata"]["namespace"])
     return firing.invocations_due(record, triggers)
+
+
+def mark_dispatched(record: Mapping[str, Any]) -> None:
+    """Note in the Record that its new files were dispatched, so no event makes them fire again."""
+    dispatched = firing.undispatched_files(record)
+    if not dispatched:
+        return
+    moment = timestamps.render_precise(timestamps.now())
+    meta = record["metadata"]
+    kube.update_status(
+        "records",
+        meta["namespace"],
+        meta["name"],
+        lambda current: firing.mark_dispatched(current, dispatched, moment),
+    )

@@ -118,7 +118,10 @@ def register(namespace: str, record: str, uploaded: list[UploadedFile]) -> dict[
 
     def with_files(current: dict[str, Any]) -> dict[str, Any]:
         files = {entry["path"]: entry for entry in current.get("files") or []}
-        files.update((file.path, file.entry()) for file in uploaded)
+        for file in uploaded:
+            # The same content registered again is the same file: its history stays as it was.
+            if files.get(file.path, {}).get("sha256") != file.sha256:
+                files[file.path] = file.entry()
         return {
             **current,
             "files": sorted(files.values(), key=lambda entry: entry["path"]),

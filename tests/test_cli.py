@@ -1,0 +1,59 @@
+"""The `autoscene` command as a user types it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from autoscene.cli import app
+from autoscene.sample_video import make_sample_video
+
+from .conftest import RunningSandbox
+
+runner = CliRunner()
+
+
+def upload(sandbox: RunningSandbox, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["upload", *args, "--kubeconfig", str(sandbox.sandbox.kubeconfig)])
+    return result.exit_code, result.output
+
+
+def test_upload_registers_files_and_fires_the_trigger(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    clip = make_sample_video(tmp_path / "cam.mp4", width=64, height=48, frames=6)
+    code, output = upload(sandbox, "recordings", str(clip), "--prefix", "day1")
+    assert code == 0, output
+    assert "day1/cam.mp4" in output and "sha256:" in output
+    run = sandbox.run_of("day1/cam.mp4")
+    assert run["status"]["phase"] == "Succeeded"
+    history = runner.invoke(app, ["invocations", "--kubeconfig", str(sandbox.sandbox.kubeconfig)])
+    assert history.exit_code == 0
+    assert run["metadata"]["name"] in history.output and "Succeeded" in history.output
+
+
+def test_upload_errors_are_clear_and_copy_nothing(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    clip = tmp_path / "ok.mp4"
+    clip.write_bytes(b"not even a video")
+    cases = {
+        ("recordings", str(tmp_path / "missing.mp4")): "missing.mp4: no such file",
+        ("recordings", str(clip), "--prefix", "../up"): "escapes the record",
+        ("recordings", str(clip), "--prefix", "/abs"): "not a relative path",
+        ("no-such-record", str(clip)): 'record "no-such-record" does not exist',
+    }
+    for args, message in cases.items():
+        code, output = upload(sandbox, *args)
+        assert code == 1, output
+        assert message in " ".join(output.split()), output
+    files = sandbox.sandbox.volumes / sandbox.namespace / "record-recordings" / "files"
+    assert not files.exists() or not any(files.rglob("*"))
+
+
+def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
+    executable = Path(sys.executable).with_name("autoscene")
+    result = subprocess.run([str(executable), "sandbox", "--dir", str(tmp_path / "demo")], capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Succeeded" in result.stdout
+    frames = list((tmp_path / "demo" / "volumes").rglob("frame_*.jpg"))
+    assert frames and f"{len(frames)} JPEG frames" in result.stdout
