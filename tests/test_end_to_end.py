@@ -25,6 +25,7 @@ def frames_in(video: Path) -> int:
 
 @pytest.fixture
 def clip(tmp_path: Path) -> Path:
+    (tmp_path / "inputs").mkdir()
     return make_sample_video(tmp_path / "inputs" / "drive 01.mp4", width=160, height=120, frames=30, fps=15)
 
 
@@ -70,6 +71,7 @@ def test_the_same_file_uploaded_twice_makes_one_invocation(
     runs = [inv for inv in sandbox.invocations() if inv["spec"]["file"] == clip.name]
     assert [run["metadata"]["name"] for run in runs] == [first["metadata"]["name"]]
     # New content at the same path is a new run.
+    (tmp_path / "changed").mkdir()
     changed = make_sample_video(tmp_path / "changed" / clip.name, width=64, height=48, frames=5, seed=99)
     sandbox.upload("recordings", changed)
     second = sandbox.run_of(clip.name, exclude=frozenset({first["metadata"]["name"]}))
@@ -98,7 +100,7 @@ def test_a_manual_invocation_runs(sandbox: RunningSandbox, clip: Path) -> None:
     done = sandbox.finished("by-hand")
     assert done["status"]["phase"] == "Succeeded"
     assert done["metadata"]["labels"]["autoscene.io/action"] == "extract-images"
-    assert len(list((sandbox.outputs_of(done) / clip.stem).glob("*.jpg"))) == frames_in(clip)
+    assert len(list((sandbox.outputs_of(done) / "manual" / clip.stem).glob("*.jpg"))) == frames_in(clip)
 
 
 def test_an_invocation_of_a_missing_action_fails_then_recovers(sandbox: RunningSandbox, clip: Path) -> None:

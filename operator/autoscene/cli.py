@@ -36,12 +36,14 @@ def sandbox(
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with Sandbox(folder) as running:
-        console.print(f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}")
+        console.print(
+            f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
+        )
         clip = video or _generated_clip(running.folder)
         result = run_demo(running, clip, lambda line: console.print(f"  {line}"), timeout=timeout)
         _print_invocations(running.namespace)
         frames = sorted(result.outputs.rglob("*.jpg"))
-        console.print(f"\n[bold]outputs[/] {result.outputs}: {len(frames)} JPEG frames")
+        console.print(f"\n[bold]outputs[/] {len(frames)} JPEG frames in {result.outputs}", soft_wrap=True)
         for frame in frames[:3]:
             console.print(f"  {frame.relative_to(result.outputs)}")
         if len(frames) > 3:

@@ -1,0 +1,539 @@
+"""
+An embedded Kubernetes API server for tests and the no-cluster sandbox.
+
+It is kmock's `KubernetesEmulator` (kmock==0.8) completed with what kopf, the kubernetes client and
+`kubectl` rely on: metadata (uid, resourceVersion, generation, timestamps), status codes and `Status`
+errors, the four PATCH content types, status subresources, label and field selectors, watches that
+resume from a resourceVersion, finalizers, ownerReference garbage collection, CRDs that start serving
+their resources, discovery, and server-side printing (Tables) for `kubectl get`.
+
+The object semantics live in `apiserver_store`; this module maps HTTP requests onto them and runs
+the server on its own thread and event loop (`EmbeddedApiServer`), so that clients running in the
+caller's loop (kopf) never compete with it. No request history is kept: memory and time stay linear
+in the number of objects.
+"""
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from types import TracebackType
+
+import aiohttp.web
+import attrs
+import kmock
+import yaml
+from kmock import KubernetesError
+
+from .apiserver_http import (
+    ApiTarget,
+    delete_options,
+    initial_events_end,
+    is_dry_run,
+    is_metadata_path,
+    json_response,
+    list_document,
+    log_tail,
+    openapi_group_version,
+    parse_resource_path,
+    propagation_policy,
+    read_object,
+    status_of,
+    watch_line,
+)
+from .apiserver_patches import APPLY_PATCH, parse_patch, patcher_for
+from .apiserver_resources import (
+    PODS,
+    ResourceType,
+    api_error,
+    api_group_document,
+    api_group_list_document,
+    api_resource_list_document,
+    api_versions_document,
+    bad_request,
+    openapi_group_version_document,
+    openapi_index_document,
+    unknown_resource,
+)
+from .apiserver_selectors import Selection, SelectorError
+from .apiserver_store import Object, ObjectStore, Subscription
+from .apiserver_tables import table_of, wants_table
+
+logger = logging.getLogger(__name__)
+
+_SERVER_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2025-01-01T00:00:00Z",
+    "goVersion": "",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+_HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
+_FINISHED_POD_PHASES = ("Succeeded", "Failed")
+_LOG_FOLLOW_INTERVAL = 0.2
+
+
+@attrs.define(kw_only=True)
+class KubernetesApiEmulator(kmock.KubernetesEmulator):
+    """
+    kmock's Kubernetes emulator with the semantics of a real API server (see the module's docstring).
+
+    API URLs (/api…, /apis…, /version, /openapi…, health checks) are served from `store` (kmock's own
+    `objects` array stays empty); other URLs still go to kmock's reactions (e.g.
+    `emulator['get /metrics'] << b'…'`), whose requests are dropped from its log once answered.
+    """
+
+    store: ObjectStore = attrs.field(factory=ObjectStore, init=False)
+    pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+    server_address: str = "127.0.0.1:0"
+    _closing: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.store.removal_listeners.append(self._forget_pod_log)
+
+    def set_pod_log(self, namespace: str, name: str, text: str) -> None:
+        """Record the log text of a pod, served by GET …/pods/<name>/log (safe to call from any thread)."""
+        self.pod_logs[namespace, name] = text
+
+    def _forget_pod_log(self, group_resource: tuple[str, str], obj: Object) -> None:
+        if group_resource == PODS:
+            metadata = obj.get("metadata", {})
+            self.pod_logs.pop((metadata.get("namespace", ""), metadata.get("name", "")), None)
+
+    def close(self) -> None:
+        """End the open watch and log streams, so that the HTTP server can stop without waiting for them."""
+        self._closing = True
+        self.store.close_all_subscriptions()
+
+    # Entry point and routing.
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if not self._is_api_path(raw_request.path):
+            return await self._serve_by_reactions(raw_request)
+        try:
+            return await self._route(raw_request)
+        except KubernetesError as exc:
+            return json_response(status_of(exc), status=exc.status)
+        except SelectorError as exc:
+            return json_response(status_of(bad_request(str(exc))), status=400)
+        except Exception as exc:
+            logger.exception("Failed to serve %s %s", raw_request.method, raw_request.path_qs)
+            return json_response(status_of(api_error(500, "InternalError", repr(exc))), status=500)
+
+    @staticmethod
+    def _is_api_path(path: str) -> bool:
+        api_roots = ("/api", "/apis", "/version", "/openapi", *_HEALTH_PATHS)
+        return path == "/" or any(path == root or path.startswith(f"{root}/") for root in api_roots)
+
+    async def _serve_by_reactions(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        try:
+            return await super().__call__(raw_request)
+        finally:
+            self._requests[:] = [
+                request for request in self._requests if request._raw_request is not raw_request
+            ]
+
+    async def _route(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        path = raw_request.path.rstrip("/") or "/"
+        segments = [segment for segment in path.split("/") if segment]
+        if is_metadata_path(segments):
+            return self._serve_metadata(raw_request.method, path, segments)
+        if segments[0] == "api":
+            target = parse_resource_path("", segments[1], segments[2:])
+        else:
+            target = parse_resource_path(segments[1], segments[2], segments[3:])
+        if target is None:
+            raise unknown_resource(path)
+        resource = self.store.resolve(target.group, target.version, target.plural)
+        if resource is None or (target.namespace is not None and not resource.namespaced):
+            raise unknown_resource(path)
+        if target.subresource is not None and target.subresource not in resource.subresources:
+            raise unknown_resource(path)
+        return await self._serve_resource(raw_request, resource, target)
+
+    def _serve_metadata(self, method: str, path: str, segments: list[str]) -> aiohttp.web.StreamResponse:
+        """The root, version, health and discovery documents."""
+        if method != "GET":
+            raise api_error(405, "MethodNotAllowed", f"the server does not allow {method} on {path}")
+        types = self.store.resource_types()
+        if path == "/":
+            group_paths = {
+                f"/apis/{resource.group}/{resource.version}" for resource in types if resource.group
+            }
+            group_paths |= {f"/apis/{resource.group}" for resource in types if resource.group}
+            paths = ["/api", "/api/v1", "/apis", "/version", *_HEALTH_PATHS, *group_paths]
+            return json_response({"paths": sorted(paths)})
+        if path == "/version":
+            return json_response(_SERVER_VERSION)
+        if path in _HEALTH_PATHS:
+            return aiohttp.web.Response(text="ok")
+        if path == "/openapi/v3":
+            return json_response(openapi_index_document(types))
+        if (group_version := openapi_group_version(segments)) is not None:
+            openapi = openapi_group_version_document(*group_version, types)
+            if openapi["paths"]:
+                return json_response(openapi)
+        if path == "/api":
+            return json_response(api_versions_document(self.server_address))
+        if path == "/apis":
+            return json_response(api_group_list_document(types))
+        if path == "/api/v1":
+            return json_response(api_resource_list_document("", "v1", types))
+        if (
+            segments[0] == "apis"
+            and len(segments) == 2
+            and (document := api_group_document(segments[1], types))
+        ):
+            return json_response(document)
+        if segments[0] == "apis" and len(segments) == 3:
+            document = api_resource_list_document(segments[1], segments[2], types)
+            if document["resources"]:
+                return json_response(document)
+        raise unknown_resource(path)
+
+    async def _serve_resource(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.StreamResponse:
+        method, query = raw_request.method, raw_request.query
+        if resource.namespaced and target.name is not None and target.namespace is None:
+            raise unknown_resource(raw_request.path)
+        if method == "GET" and (target.watch or query.get("watch") in ("true", "1")):
+            return await self._watch(raw_request, resource, target)
+        if method == "GET" and target.name is None:
+            return self._list(raw_request, resource, target)
+        if method == "GET" and target.subresource == "log":
+            return await self._pod_log(raw_request, resource, target)
+        if method == "GET" and target.name is not None:
+            return self._get(raw_request, resource, target.namespace, target.name)
+        if method == "POST" and target.name is None:
+            created = self.store.create(
+                resource, target.namespace, await read_object(raw_request), dry_run=is_dry_run(query)
+            )
+            return json_response(created, status=201)
+        if method == "PUT" and target.name is not None:
+            return await self._replace(raw_request, resource, target)
+        if method == "PATCH" and target.name is not None:
+            return await self._patch(raw_request, resource, target)
+        if method == "DELETE" and target.name is not None:
+            return await self._delete(raw_request, resource, target)
+        if method == "DELETE" and target.subresource is None:
+            return await self._delete_collection(raw_request, resource, target)
+        raise api_error(405, "MethodNotAllowed", f"the server does not allow {method} on {raw_request.path}")
+
+    # Reading.
+
+    def _get(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, namespace: str | None, name: str
+    ) -> aiohttp.web.Response:
+        obj = self.store.get(resource, namespace, name)
+        if wants_table(raw_request.headers.get("Accept", "")):
+            include = raw_request.query.get("includeObject", "Metadata")
+            return json_response(
+                table_of(resource, [obj], obj["metadata"]["resourceVersion"], include_object=include)
+            )
+        return json_response(obj)
+
+    def _list(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        query = raw_request.query
+        selection = Selection.parse(target.namespace, query.get("labelSelector"), query.get("fieldSelector"))
+        items, revision = self.store.select(resource, selection), self.store.revision
+        if wants_table(raw_request.headers.get("Accept", "")):
+            include = query.get("includeObject", "Metadata")
+            return json_response(table_of(resource, items, revision, include_object=include))
+        return json_response(list_document(resource, items, revision))
+
+    # Writing.
+
+    async def _replace(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        assert target.name is not None
+        body = await read_object(raw_request)
+        replaced = self.store.update(
+            resource,
+            target.namespace,
+            target.name,
+            lambda current: body,
+            subresource=target.subresource,
+            dry_run=is_dry_run(raw_request.query),
+        )
+        return json_response(replaced)
+
+    async def _patch(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        assert target.name is not None
+        content_type = raw_request.content_type
+        patcher = patcher_for(content_type)
+        patch = parse_patch(content_type, await raw_request.read())
+        dry_run = is_dry_run(raw_request.query)
+        namespace = target.namespace if resource.namespaced else None
+        missing = self.store.find(resource.group_resource, namespace, target.name) is None
+        if content_type == APPLY_PATCH and missing and target.subresource is None:
+            if not isinstance(patch, dict):
+                raise bad_request("an applied configuration must be an object")
+            body = {**patch, "metadata": {**(patch.get("metadata") or {}), "name": target.name}}
+            return json_response(
+                self.store.create(resource, target.namespace, body, dry_run=dry_run), status=201
+            )
+        patched = self.store.update(
+            resource,
+            target.namespace,
+            target.name,
+            lambda current: patcher(current, patch),
+            subresource=target.subresource,
+            dry_run=dry_run,
+        )
+        return json_response(patched)
+
+    async def _delete(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        assert target.name is not None
+        options = await delete_options(raw_request)
+        deleted = self.store.delete(
+            resource,
+            target.namespace,
+            target.name,
+            propagation=propagation_policy(options, raw_request.query),
+            preconditions=options.get("preconditions"),
+            dry_run=is_dry_run(raw_request.query, options),
+        )
+        return json_response(deleted)
+
+    async def _delete_collection(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        query = raw_request.query
+        options = await delete_options(raw_request)
+        selection = Selection.parse(target.namespace, query.get("labelSelector"), query.get("fieldSelector"))
+        deleted = []
+        for obj in self.store.select(resource, selection):
+            metadata = obj["metadata"]
+            if (
+                self.store.find(resource.group_resource, metadata.get("namespace"), metadata["name"])
+                is not None
+            ):
+                deleted.append(
+                    self.store.delete(
+                        resource,
+                        metadata.get("namespace"),
+                        metadata["name"],
+                        propagation=propagation_policy(options, query),
+                        dry_run=is_dry_run(query, options),
+                    )
+                )
+        return json_response(list_document(resource, deleted, self.store.revision))
+
+    # Streaming.
+
+    async def _watch(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.StreamResponse:
+        query = raw_request.query
+        field_terms = [query.get("fieldSelector", ""), f"metadata.name={target.name}" if target.name else ""]
+        selection = Selection.parse(
+            target.namespace, query.get("labelSelector"), ",".join(filter(None, field_terms))
+        )
+        since = query.get("resourceVersion")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        try:
+            subscription = self.store.subscribe(resource, selection, since)
+        except KubernetesError as exc:
+            if exc.status != 410:
+                raise
+            await response.prepare(raw_request)  # an expired revision is reported in the stream, as ERROR
+            await response.write(watch_line("ERROR", status_of(exc)))
+            await response.write_eof()
+            return response
+        if query.get("sendInitialEvents") == "true" and since in (None, "", "0"):
+            subscription.queue.put_nowait(("BOOKMARK", initial_events_end(resource, self.store.revision)))
+        if self._closing:
+            subscription.close()
+        timeout = float(query["timeoutSeconds"]) if query.get("timeoutSeconds", "0") != "0" else None
+        try:
+            await response.prepare(raw_request)
+            await self._stream_events(
+                response, subscription, timeout, as_table=wants_table(raw_request.headers.get("Accept", ""))
+            )
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client went away
+        finally:
+            self.store.unsubscribe(subscription)
+        return response
+
+    async def _stream_events(
+        self,
+        response: aiohttp.web.StreamResponse,
+        subscription: Subscription,
+        timeout: float | None,
+        *,
+        as_table: bool,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        first = True
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return
+            try:
+                deliveries = [await asyncio.wait_for(subscription.queue.get(), remaining)]
+            except TimeoutError:
+                return
+            while not subscription.queue.empty():  # send what has piled up in one write
+                deliveries.append(subscription.queue.get_nowait())
+            lines: list[bytes] = []
+            for delivery in deliveries:
+                if delivery is None:
+                    await response.write(b"".join(lines))
+                    return
+                kind, obj = delivery
+                if as_table and kind != "BOOKMARK":
+                    obj = table_of(
+                        subscription.resource, [obj], obj["metadata"]["resourceVersion"], with_columns=first
+                    )
+                    first = False
+                lines.append(watch_line(kind, obj))
+            await response.write(b"".join(lines))
+
+    async def _pod_log(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.StreamResponse:
+        assert target.namespace is not None and target.name is not None
+        self.store.get(resource, target.namespace, target.name)
+        key = (target.namespace, target.name)
+        text = log_tail(self.pod_logs.get(key, ""), raw_request.query)
+        if raw_request.query.get("follow") != "true":
+            return aiohttp.web.Response(text=text, content_type="text/plain")
+        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(raw_request)
+        await response.write(text.encode())
+        sent = self.pod_logs.get(key, "")
+        while not self._closing:
+            pod = self.store.find(PODS, *key)
+            current = self.pod_logs.get(key, sent)
+            if current != sent:
+                await response.write((current[len(sent) :] if current.startswith(sent) else current).encode())
+                sent = current
+            if pod is None or (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
+                break
+            await asyncio.sleep(_LOG_FOLLOW_INTERVAL)
+        await response.write_eof()
+        return response
+
+
+class EmbeddedApiServer:
+    """The extended emulator served over plain HTTP on its own thread and event loop."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host, self.port = host, port
+        self.url = ""
+        self.emulator = KubernetesApiEmulator()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: aiohttp.web.ServerRunner | None = None
+        self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+
+    def set_pod_log(self, namespace: str, name: str, text: str) -> None:
+        self.emulator.set_pod_log(namespace, name, text)
+
+    def start(self) -> str:
+        """Start serving; returns the base URL, e.g. http://127.0.0.1:38123."""
+        if self._thread is not None or self._ready.is_set():
+            raise RuntimeError("The embedded API server starts only once; create another one to restart.")
+        self._thread = threading.Thread(target=self._run, name="embedded-api-server", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._startup_error is not None:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError("The embedded API server failed to start.") from self._startup_error
+        return self.url
+
+    def stop(self) -> None:
+        """Close the open streams, stop serving, and end the thread."""
+        if self._thread is None or self._loop is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop)
+        try:
+            future.result(timeout=5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> "EmbeddedApiServer":
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._serve())
+        except BaseException as exc:
+            self._startup_error = exc
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    async def _serve(self) -> None:
+        await self.emulator.__aenter__()
+        server = aiohttp.web.Server(self.emulator, handler_cancellation=True, access_log=None)
+        self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        socket = self._runner.addresses[0]
+        self.port = socket[1]
+        self.url = f"http://{self.host}:{self.port}"
+        self.emulator.server_address = f"{self.host}:{self.port}"
+
+    async def _shutdown(self) -> None:
+        self.emulator.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.emulator.__aexit__(None, None, None)
+
+
+def write_kubeconfig(
+    path: Path, url: str, namespace: str = "default", context: str = "autoscene-sandbox"
+) -> Path:
+    """A kubeconfig for the embedded server: plain HTTP, no credentials, one context made current."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": context, "cluster": {"server": url}}],
+        "users": [{"name": context, "user": {}}],
+        "contexts": [
+            {"name": context, "context": {"cluster": context, "user": context, "namespace": namespace}}
+        ],
+        "current-context": context,
+        "preferences": {},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path

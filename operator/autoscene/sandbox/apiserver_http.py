@@ -1,0 +1,143 @@
+"""The HTTP side of the embedded API server: URLs, query parameters, bodies and response documents."""
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp.web
+import yaml
+from kmock import KubernetesError
+
+from .apiserver_protobuf import UnsupportedProtobuf, decode_object
+from .apiserver_resources import ResourceType, api_error, bad_request
+from .apiserver_store import Object
+
+
+@dataclass(frozen=True)
+class ApiTarget:
+    """What a resource URL addresses: /api/v1 or /apis/<group>/<version>, then the rest."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str | None = None
+    name: str | None = None
+    subresource: str | None = None
+    watch: bool = False  # the deprecated /watch/ URL prefix
+
+
+def parse_resource_path(group: str, version: str, segments: list[str]) -> ApiTarget | None:
+    watch = bool(segments) and segments[0] == "watch"
+    segments = segments[1:] if watch else segments
+    namespace = None
+    # /namespaces/<ns>/<plural>… is a namespaced URL, but /namespaces/<name>/status is a namespace's own.
+    if (
+        len(segments) >= 3
+        and segments[0] == "namespaces"
+        and not (len(segments) == 3 and segments[2] in ("status", "finalize"))
+    ):
+        namespace, segments = segments[1], segments[2:]
+    if not 1 <= len(segments) <= 3:
+        return None
+    name = segments[1] if len(segments) >= 2 else None
+    subresource = segments[2] if len(segments) == 3 else None
+    return ApiTarget(group, version, segments[0], namespace, name, subresource, watch)
+
+
+def is_metadata_path(segments: list[str]) -> bool:
+    """The root, version, health, OpenAPI and discovery paths: all but those of resources."""
+    if not segments or segments[0] not in ("api", "apis"):
+        return True
+    return len(segments) <= (2 if segments[0] == "api" else 3)
+
+
+def openapi_group_version(segments: list[str]) -> tuple[str, str] | None:
+    """The group and version of /openapi/v3/api/<version> or /openapi/v3/apis/<group>/<version>."""
+    if segments[:3] == ["openapi", "v3", "api"] and len(segments) == 4:
+        return "", segments[3]
+    if segments[:3] == ["openapi", "v3", "apis"] and len(segments) == 5:
+        return segments[3], segments[4]
+    return None
+
+
+def json_response(payload: Any, status: int = 200) -> aiohttp.web.Response:
+    return aiohttp.web.Response(
+        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+    )
+
+
+def list_document(resource: ResourceType, items: list[Object], revision: str) -> dict[str, Any]:
+    return {
+        "kind": f"{resource.kind}List",
+        "apiVersion": resource.api_version,
+        "metadata": {"resourceVersion": revision},
+        "items": items,
+    }
+
+
+def log_tail(text: str, query: Mapping[str, str]) -> str:
+    if (lines := query.get("tailLines")) is not None and lines.isdigit():
+        kept = text.splitlines(keepends=True)[-int(lines) :] if int(lines) else []
+        text = "".join(kept)
+    if (limit := query.get("limitBytes")) is not None and limit.isdigit():
+        text = text.encode()[: int(limit)].decode(errors="ignore")
+    return text
+
+
+def watch_line(kind: str, obj: Mapping[str, Any]) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+
+
+def status_of(exc: KubernetesError) -> dict[str, Any]:
+    """The `Status` body of an error, as the API server answers failed requests."""
+    status: dict[str, Any] = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": exc.message,
+        "reason": exc.reason,
+        "code": exc.status,
+    }
+    return {**status, "details": exc.details} if exc.details else status
+
+
+def initial_events_end(resource: ResourceType, revision: str) -> dict[str, Any]:
+    annotations = {"k8s.io/initial-events-end": "true"}
+    metadata = {"resourceVersion": revision, "annotations": annotations}
+    return {"kind": resource.kind, "apiVersion": resource.api_version, "metadata": metadata}
+
+
+def is_dry_run(query: Mapping[str, str], options: Mapping[str, Any] | None = None) -> bool:
+    in_query = query.get("dryRun") == "All"
+    return in_query or "All" in ((options or {}).get("dryRun") or ())
+
+
+def propagation_policy(options: Mapping[str, Any], query: Mapping[str, str]) -> str:
+    if options.get("orphanDependents") is True or query.get("orphanDependents") == "true":
+        return "Orphan"
+    return str(options.get("propagationPolicy") or query.get("propagationPolicy") or "Background")
+
+
+async def read_object(raw_request: aiohttp.web.BaseRequest) -> Any:
+    content_type, body = raw_request.content_type, await raw_request.read()
+    if content_type == "application/vnd.kubernetes.protobuf":
+        try:
+            return decode_object(body)
+        except UnsupportedProtobuf as exc:
+            raise api_error(415, "UnsupportedMediaType", str(exc)) from None
+    try:
+        if content_type in ("application/yaml", "application/x-yaml"):
+            return yaml.safe_load(body.decode("utf-8"))
+        return json.loads(body or b"null")
+    except (ValueError, yaml.YAMLError) as exc:
+        raise bad_request(f"the request body cannot be parsed: {exc}") from None
+
+
+async def delete_options(raw_request: aiohttp.web.BaseRequest) -> dict[str, Any]:
+    body = await raw_request.read()
+    if not body.strip():
+        return {}
+    options = await read_object(raw_request)
+    return options if isinstance(options, dict) else {}

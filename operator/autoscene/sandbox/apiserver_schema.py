@@ -1,0 +1,49 @@
+"""Pruning and defaulting of custom objects by their CRD's structural schema, as the API server does."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from .apiserver_patches import clone
+
+_OBJECT_HEADER = ("apiVersion", "kind", "metadata")
+
+
+def normalize_by_schema(obj: Mapping[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Drop fields the schema does not declare and fill in `default:`s of absent ones (no validation)."""
+    if not schema:
+        return dict(obj)
+    return _normalize_object(obj, schema, keep_header=True)
+
+
+def _normalize(value: Any, schema: Any) -> Any:
+    if not isinstance(schema, Mapping):
+        return value
+    if isinstance(value, Mapping):
+        return _normalize_object(
+            value, schema, keep_header=bool(schema.get("x-kubernetes-embedded-resource"))
+        )
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [_normalize(item, schema["items"]) for item in value]
+    return value
+
+
+def _normalize_object(
+    value: Mapping[str, Any], schema: Mapping[str, Any], *, keep_header: bool
+) -> dict[str, Any]:
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    keeps_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or additional is True
+    result: dict[str, Any] = {}
+    for key, item in value.items():
+        if keep_header and key in _OBJECT_HEADER:
+            result[key] = item  # the object's identity is never pruned, whatever the schema says of it
+        elif key in properties:
+            result[key] = _normalize(item, properties[key])
+        elif isinstance(additional, Mapping):
+            result[key] = _normalize(item, additional)
+        elif keeps_unknown:
+            result[key] = item
+    for key, subschema in properties.items():
+        if key not in result and isinstance(subschema, Mapping) and "default" in subschema:
+            result[key] = _normalize(clone(subschema["default"]), subschema)
+    return result
