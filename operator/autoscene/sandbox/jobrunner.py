@@ -321,20 +321,11 @@ class LocalJobRunner:
     def _local_command(
         self, pod: dict[str, Any], container: dict[str, Any], pod_dir: Path, message_file: Path
     ) -> tuple[list[str], dict[str, str], str]:
-        image = self._images.get(image_repository(container["image"]))
-        if image is None:
-            known = ", ".join(sorted(self._images)) or "none"
-            raise UnrunnableContainer(
-                "ErrImagePull", f'image "{container["image"]}" has no local stand-in (known: {known})'
-            )
-        mapping: dict[str, Path] = dict(image.folders)
-        mapping.update(self._mounts(pod, container, pod_dir))
-        mapping[container.get("terminationMessagePath", "/dev/termination-log")] = message_file
-        paths = PathMap(mapping)
+        paths = container_paths(pod, container, self._volumes, self._images, pod_dir, message_file)
         command = list(container.get("command") or []) + list(container.get("args") or [])
         if not command:
             raise UnrunnableContainer("StartError", f'container "{container["name"]}" has no command to run')
-        argv = [_local_executable(command[0], paths)] + [paths.local(arg) for arg in command[1:]]
+        argv = local_argv(command, paths)
         home = pod_dir / "home"
         home.mkdir(exist_ok=True)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
@@ -347,30 +338,6 @@ class LocalJobRunner:
             env[variable["name"]] = paths.local(str(variable.get("value", "")))
         working_dir = container.get("workingDir")
         return argv, env, paths.local(working_dir) if working_dir else str(home)
-
-    def _mounts(self, pod: dict[str, Any], container: dict[str, Any], pod_dir: Path) -> dict[str, Path]:
-        volumes = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
-        namespace = pod["metadata"]["namespace"]
-        mounts = {}
-        for mount in container.get("volumeMounts") or []:
-            volume = volumes.get(mount["name"])
-            if volume is None:
-                raise UnrunnableContainer(
-                    "CreateContainerConfigError", f'volume "{mount["name"]}" is not declared'
-                )
-            if "persistentVolumeClaim" in volume:
-                root = self._volumes / namespace / volume["persistentVolumeClaim"]["claimName"]
-            elif "emptyDir" in volume:
-                root = pod_dir / "volumes" / mount["name"]
-            else:
-                raise UnrunnableContainer(
-                    "CreateContainerConfigError",
-                    f'volume "{mount["name"]}" is of a kind the local runner cannot mount',
-                )
-            local = root / mount["subPath"] if mount.get("subPath") else root
-            local.mkdir(parents=True, exist_ok=True)  # as the kubelet does for a missing subPath
-            mounts[mount["mountPath"]] = local
-        return mounts
 
     def _patch_pod(
         self,
@@ -391,6 +358,52 @@ class LocalJobRunner:
         except ApiException as error:
             if error.status != 404:
                 raise
+
+
+def container_paths(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    volumes: Path,
+    images: Mapping[str, LocalImage],
+    pod_dir: Path,
+    message_file: Path | None = None,
+) -> PathMap:
+    """The container's view of the file system, as local paths: its image's folders and its mounts."""
+    image = images.get(image_repository(container["image"]))
+    if image is None:
+        known = ", ".join(sorted(images)) or "none"
+        raise UnrunnableContainer(
+            "ErrImagePull", f'image "{container["image"]}" has no local stand-in (known: {known})'
+        )
+    mapping: dict[str, Path] = dict(image.folders)
+    declared = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
+    namespace = pod["metadata"]["namespace"]
+    for mount in container.get("volumeMounts") or []:
+        volume = declared.get(mount["name"])
+        if volume is None:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError", f'volume "{mount["name"]}" is not declared'
+            )
+        if "persistentVolumeClaim" in volume:
+            root = volumes / namespace / volume["persistentVolumeClaim"]["claimName"]
+        elif "emptyDir" in volume:
+            root = pod_dir / "volumes" / mount["name"]
+        else:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError",
+                f'volume "{mount["name"]}" is of a kind the local runner cannot mount',
+            )
+        local = root / mount["subPath"] if mount.get("subPath") else root
+        local.mkdir(parents=True, exist_ok=True)  # as the kubelet does for a missing subPath
+        mapping[mount["mountPath"]] = local
+    if message_file is not None:
+        mapping[container.get("terminationMessagePath", "/dev/termination-log")] = message_file
+    return PathMap(mapping)
+
+
+def local_argv(command: list[str], paths: PathMap) -> list[str]:
+    """A container's command line, runnable here: executables and paths mapped to local ones."""
+    return [_local_executable(command[0], paths)] + [paths.local(arg) for arg in command[1:]]
 
 
 def _pod_for(job: dict[str, Any]) -> dict[str, Any]:
