@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from . import jobs, kube, labels, records, status
+from . import config, jobs, kube, labels, metrics, records, status, timestamps
 
 logger = logging.getLogger(__name__)
 PLURAL = "invocations"
@@ -17,7 +17,7 @@ RECORD_NOT_FOUND = "RecordNotFound"
 def start(invocation: Mapping[str, Any]) -> dict[str, Any] | None:
     """Create the Invocation's Job unless it has one; the status to write, or None if nothing changed.
 
-    A missing Action fails the Invocation until the Action appears (see `resume_waiting_for`); a
+    A missing Action fails the Invocation until the Action appears (see `waiting_for_action`); a
     missing Record fails it for good, since the file it names cannot be in a Record made later.
     """
     meta, spec = invocation["metadata"], invocation["spec"]
@@ -41,13 +41,22 @@ def start(invocation: Mapping[str, Any]) -> dict[str, Any] | None:
     claim = records.claim_of(record)
     if claim is None:
         raise kopf.TemporaryError(f'Record "{spec["record"]}" has no volume yet', delay=2)
-    body = jobs.build_job(invocation, action, claim)
-    kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
+    body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds)
+    if kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body)):
+        _count_dispatch(invocation)
     return {
         **status.waiting("JobCreated", f'job "{body["metadata"]["name"]}" created'),
         "jobName": body["metadata"]["name"],
         "completionTime": None,
     }
+
+
+def _count_dispatch(invocation: Mapping[str, Any]) -> None:
+    metrics.invocations_created.labels(invocation["spec"]["action"]).inc()
+    added = (invocation["metadata"].get("annotations") or {}).get(labels.FILE_ADDED_AT)
+    if added:
+        waited = (timestamps.now() - timestamps.parse(added)).total_seconds()
+        metrics.dispatch_latency.observe(max(waited, 0.0))
 
 
 def needs_start(current: Mapping[str, Any]) -> bool:
@@ -63,8 +72,34 @@ def status_from_job(job: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
     if not invocation:
         return None
     namespace = job["metadata"]["namespace"]
-    pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job['metadata']['name']}")
-    return invocation, status.from_job(job, [kube.sanitized(pod) for pod in pods.items])
+    listing = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job['metadata']['name']}")
+    pods = [kube.sanitized(pod) for pod in listing.items]
+    wanted = status.from_job(job, pods)
+    if wanted["phase"] in status.FINISHED and "logTail" not in wanted:
+        # Kept in the Invocation: the Job and its Pods (and their logs) are deleted after a while.
+        log = _newest_log(namespace, pods)
+        if log:
+            wanted["logTail"] = status.log_tail(log)
+    return invocation, wanted
+
+
+def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> str:
+    newest = status.newest(pods)
+    if newest is None:
+        return ""
+    try:
+        return str(
+            kube.core().read_namespaced_pod_log(
+                newest["metadata"]["name"],
+                namespace,
+                container=jobs.ACTION_CONTAINER,
+                tail_lines=status.LOG_TAIL_LINES,
+                limit_bytes=4 * status.LOG_TAIL_CHARS,
+            )
+        )
+    except Exception as error:  # a log is a nice-to-have: the run's outcome does not depend on it
+        logger.debug("no log for %s: %s", newest["metadata"]["name"], error)
+        return ""
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,8 +22,14 @@ def output_subpath(invocation: str) -> str:
     return f"{OUTPUTS_SUBPATH}/{invocation}"
 
 
-def build_job(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -> dict[str, Any]:
-    """The Job body for `invocation`, owned by it, running `action` on the Record volume `claim`."""
+def build_job(
+    invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str, ttl_seconds: int | None = None
+) -> dict[str, Any]:
+    """The Job body for `invocation`, owned by it, running `action` on the Record volume `claim`.
+
+    With `ttl_seconds`, the Job and its Pods are deleted that long after it finished (the TTL controller
+    does it); the Invocation's status keeps what a user needs after that.
+    """
     meta, spec = invocation["metadata"], invocation["spec"]
     name = naming.job_name(meta["name"])
     job_labels = {
@@ -38,6 +44,8 @@ def build_job(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: s
             "spec": _pod_spec(meta["name"], spec["file"], action_spec, claim),
         },
     }
+    if ttl_seconds is not None:
+        job_spec["ttlSecondsAfterFinished"] = ttl_seconds
     if action_spec.get("timeoutSeconds"):
         job_spec["activeDeadlineSeconds"] = int(action_spec["timeoutSeconds"])
     return {

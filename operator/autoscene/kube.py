@@ -134,3 +134,16 @@ def update_status(
 
 class StatusConflictError(RuntimeError):
     """A status update lost the race too many times in a row."""
+
+
+def delete_custom(plural: str, namespace: str, name: str) -> bool:
+    """Delete the object and, in the background, what it owns; False when it was already gone."""
+    try:
+        custom().delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, name, propagation_policy="Background"
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True

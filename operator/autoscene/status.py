@@ -20,7 +20,7 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
         for condition in job_status.get("conditions") or []
         if condition.get("status") == "True" and condition["type"] in ("Complete", "Failed")
     }
-    terminated = _terminated_state(_newest(pods))
+    terminated = _terminated_state(newest(pods))
     report = parse_termination_message((terminated or {}).get("message", ""))
     status: dict[str, Any] = {
         "jobName": job["metadata"]["name"],
@@ -95,7 +95,7 @@ def _outputs(raw: Any) -> dict[str, Any] | None:
     return {"count": int(raw.get("count", 0)), "bytes": int(raw.get("bytes", 0)), "paths": paths}
 
 
-def _newest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def newest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp", ""), default=None)
 
 

@@ -150,6 +150,19 @@ class LocalJobRunner:
     # The Job controller ----------------------------------------------------------------------------
 
     def _run_job(self, job: dict[str, Any]) -> None:
+        self._run_to_the_end(job)
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        # The TTL controller: a finished Job goes, and its Pods with it (garbage collection).
+        if ttl is not None and not self._stop.wait(float(ttl)):
+            try:
+                self._batch.delete_namespaced_job(
+                    job["metadata"]["name"], job["metadata"]["namespace"], propagation_policy="Background"
+                )
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+
+    def _run_to_the_end(self, job: dict[str, Any]) -> None:
         meta, spec = job["metadata"], job["spec"]
         namespace, name = meta["namespace"], meta["name"]
         started = time.monotonic()

@@ -1,0 +1,167 @@
+"""Operating the operator: clean-up that keeps the history, retention, metrics and Events."""
+
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+
+from autoscene import kube, metrics
+from autoscene.config import JOB_TTL_VARIABLE
+from autoscene.sample_video import make_sample_video
+
+from .conftest import RunningSandbox
+
+
+def small_clip(folder: Path, name: str, seed: int = 7) -> Path:
+    return make_sample_video(folder / name, width=64, height=48, frames=6, seed=seed)
+
+
+def eventually(condition, timeout: float = 30, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.1)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+@pytest.fixture
+def short_job_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(JOB_TTL_VARIABLE, "1")
+
+
+def test_finished_jobs_are_deleted_and_the_invocation_keeps_the_history(
+    short_job_ttl: None, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    clip = small_clip(tmp_path, "short.mp4")
+    sandbox.upload("recordings", clip)
+    run = sandbox.run_of(clip.name)
+    name = run["metadata"]["name"]
+    core, batch = kube.core(), kube.batch()
+    eventually(lambda: not batch.list_namespaced_job(sandbox.namespace).items, what="the job to be deleted")
+    eventually(
+        lambda: not core.list_namespaced_pod(sandbox.namespace, label_selector=f"job-name={name}").items,
+        what="the pods to be deleted",
+    )
+    kept = sandbox.invocation(name)
+    assert kept is not None
+    status = kept["status"]
+    assert status["phase"] == "Succeeded" and status["exitCode"] == 0
+    assert status["startTime"] and status["completionTime"] and status["duration"]
+    assert status["outputs"]["count"] > 0 and "extracted 6 frames" in status["message"]
+    assert "extracted 6 frames" in status["logTail"]  # the end of the log, read before the pod went
+    assert len(status["logTail"]) <= 2048
+
+
+def test_a_failed_runs_log_tail_outlives_its_pod(
+    short_job_ttl: None, sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"garbage" * 100)
+    sandbox.upload("recordings", broken)
+    name = sandbox.run_of(broken.name)["metadata"]["name"]
+    eventually(lambda: not kube.batch().list_namespaced_job(sandbox.namespace).items, what="the job to go")
+    kept = sandbox.invocation(name)
+    assert kept is not None and kept["status"]["phase"] == "Failed"
+    assert "broken.mp4" in kept["status"]["logTail"]
+
+
+def test_retention_keeps_the_last_runs_of_a_trigger(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    trigger = kube.get_custom("triggers", sandbox.namespace, "auto-extract-images")
+    assert trigger is not None
+    kube.custom().patch_namespaced_custom_object(
+        "autoscene.io",
+        "v1alpha1",
+        sandbox.namespace,
+        "triggers",
+        "auto-extract-images",
+        {"spec": {"retention": {"keepLast": 2}}},
+    )
+    clips = [small_clip(tmp_path, f"clip{n}.mp4", seed=n) for n in range(4)]
+    for clip in clips:
+        sandbox.upload("recordings", clip)
+        sandbox.run_of(clip.name)
+
+    def names() -> list[str]:
+        return sorted(inv["spec"]["file"] for inv in sandbox.invocations())
+
+    eventually(
+        lambda: names() == ["clip2.mp4", "clip3.mp4"],
+        what=f"the two newest runs to be all that is left: {names()}",
+    )
+    # A pruned run is not made again by later events of its Record.
+    later = small_clip(tmp_path, "later.mp4", seed=99)
+    sandbox.upload("recordings", later)
+    sandbox.run_of(later.name)
+    eventually(lambda: names() == ["clip3.mp4", "later.mp4"], what=f"pruning after the next run: {names()}")
+
+
+def test_metrics_count_runs_and_are_served(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    created = sample("autoscene_invocations_created_total", {"action": "extract-images"})
+    succeeded = sample(
+        "autoscene_invocations_finished_total", {"action": "extract-images", "phase": "Succeeded"}
+    )
+    failed = sample("autoscene_invocations_finished_total", {"action": "extract-images", "phase": "Failed"})
+    durations = sample("autoscene_invocation_duration_seconds_count", {"action": "extract-images"})
+    latencies = sample("autoscene_dispatch_latency_seconds_count")
+    good = small_clip(tmp_path, "good.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    sandbox.upload("recordings", good, bad)
+    sandbox.run_of(good.name)
+    sandbox.run_of(bad.name)
+    assert sample("autoscene_invocations_created_total", {"action": "extract-images"}) == created + 2
+    assert (
+        sample("autoscene_invocations_finished_total", {"action": "extract-images", "phase": "Succeeded"})
+        == succeeded + 1
+    )
+    assert (
+        sample("autoscene_invocations_finished_total", {"action": "extract-images", "phase": "Failed"})
+        == failed + 1
+    )
+    assert (
+        sample("autoscene_invocation_duration_seconds_count", {"action": "extract-images"}) == durations + 2
+    )
+    assert sample("autoscene_dispatch_latency_seconds_count") == latencies + 2
+    eventually(
+        lambda: sample("autoscene_invocations_in_flight", {"phase": "Running"}) == 0, what="no run in flight"
+    )
+    port = free_port()
+    metrics.serve(port)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'autoscene_invocations_created_total{action="extract-images"}' in page
+    assert "autoscene_handler_errors_total" in page or "autoscene_handler_errors" in page
+
+
+def test_transitions_and_errors_are_kubernetes_events(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"nope")
+    sandbox.upload("recordings", bad)
+    name = sandbox.run_of(bad.name)["metadata"]["name"]
+
+    def reasons(kind: str, object_name: str) -> set[tuple[str, str]]:
+        events = kube.core().list_namespaced_event(sandbox.namespace).items
+        return {
+            (event.type, event.reason)
+            for event in events
+            if event.involved_object.kind == kind and event.involved_object.name == object_name
+        }
+
+    eventually(
+        lambda: ("Warning", "BackoffLimitExceeded") in reasons("Invocation", name), what="a failure Event"
+    )
+    assert ("Normal", "JobCreated") in reasons("Invocation", name)
+    assert ("Normal", "TriggerFired") in reasons("Record", "recordings")
+    assert ("Normal", "ClaimReady") in reasons("Record", "recordings")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
