@@ -1,6 +1,7 @@
 """The `autoscene` command: the sandbox, uploads, the run history, and the operator itself."""
 
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -112,24 +113,40 @@ def invocations_command(
 def operator(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
     namespace: Annotated[list[str] | None, typer.Option("--namespace", "-n")] = None,
-    liveness: Annotated[str | None, typer.Option(help="e.g. http://0.0.0.0:8080/healthz")] = None,
-    standalone: Annotated[bool, typer.Option(help="Run without coordinating with other replicas.")] = False,
+    liveness: Annotated[
+        str | None, typer.Option(help="Health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    ] = None,
+    metrics_port: Annotated[int | None, typer.Option(help="Serve Prometheus metrics on this port.")] = None,
+    job_ttl_seconds: Annotated[
+        str | None, typer.Option(help="Delete finished Jobs after this many seconds ('never' keeps them).")
+    ] = None,
+    leader_election: Annotated[bool, typer.Option(help="Act only while holding the Lease.")] = True,
+    lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE")] = "default",
+    lease_name: Annotated[str, typer.Option()] = "autoscene-operator",
+    lease_seconds: Annotated[int, typer.Option(min=1)] = 15,
+    renew_seconds: Annotated[float, typer.Option(min=0.1)] = 5,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator (in a cluster's Deployment, or locally against a kubeconfig)."""
-    import kopf
-
-    from . import handlers  # noqa: F401  (registers the handlers)
+    from .config import JOB_TTL_VARIABLE
+    from .runtime import Leadership, run_operator
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     if not all_namespaces and not namespace:
         raise typer.BadParameter("give --all-namespaces or at least one --namespace")
-    kopf.run(
-        clusterwide=all_namespaces,
-        namespaces=namespace or [],
-        liveness_endpoint=liveness,
-        standalone=standalone,
+    if job_ttl_seconds is not None:
+        os.environ[JOB_TTL_VARIABLE] = job_ttl_seconds
+    leadership = (
+        Leadership(lease_namespace, lease_name, lease_seconds, renew_seconds) if leader_election else None
     )
+    code = run_operator(
+        namespaces=namespace or [],
+        all_namespaces=all_namespaces,
+        liveness=liveness,
+        metrics_port=metrics_port,
+        leadership=leadership,
+    )
+    raise typer.Exit(code)
 
 
 def _print_invocations(namespace: str) -> None:

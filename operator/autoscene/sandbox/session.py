@@ -49,8 +49,9 @@ def volumes_of(kubeconfig: Path) -> Path | None:
 class Sandbox:
     """Start with `with Sandbox(folder) as sandbox:`; everything stops when the block ends."""
 
-    def __init__(self, folder: Path, namespace: str = "default") -> None:
+    def __init__(self, folder: Path, namespace: str = "default", with_operator: bool = True) -> None:
         self.folder = folder.resolve()
+        self.with_operator = with_operator
         self.namespace = namespace
         self.kubeconfig = self.folder / "kubeconfig"
         self.volumes = self.folder / "volumes"
@@ -87,7 +88,8 @@ class Sandbox:
             self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
         )
         self._runner.start()
-        self._start_operator()
+        if self.with_operator:
+            self._start_operator()
         (self.folder / STATE_FILE).write_text(json.dumps({"url": self.url, "volumes": str(self.volumes)}))
 
     def stop(self) -> None:

@@ -1,0 +1,101 @@
+"""Two replicas are safe: only the one holding the Lease acts; the other takes over when it goes."""
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from autoscene import kube
+from autoscene.leader import held_spec, is_free_for
+from autoscene.sample_video import make_sample_video
+from autoscene.sandbox.demo import sample_manifests
+from autoscene.sandbox.session import Sandbox, wait_for
+
+from .conftest import RunningSandbox
+
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def test_a_lease_is_free_when_unheld_own_or_lapsed() -> None:
+    held = held_spec(None, "a", NOW, 15)
+    assert held["holderIdentity"] == "a" and held["leaseTransitions"] == 1
+    assert is_free_for(None, "b", NOW)
+    assert is_free_for({"holderIdentity": None}, "b", NOW)
+    assert is_free_for(held, "a", NOW + timedelta(seconds=5))
+    assert not is_free_for(held, "b", NOW + timedelta(seconds=14))
+    assert is_free_for(held, "b", NOW + timedelta(seconds=16))
+    renewed = held_spec(held, "a", NOW + timedelta(seconds=10), 15)
+    assert renewed["acquireTime"] == held["acquireTime"] and renewed["leaseTransitions"] == 1
+    assert held_spec(renewed, "b", NOW + timedelta(seconds=30), 15)["leaseTransitions"] == 2
+
+
+@pytest.fixture
+def bare_sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
+    """A sandbox whose operators are separate processes, as replicas of a Deployment would be."""
+    with Sandbox(tmp_path / "sandbox", with_operator=False) as running:
+        running.apply(list(sample_manifests()))
+        yield RunningSandbox(running)
+
+
+def start_replica(sandbox: RunningSandbox, name: str) -> subprocess.Popen[bytes]:
+    executable = Path(sys.executable).with_name("autoscene")
+    env = {**os.environ, "KUBECONFIG": str(sandbox.sandbox.kubeconfig), "POD_NAME": name}
+    command = [str(executable), "operator", "-A", "--lease-seconds", "2", "--renew-seconds", "0.3"]
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def lease_holder() -> str | None:
+    try:
+        lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease(
+            "autoscene-operator", "default"
+        )
+    except ApiException:
+        return None
+    return (kube.sanitized(lease).get("spec") or {}).get("holderIdentity")
+
+
+def record_ready(namespace: str) -> str | None:
+    return ((kube.get_custom("records", namespace, "recordings") or {}).get("status") or {}).get("claimName")
+
+
+def test_a_second_replica_does_not_double_handle_and_takes_over(
+    bare_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    replicas = {name: start_replica(bare_sandbox, name) for name in ("replica-a", "replica-b")}
+    try:
+        leader = wait_for(lease_holder, 30, "a replica to take the Lease")
+        standby = next(name for name in replicas if name != leader)
+        wait_for(lambda: record_ready(bare_sandbox.namespace), 30, "the leader to prepare the record")
+        first = make_sample_video(tmp_path / "first.mp4", width=64, height=48, frames=6)
+        bare_sandbox.upload("recordings", first)
+        assert bare_sandbox.run_of(first.name)["status"]["phase"] == "Succeeded"
+        jobs = kube.batch().list_namespaced_job(bare_sandbox.namespace).items
+        assert len(bare_sandbox.invocations()) == 1 and len(jobs) == 1
+        assert lease_holder() == leader
+        # The leader dies without a word; the standby takes the Lease once it lapses, and carries on.
+        replicas[leader].send_signal(signal.SIGKILL)
+        replicas[leader].wait(timeout=10)
+        wait_for(lambda: lease_holder() == standby or None, 30, "the standby to take the Lease")
+        second = make_sample_video(tmp_path / "second.mp4", width=64, height=48, frames=6, seed=3)
+        bare_sandbox.upload("recordings", second)
+        assert bare_sandbox.run_of(second.name)["status"]["phase"] == "Succeeded"
+        assert sorted(inv["spec"]["file"] for inv in bare_sandbox.invocations()) == [
+            "first.mp4",
+            "second.mp4",
+        ]
+    finally:
+        for process in replicas.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in replicas.values():
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
