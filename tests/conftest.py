@@ -34,8 +34,13 @@ class RunningSandbox:
 
         return wait_for(done, timeout, f"invocation {name} to finish")
 
-    def run_of(self, path: str, trigger: str | None = None, exclude: frozenset[str] = frozenset(),
-               timeout: float = 60) -> dict[str, Any]:
+    def run_of(
+        self,
+        path: str,
+        trigger: str | None = None,
+        exclude: frozenset[str] = frozenset(),
+        timeout: float = 60,
+    ) -> dict[str, Any]:
         """The finished Invocation for the file at `path` (waits for it to be created and to finish),
         optionally the one of a given trigger, or one not named in `exclude`."""
 
@@ -64,6 +69,13 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
 
     with Sandbox(tmp_path / "sandbox") as running:
         running.apply(list(sample_manifests()))
-        wait_for(lambda: (kube.get_custom("records", running.namespace, "recordings") or {}).get("status", {})
-                 .get("claimName"), 30, "the sample record's volume")
+        wait_for(
+            lambda: (
+                (kube.get_custom("records", running.namespace, "recordings") or {})
+                .get("status", {})
+                .get("claimName")
+            ),
+            30,
+            "the sample record's volume",
+        )
         yield RunningSandbox(running)

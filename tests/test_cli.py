@@ -51,8 +51,13 @@ def test_upload_errors_are_clear_and_copy_nothing(sandbox: RunningSandbox, tmp_p
 
 def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
     executable = Path(sys.executable).with_name("autoscene")
-    result = subprocess.run([str(executable), "sandbox", "--dir", str(tmp_path / "demo")], capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [str(executable), "sandbox", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Succeeded" in result.stdout
     frames = list((tmp_path / "demo" / "volumes").rglob("frame_*.jpg"))

@@ -51,7 +51,9 @@ def test_upload_makes_a_succeeded_invocation_with_every_frame(sandbox: RunningSa
     assert trigger is not None and trigger["status"]["fired"] == 1
 
 
-def test_a_file_not_matching_the_glob_fires_nothing(sandbox: RunningSandbox, clip: Path, tmp_path: Path) -> None:
+def test_a_file_not_matching_the_glob_fires_nothing(
+    sandbox: RunningSandbox, clip: Path, tmp_path: Path
+) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("weather: sunny")
     sandbox.upload("recordings", notes, clip)
@@ -113,8 +115,12 @@ def test_an_invocation_of_a_missing_action_fails_then_recovers(sandbox: RunningS
     assert 'Action "extract-later" does not exist' in failed["status"]["message"]
     action = kube.get_custom("actions", sandbox.namespace, "extract-images")
     assert action is not None
-    later = {"apiVersion": action["apiVersion"], "kind": "Action",
-             "metadata": {"name": "extract-later", "namespace": sandbox.namespace}, "spec": action["spec"]}
+    later = {
+        "apiVersion": action["apiVersion"],
+        "kind": "Action",
+        "metadata": {"name": "extract-later", "namespace": sandbox.namespace},
+        "spec": action["spec"],
+    }
     kube.create_custom("actions", later)
     deadline = time.monotonic() + 60
     while (current := sandbox.invocation("early")) and current["status"].get("phase") != "Succeeded":
@@ -129,15 +135,20 @@ def test_an_invocation_of_a_missing_record_says_why_it_cannot_run(sandbox: Runni
     assert 'Record "no-such-record" does not exist' in failed["status"]["message"]
 
 
-def test_a_trigger_created_later_ignores_older_files(sandbox: RunningSandbox, clip: Path, tmp_path: Path) -> None:
+def test_a_trigger_created_later_ignores_older_files(
+    sandbox: RunningSandbox, clip: Path, tmp_path: Path
+) -> None:
     sandbox.upload("recordings", clip)
     sandbox.run_of(clip.name)
     time.sleep(1.1)  # trigger creation times have second precision
     trigger = kube.get_custom("triggers", sandbox.namespace, "auto-extract-images")
     assert trigger is not None
-    late = {"apiVersion": trigger["apiVersion"], "kind": "Trigger",
-            "metadata": {"name": "late", "namespace": sandbox.namespace},
-            "spec": {"action": "extract-images", "fileGlob": "*.mp4"}}
+    late = {
+        "apiVersion": trigger["apiVersion"],
+        "kind": "Trigger",
+        "metadata": {"name": "late", "namespace": sandbox.namespace},
+        "spec": {"action": "extract-images", "fileGlob": "*.mp4"},
+    }
     kube.create_custom("triggers", late)
     time.sleep(1.1)
     newer = make_sample_video(tmp_path / "newer.mp4", width=64, height=48, frames=4)
@@ -145,26 +156,36 @@ def test_a_trigger_created_later_ignores_older_files(sandbox: RunningSandbox, cl
     for run in (sandbox.run_of(newer.name, "late"), sandbox.run_of(newer.name, "auto-extract-images")):
         assert run["status"]["phase"] == "Succeeded"
     fired = {(inv["spec"]["trigger"], inv["spec"]["file"]) for inv in sandbox.invocations()}
-    assert fired == {("auto-extract-images", clip.name), ("auto-extract-images", newer.name), ("late", newer.name)}
+    assert fired == {
+        ("auto-extract-images", clip.name),
+        ("auto-extract-images", newer.name),
+        ("late", newer.name),
+    }
 
 
-def test_an_operator_restart_creates_no_second_invocation(sandbox: RunningSandbox, clip: Path, tmp_path: Path) -> None:
+def test_an_operator_restart_creates_no_second_invocation(
+    sandbox: RunningSandbox, clip: Path, tmp_path: Path
+) -> None:
     sandbox.upload("recordings", clip)
     first = sandbox.run_of(clip.name)
     sandbox.sandbox.restart_operator()
     marker = make_sample_video(tmp_path / "after-restart.mp4", width=64, height=48, frames=4)
     sandbox.upload("recordings", marker)
     sandbox.run_of(marker.name)
-    assert sorted(inv["metadata"]["name"] for inv in sandbox.invocations() if inv["spec"]["file"] == clip.name) == [
-        first["metadata"]["name"]
-    ]
+    assert sorted(
+        inv["metadata"]["name"] for inv in sandbox.invocations() if inv["spec"]["file"] == clip.name
+    ) == [first["metadata"]["name"]]
     jobs = kube.batch().list_namespaced_job(sandbox.namespace).items
     assert sorted(job.metadata.name for job in jobs).count(first["metadata"]["name"]) == 1
 
 
-def create_invocation(sandbox: RunningSandbox, name: str, *, action: str, file: str,
-                      record: str = "recordings") -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Invocation",
-            "metadata": {"name": name, "namespace": sandbox.namespace},
-            "spec": {"action": action, "record": record, "file": file}}
+def create_invocation(
+    sandbox: RunningSandbox, name: str, *, action: str, file: str, record: str = "recordings"
+) -> None:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Invocation",
+        "metadata": {"name": name, "namespace": sandbox.namespace},
+        "spec": {"action": action, "record": record, "file": file},
+    }
     assert kube.create_custom("invocations", body)

@@ -16,7 +16,9 @@ def trigger(name: str, glob: str, created: str = "2026-01-01T10:00:00Z", **spec:
 def record(*files: tuple[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
     return {
         "metadata": {"name": "recordings", "namespace": "lab", "labels": labels or {}},
-        "status": {"files": [{"path": path, "sha256": SHA, "size": 1, "addedAt": added} for path, added in files]},
+        "status": {
+            "files": [{"path": path, "sha256": SHA, "size": 1, "addedAt": added} for path, added in files]
+        },
     }
 
 
@@ -27,7 +29,11 @@ def test_matching_file_makes_one_named_invocation() -> None:
     assert invocation["metadata"]["name"] == invocation_name("auto", "recordings", "cam/clip.mp4", SHA)
     assert invocation["metadata"]["namespace"] == "lab"
     assert invocation["spec"] == {
-        "action": "extract-images", "record": "recordings", "file": "cam/clip.mp4", "sha256": SHA, "trigger": "auto",
+        "action": "extract-images",
+        "record": "recordings",
+        "file": "cam/clip.mp4",
+        "sha256": SHA,
+        "trigger": "auto",
     }
     assert invocation["metadata"]["labels"]["autoscene.io/trigger"] == "auto"
 
@@ -37,8 +43,11 @@ def test_non_matching_file_fires_nothing() -> None:
 
 
 def test_files_older_than_the_trigger_do_not_fire() -> None:
-    files = record(("old.mp4", "2026-01-01T09:59:59.9Z"), ("same-second.mp4", "2026-01-01T10:00:00.4Z"),
-                   ("new.mp4", "2026-01-01T10:00:01Z"))
+    files = record(
+        ("old.mp4", "2026-01-01T09:59:59.9Z"),
+        ("same-second.mp4", "2026-01-01T10:00:00.4Z"),
+        ("new.mp4", "2026-01-01T10:00:01Z"),
+    )
     fired = {due["spec"]["file"] for due in invocations_due(files, [trigger("auto", "*.mp4")])}
     assert fired == {"same-second.mp4", "new.mp4"}
 
@@ -57,7 +66,9 @@ def test_every_matching_trigger_fires_once_per_file() -> None:
     files = record(("a.mp4", "2026-01-01T10:00:05Z"), ("b.mp4", "2026-01-01T10:00:06Z"))
     due = invocations_due(files, [trigger("one", "*.mp4"), trigger("two", "a.*")])
     assert sorted((d["spec"]["trigger"], d["spec"]["file"]) for d in due) == [
-        ("one", "a.mp4"), ("one", "b.mp4"), ("two", "a.mp4"),
+        ("one", "a.mp4"),
+        ("one", "b.mp4"),
+        ("two", "a.mp4"),
     ]
     assert len({d["metadata"]["name"] for d in due}) == 3
 
@@ -73,6 +84,7 @@ def test_marking_dispatched_touches_only_the_same_content() -> None:
     current = {"fileCount": 2, "files": [{"path": "a.mp4", "sha256": SHA}, {"path": "b.mp4", "sha256": SHA}]}
     replaced = {"files": [{"path": "a.mp4", "sha256": "d" * 64}]}  # new content arrived meanwhile
     assert mark_dispatched(current, dispatched, "T") == {
-        "fileCount": 2, "files": [{"path": "a.mp4", "sha256": SHA, "dispatchedAt": "T"}, {"path": "b.mp4", "sha256": SHA}],
+        "fileCount": 2,
+        "files": [{"path": "a.mp4", "sha256": SHA, "dispatchedAt": "T"}, {"path": "b.mp4", "sha256": SHA}],
     }
     assert mark_dispatched(replaced, dispatched, "T") == replaced

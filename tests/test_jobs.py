@@ -11,8 +11,13 @@ INVOCATION = {
 
 
 def action(**spec: Any) -> dict[str, Any]:
-    return {"spec": {"image": "autoscene/frame-extractor:0.1.0", "command": ["python", "/app/extract_frames.py"],
-                     **spec}}
+    return {
+        "spec": {
+            "image": "autoscene/frame-extractor:0.1.0",
+            "command": ["python", "/app/extract_frames.py"],
+            **spec,
+        }
+    }
 
 
 def container_of(job: dict[str, Any]) -> dict[str, Any]:
@@ -21,19 +26,34 @@ def container_of(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_job_runs_the_action_on_the_record_volume() -> None:
-    job = build_job(INVOCATION, action(args=["--every", "2"], resources={"limits": {"memory": "1Gi", "cpu": 2}}), "rec-claim")
+    job = build_job(
+        INVOCATION,
+        action(args=["--every", "2"], resources={"limits": {"memory": "1Gi", "cpu": 2}}),
+        "rec-claim",
+    )
     assert job["metadata"]["name"] == "auto-clip-0123456789"
     assert job["metadata"]["namespace"] == "lab"
     [owner] = job["metadata"]["ownerReferences"]
-    assert owner == {"apiVersion": "autoscene.io/v1alpha1", "kind": "Invocation", "name": "auto-clip-0123456789",
-                     "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}
+    assert owner == {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Invocation",
+        "name": "auto-clip-0123456789",
+        "uid": "uid-1",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
     container = container_of(job)
     assert container["image"] == "autoscene/frame-extractor:0.1.0"
     assert container["command"] == ["python", "/app/extract_frames.py"]
     assert container["args"] == ["--every", "2"]
     assert container["resources"] == {"limits": {"memory": "1Gi", "cpu": "2"}}
     mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
-    assert mounts["/cos/files"] == {"name": "record", "mountPath": "/cos/files", "subPath": "files", "readOnly": True}
+    assert mounts["/cos/files"] == {
+        "name": "record",
+        "mountPath": "/cos/files",
+        "subPath": "files",
+        "readOnly": True,
+    }
     assert mounts["/cos/outputs"]["subPath"] == "outputs/auto-clip-0123456789"
     assert not mounts["/cos/outputs"].get("readOnly")
     pod = job["spec"]["template"]["spec"]
@@ -42,8 +62,15 @@ def test_job_runs_the_action_on_the_record_volume() -> None:
 
 
 def test_contract_environment_wins_over_the_actions() -> None:
-    env = container_of(build_job(INVOCATION, action(env=[{"name": "AUTOSCENE_FILE", "value": "evil"},
-                                                        {"name": "EXTRACT_QUALITY", "value": "90"}]), "c"))["env"]
+    env = container_of(
+        build_job(
+            INVOCATION,
+            action(
+                env=[{"name": "AUTOSCENE_FILE", "value": "evil"}, {"name": "EXTRACT_QUALITY", "value": "90"}]
+            ),
+            "c",
+        )
+    )["env"]
     values = {entry["name"]: entry["value"] for entry in env}
     assert values["AUTOSCENE_FILE"] == "cam/clip.mp4"
     assert values["INPUT_FOLDER"] == "/cos/files" and values["OUTPUT_FOLDER"] == "/cos/outputs"

@@ -7,7 +7,9 @@ SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
 def test_same_inputs_same_name() -> None:
-    assert invocation_name("auto", "rec", "x/clip.mp4", SHA_A) == invocation_name("auto", "rec", "x/clip.mp4", SHA_A)
+    assert invocation_name("auto", "rec", "x/clip.mp4", SHA_A) == invocation_name(
+        "auto", "rec", "x/clip.mp4", SHA_A
+    )
 
 
 def test_every_input_changes_the_name() -> None:

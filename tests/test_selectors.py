@@ -17,8 +17,13 @@ LABELS = {"site": "lab", "robot": "r2"}
         ({"matchExpressions": [{"key": "camera", "operator": "NotIn", "values": ["x"]}]}, True),
         ({"matchExpressions": [{"key": "site", "operator": "Exists"}]}, True),
         ({"matchExpressions": [{"key": "site", "operator": "DoesNotExist"}]}, False),
-        ({"matchLabels": {"site": "lab"}, "matchExpressions": [{"key": "robot", "operator": "In", "values": ["r9"]}]},
-         False),
+        (
+            {
+                "matchLabels": {"site": "lab"},
+                "matchExpressions": [{"key": "robot", "operator": "In", "values": ["r9"]}],
+            },
+            False,
+        ),
     ],
 )
 def test_label_selectors(selector: dict | None, expected: bool) -> None:

@@ -11,17 +11,24 @@ def job(**job_status: Any) -> dict[str, Any]:
 
 
 def pod(message: str = "", exit_code: int = 0, created: str = START) -> dict[str, Any]:
-    terminated = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error", "message": message}
-    return {"metadata": {"creationTimestamp": created},
-            "status": {"containerStatuses": [{"name": "action", "state": {"terminated": terminated}}]}}
+    terminated = {
+        "exitCode": exit_code,
+        "reason": "Completed" if exit_code == 0 else "Error",
+        "message": message,
+    }
+    return {
+        "metadata": {"creationTimestamp": created},
+        "status": {"containerStatuses": [{"name": "action", "state": {"terminated": terminated}}]},
+    }
 
 
 def condition(kind: str, reason: str = "", message: str = "") -> dict[str, Any]:
     return {"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": END}
 
 
-SUMMARY = json.dumps({"message": "extracted 48 frames", "outputs": {"count": 49, "bytes": 1000,
-                                                                     "paths": ["a/1.jpg"] * 9}})
+SUMMARY = json.dumps(
+    {"message": "extracted 48 frames", "outputs": {"count": 49, "bytes": 1000, "paths": ["a/1.jpg"] * 9}}
+)
 
 
 def test_a_job_not_started_is_pending() -> None:
@@ -35,8 +42,10 @@ def test_an_active_job_is_running() -> None:
 
 
 def test_a_complete_job_succeeded_with_its_summary() -> None:
-    status = from_job(job(startTime=START, completionTime=END, succeeded=1, conditions=[condition("Complete")]),
-                      [pod(SUMMARY)])
+    status = from_job(
+        job(startTime=START, completionTime=END, succeeded=1, conditions=[condition("Complete")]),
+        [pod(SUMMARY)],
+    )
     assert status["phase"] == "Succeeded"
     assert status["exitCode"] == 0
     assert status["message"] == "extracted 48 frames"
@@ -60,8 +69,14 @@ def test_a_failed_job_reports_the_newest_pods_exit_code_and_log_tail() -> None:
 
 
 def test_a_deadline_failure_without_a_message_says_so() -> None:
-    status = from_job(job(startTime=START, failed=1, conditions=[condition("Failed", "DeadlineExceeded",
-                                                                           "active longer than 60s")]), [])
+    status = from_job(
+        job(
+            startTime=START,
+            failed=1,
+            conditions=[condition("Failed", "DeadlineExceeded", "active longer than 60s")],
+        ),
+        [],
+    )
     assert status["reason"] == "DeadlineExceeded" and status["message"] == "active longer than 60s"
 
 

@@ -12,8 +12,9 @@ def test_paths_that_escape_the_record_are_refused(name: str) -> None:
         record_path(name)
 
 
-@pytest.mark.parametrize(("name", "normal"), [("a.mp4", "a.mp4"), ("cam/./a.mp4", "cam/a.mp4"),
-                                              ("cam//a.mp4", "cam/a.mp4")])
+@pytest.mark.parametrize(
+    ("name", "normal"), [("a.mp4", "a.mp4"), ("cam/./a.mp4", "cam/a.mp4"), ("cam//a.mp4", "cam/a.mp4")]
+)
 def test_paths_are_normalised(name: str, normal: str) -> None:
     assert record_path(name) == normal
 
