@@ -7,6 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from autoscene import kube
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
 
@@ -62,3 +63,23 @@ def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
     assert "Succeeded" in result.stdout
     frames = list((tmp_path / "demo" / "volumes").rglob("frame_*.jpg"))
     assert frames and f"{len(frames)} JPEG frames" in result.stdout
+
+
+def test_upload_through_the_api_when_the_kubeconfig_is_not_a_sandboxs(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # A kubeconfig with no sandbox beside it is a cluster's: the bytes go through an uploader Pod.
+    elsewhere = tmp_path / "elsewhere" / "kubeconfig"
+    elsewhere.parent.mkdir()
+    elsewhere.write_text(sandbox.sandbox.kubeconfig.read_text())
+    clip = make_sample_video(tmp_path / "via api.mp4", width=64, height=48, frames=5)
+    result = runner.invoke(app, ["upload", "recordings", str(clip), "--kubeconfig", str(elsewhere)])
+    assert result.exit_code == 0, result.output
+    run = sandbox.run_of("via api.mp4")
+    assert run["status"]["phase"] == "Succeeded"
+    landed = sandbox.sandbox.volumes / sandbox.namespace / "record-recordings" / "files" / "via api.mp4"
+    assert landed.read_bytes() == clip.read_bytes()
+    pods = (
+        kube.core().list_namespaced_pod(sandbox.namespace, label_selector="autoscene.io/role=uploader").items
+    )
+    assert pods == []

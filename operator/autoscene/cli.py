@@ -68,7 +68,12 @@ def upload_command(
     prefix: Annotated[str, typer.Option(help="Folder inside the record to put the files in.")] = "",
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
-    """Copy files into a Record and register them (path, size, sha256), so Triggers fire."""
+    """Copy files into a Record and register them (path, size, sha256), so Triggers fire.
+
+    Against a cluster the bytes go through the Kubernetes API (a short-lived uploader Pod, a tar stream
+    over exec, the sha256 checked on arrival); against a running sandbox straight into its volumes.
+    """
+    from . import cluster_upload
     from .sandbox.session import volumes_of
 
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
@@ -76,10 +81,6 @@ def upload_command(
         planned = upload.plan(files, prefix)
         kube.configure(str(config))
         volumes = volumes_of(config)
-        if volumes is None:
-            raise upload.UploadError(
-                f"{config} is not a running sandbox's kubeconfig; start `autoscene sandbox --keep`"
-            )
         total = sum(source.stat().st_size for source, _ in planned)
         with Progress(
             TextColumn("{task.description}"),
@@ -89,9 +90,11 @@ def upload_command(
             console=console,
         ) as progress:
             task = progress.add_task(f"uploading to {record}", total=total)
-            uploaded = upload.upload_to_folder(
-                volumes, namespace, record, planned, lambda done: progress.advance(task, done)
-            )
+            advance = lambda done: progress.advance(task, done)  # noqa: E731
+            if volumes is None:
+                uploaded = cluster_upload.upload_via_exec(namespace, record, planned, advance)
+            else:
+                uploaded = upload.upload_to_folder(volumes, namespace, record, planned, advance)
     except (upload.UploadError, FileNotFoundError) as error:
         console.print(f"[red]error:[/] {error}")
         raise typer.Exit(1) from error

@@ -85,7 +85,7 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
         ],
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": _restricted_container_context(),
+        "securityContext": restricted_container_context(),
     }
     for key in ("command", "args"):
         if action_spec.get(key):
@@ -109,7 +109,7 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
                 "image": PREPARE_IMAGE,
                 "command": ["mkdir", "-p", f"/volume/{output_subpath(invocation)}"],
                 "volumeMounts": [{"name": "record", "mountPath": "/volume"}],
-                "securityContext": _restricted_container_context(),
+                "securityContext": restricted_container_context(),
                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "16Mi"}},
             }
         ],
@@ -129,7 +129,7 @@ def quantities_as_strings(resources: Mapping[str, Any]) -> dict[str, dict[str, s
     }
 
 
-def _restricted_container_context() -> dict[str, Any]:
+def restricted_container_context() -> dict[str, Any]:
     """What the Pod Security "restricted" profile asks of every container."""
     return {
         "allowPrivilegeEscalation": False,

@@ -25,6 +25,7 @@ import kmock
 import yaml
 from kmock import KubernetesError
 
+from .apiserver_exec import ExecHandler, exec_request, serve_exec
 from .apiserver_http import (
     ApiTarget,
     delete_options,
@@ -89,6 +90,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
 
     store: ObjectStore = attrs.field(factory=ObjectStore, init=False)
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+    exec_handler: ExecHandler | None = attrs.field(default=None, init=False)
     server_address: str = "127.0.0.1:0"
     _closing: bool = attrs.field(default=False, init=False)
 
@@ -202,6 +204,8 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         method, query = raw_request.method, raw_request.query
         if resource.namespaced and target.name is not None and target.namespace is None:
             raise unknown_resource(raw_request.path)
+        if target.subresource == "exec":
+            return await self._exec(raw_request, resource, target)
         if method == "GET" and (target.watch or query.get("watch") in ("true", "1")):
             return await self._watch(raw_request, resource, target)
         if method == "GET" and target.name is None:
@@ -430,6 +434,17 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         await response.write_eof()
         return response
 
+    async def _exec(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.StreamResponse:
+        assert target.namespace is not None and target.name is not None
+        if raw_request.method not in ("GET", "POST"):
+            message = f"the server does not allow {raw_request.method} on {raw_request.path}"
+            raise api_error(405, "MethodNotAllowed", message)
+        pod = self.store.get(resource, target.namespace, target.name)
+        request = exec_request(pod, raw_request.query)
+        return await serve_exec(raw_request, request, self.exec_handler)
+
 
 class EmbeddedApiServer:
     """The extended emulator served over plain HTTP on its own thread and event loop."""
@@ -446,6 +461,10 @@ class EmbeddedApiServer:
 
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         self.emulator.set_pod_log(namespace, name, text)
+
+    def set_exec_handler(self, handler: ExecHandler | None) -> None:
+        """Who runs the commands of `pods/<name>/exec` (a coroutine function run on the server's loop)."""
+        self.emulator.exec_handler = handler
 
     def start(self) -> str:
         """Start serving; returns the base URL, e.g. http://127.0.0.1:38123."""

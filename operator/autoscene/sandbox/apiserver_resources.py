@@ -10,7 +10,7 @@ GroupResource = tuple[str, str]  # (group, plural): objects are shared by all se
 ResourceKey = tuple[str, str, str]  # (group, version, plural): one served endpoint
 
 MAIN_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "log": ("get",)}
+SUBRESOURCE_VERBS = {"status": ("get", "patch", "update"), "log": ("get",), "exec": ("create", "get")}
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         namespaced=True,
         short_names=("po",),
         categories=("all",),
-        subresources=frozenset({"status", "log"}),
+        subresources=frozenset({"status", "log", "exec"}),
         printer_columns=(
             _column("Status", ".status.phase"),
             AGE_COLUMN,

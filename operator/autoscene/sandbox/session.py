@@ -23,6 +23,7 @@ from .. import kube, paths, schemas
 from . import apply as applying
 from .apiserver import EmbeddedApiServer, write_kubeconfig
 from .jobrunner import LocalImage, LocalJobRunner
+from .podexec import LocalKubelet
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sandbox.json"
@@ -61,6 +62,7 @@ class Sandbox:
         self._operator_ready = threading.Event()
         self._operator: threading.Thread | None = None
         self._runner: LocalJobRunner | None = None
+        self._kubelet: LocalKubelet | None = None
 
     def __enter__(self) -> "Sandbox":
         try:
@@ -88,6 +90,9 @@ class Sandbox:
             self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
         )
         self._runner.start()
+        # Bare Pods (the uploader's) run here too, and `exec` into them runs locally.
+        self._kubelet = LocalKubelet(self.api, self._server, self.volumes, local_images())
+        self._kubelet.start()
         if self.with_operator:
             self._start_operator()
         (self.folder / STATE_FILE).write_text(json.dumps({"url": self.url, "volumes": str(self.volumes)}))
@@ -99,7 +104,13 @@ class Sandbox:
             self._operator.join(timeout=15)
         if self._runner is not None:
             self._runner.stop()
+        if self._kubelet is not None:
+            self._kubelet.stop()
         self._server.stop()
+
+    @property
+    def server(self) -> EmbeddedApiServer:
+        return self._server
 
     def apply(self, objects: Any) -> list[str]:
         return applying.apply(self.api, objects, self.crds, self.namespace)
