@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The policy checker (checkov) lives in a virtualenv of its own: it pins packaging<24 and, through
+# boto3, python-dateutil<3, which conflict with requirements.lock.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean tools
 
 demo: $(STAMP)
 	$(BIN)/autoscene sandbox
 
-test: $(STAMP)
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -27,5 +31,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements-tools.lock
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet -r requirements-tools.lock
+	touch $(TOOLS_STAMP)
+
 clean:
-	rm -rf $(VENV) .autoscene .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TOOLS) .autoscene .pytest_cache .mypy_cache .ruff_cache

@@ -871,9 +871,20 @@ def test_operator_deployment_meets_pod_security_restricted(rendered: list[dict[s
     assert "emptyDir" in volume
 
 
+def operator_options(args: list[str]) -> dict[str, Any]:
+    """The Deployment's arguments as the real `autoscene operator` command parses them."""
+    import typer.main
+
+    from autoscene.cli import app
+
+    command = typer.main.get_command(app).commands["operator"]  # type: ignore[attr-defined]
+    return dict(command.make_context("operator", list(args)).params)
+
+
 def test_operator_deployment_runs_the_operator(rendered: list[dict[str, Any]]) -> None:
     deployment = one(rendered, "Deployment")
-    assert deployment["spec"]["replicas"] == 1
+    # Two replicas are safe: the Lease makes one of them the only active one.
+    assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert (
@@ -881,13 +892,16 @@ def test_operator_deployment_runs_the_operator(rendered: list[dict[str, Any]]) -
     )
     (container,) = pod["spec"]["containers"]
     assert container["image"] == "autoscene/operator:0.1.0"
-    assert container["command"] == [
-        "autoscene",
-        "operator",
-        "--all-namespaces",
-        "--liveness",
-        "http://0.0.0.0:8080/healthz",
-    ]
+    assert container["command"][:2] == ["autoscene", "operator"]
+    options = operator_options(container["command"][2:])
+    assert options["all_namespaces"] is True and options["leader_election"] is True
+    assert options["liveness"] == "http://0.0.0.0:8080/healthz"
+    assert options["metrics_port"] == 9090
+    env = {
+        entry["name"]: entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        for entry in container["env"]
+    }
+    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
     assert ports == {"health": 8080, "metrics": 9090}
     for probe in ("livenessProbe", "readinessProbe"):
