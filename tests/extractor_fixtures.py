@@ -31,6 +31,7 @@ CLIPS: dict[str, dict[str, Any]] = {
     "gop12.mp4": {**SMALL, "gop": 12},
     "vfr.mp4": {**SMALL, "variable_frame_rate": True},
     "hevc.mp4": {**SMALL, "codec": "hevc"},
+    "hevc-10bit.mp4": {**SMALL, "codec": "hevc", "pixel_format": "yuv420p10le"},
     "portrait.mp4": {**SMALL, "rotation": -90},
     "rotated-90.mp4": {**SMALL, "rotation": 90},
     "upside-down.mp4": {**SMALL, "rotation": 180},

@@ -54,7 +54,7 @@ def nearest_frames(
     return chosen
 
 
-@pytest.mark.parametrize("clip", ["clip.mp4", "hevc.mp4", "vfr.mp4", "with-audio.mp4"])
+@pytest.mark.parametrize("clip", ["clip.mp4", "hevc.mp4", "hevc-10bit.mp4", "vfr.mp4", "with-audio.mp4"])
 def test_every_frame_comes_out_as_an_independent_reader_sees_it(
     samples: Samples, inputs: Path, outputs: Path, clip: str
 ) -> None:
@@ -194,17 +194,19 @@ def test_maximum_number_of_frames(samples: Samples, inputs: Path, outputs: Path)
     assert sampled.images("clip") == ["frame_000000.jpg", "frame_000005.jpg", "frame_000010.jpg"]
 
 
-def test_images_match_the_decoded_video(samples: Samples, inputs: Path, outputs: Path) -> None:
+@pytest.mark.parametrize("clip", ["clip.mp4", "hevc-10bit.mp4"])
+def test_images_match_the_decoded_video(samples: Samples, inputs: Path, outputs: Path, clip: str) -> None:
     """JPEG straight from YUV must stretch video range to full range, or the images come out grey."""
-    video = samples.copy("clip.mp4", inputs)
+    video = samples.copy(clip, inputs)
     reference = opencv_frames(video)
 
-    run_in_process(inputs, outputs, AUTOSCENE_FILE="clip.mp4")
+    run_in_process(inputs, outputs, AUTOSCENE_FILE=clip)
 
+    folder = clip.removesuffix(".mp4")
     for index in (0, 23, 47):
-        image = read_image(outputs / "clip" / f"frame_{index:06d}.jpg")
+        image = read_image(outputs / folder / f"frame_{index:06d}.jpg")
         assert mean_difference(image, reference[index][1]) < 3
-    assert mean_difference(read_image(outputs / "clip" / "frame_000000.jpg"), reference[1][1]) > 3
+    assert mean_difference(read_image(outputs / folder / "frame_000000.jpg"), reference[1][1]) > 3
 
 
 def test_png_output(samples: Samples, inputs: Path, outputs: Path) -> None:
