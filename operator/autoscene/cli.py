@@ -36,6 +36,8 @@ def sandbox(
     from .sandbox.session import Sandbox
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The operator runs on a thread of its own here, so kopf cannot (and need not) handle OS signals.
+    logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
     with Sandbox(folder) as running:
         console.print(
             f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
