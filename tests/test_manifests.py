@@ -226,6 +226,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.storage": "object",
         "spec.storage.size": "string",
         "spec.storage.storageClassName": "string",
+        "spec.storage.accessMode": "string",
         "spec.storage.claimName": "string",
         "status": "object",
         "status.phase": "string",

@@ -20,7 +20,7 @@ def claim_body(record: Mapping[str, Any]) -> dict[str, Any]:
     meta, storage = record["metadata"], record["spec"]["storage"]
     spec: dict[str, Any] = {
         # Uploads and every Job of the Record mount it, possibly on different nodes at once.
-        "accessModes": ["ReadWriteMany"],
+        "accessModes": [storage.get("accessMode") or "ReadWriteMany"],
         "resources": {"requests": {"storage": storage["size"]}},
     }
     if storage.get("storageClassName"):
