@@ -1,10 +1,12 @@
 """The `autoscene` command as a user types it."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from autoscene import kube
@@ -83,3 +85,29 @@ def test_upload_through_the_api_when_the_kubeconfig_is_not_a_sandboxs(
         kube.core().list_namespaced_pod(sandbox.namespace, label_selector="autoscene.io/role=uploader").items
     )
     assert pods == []
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed")
+def test_kubectl_reads_the_run_history_from_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    clip = make_sample_video(tmp_path / "seen by kubectl.mp4", width=64, height=48, frames=4)
+    sandbox.upload("recordings", clip)
+    name = sandbox.run_of(clip.name)["metadata"]["name"]
+    kubeconfig = str(sandbox.sandbox.kubeconfig)
+    table = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "get", "invocations"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    header, row = table.splitlines()[0].split(), table.splitlines()[1]
+    assert header == ["NAME", "ACTION", "RECORD", "FILE", "PHASE", "DURATION", "AGE"]
+    assert row.startswith(name) and "extract-images" in row and "Succeeded" in row
+    wide = subprocess.run(
+        ["kubectl", "--kubeconfig", kubeconfig, "get", "inv", "-o", "wide"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "extracted 4 frames" in wide and "auto-extract-images" in wide
