@@ -1,6 +1,6 @@
 from typing import Any
 
-from autoscene.firing import invocations_due, mark_dispatched
+from autoscene.firing import invocations_due, mark_dispatched, unusable_triggers
 from autoscene.naming import invocation_name
 
 SHA = "c" * 64
@@ -42,14 +42,18 @@ def test_non_matching_file_fires_nothing() -> None:
     assert invocations_due(record(("notes.txt", "2026-01-01T10:00:05Z")), [trigger("auto", "*.mp4")]) == []
 
 
-def test_files_older_than_the_trigger_do_not_fire() -> None:
-    files = record(
-        ("old.mp4", "2026-01-01T09:59:59.9Z"),
-        ("same-second.mp4", "2026-01-01T10:00:00.4Z"),
-        ("new.mp4", "2026-01-01T10:00:01Z"),
+def test_an_unusable_trigger_is_named_and_does_not_hold_up_the_others() -> None:
+    files = record(("a.mp4", "2026-01-01T10:00:05Z"))
+    broken_glob = trigger("typo", "[abc")
+    broken_selector = trigger(
+        "empty-in",
+        "*.mp4",
+        recordSelector={"matchExpressions": [{"key": "site", "operator": "In", "values": []}]},
     )
-    fired = {due["spec"]["file"] for due in invocations_due(files, [trigger("auto", "*.mp4")])}
-    assert fired == {"same-second.mp4", "new.mp4"}
+    triggers = [broken_glob, broken_selector, trigger("fine", "*.mp4")]
+    assert [due["spec"]["trigger"] for due in invocations_due(files, triggers)] == ["fine"]
+    assert set(unusable_triggers(triggers)) == {"typo", "empty-in"}
+    assert "unclosed character class" in unusable_triggers(triggers)["typo"]
 
 
 def test_suspended_and_unselected_triggers_do_not_fire() -> None:

@@ -36,9 +36,32 @@ def test_a_job_not_started_is_pending() -> None:
     assert status["phase"] == "Pending" and status["jobName"] == "run-1"
 
 
-def test_an_active_job_is_running() -> None:
-    status = from_job(job(startTime=START, active=1), [])
+def container_state(**state: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"creationTimestamp": START},
+        "status": {"phase": "Pending", "containerStatuses": [{"name": "action", "state": state}]},
+    }
+
+
+def test_an_active_job_is_running_once_its_action_runs() -> None:
+    status = from_job(job(startTime=START, active=1), [container_state(running={"startedAt": START})])
     assert status["phase"] == "Running" and status["startTime"] == START and "completionTime" not in status
+
+
+def test_an_active_job_whose_pod_waits_says_what_for() -> None:
+    waiting = container_state(waiting={"reason": "ImagePullBackOff", "message": "pull access denied"})
+    status = from_job(job(startTime=START, active=1), [waiting])
+    assert status["phase"] == "Pending" and status["reason"] == "ImagePullBackOff"
+    assert status["message"] == "ImagePullBackOff: pull access denied"
+    assert from_job(job(startTime=START, active=1), [])["phase"] == "Pending"
+
+
+def test_an_actions_odd_report_cannot_break_the_status() -> None:
+    report = json.dumps({"message": "ok", "outputs": {"count": "many", "bytes": -5, "paths": ["a", 3]}})
+    status = from_job(
+        job(startTime=START, completionTime=END, conditions=[condition("Complete")]), [pod(report)]
+    )
+    assert status["outputs"] == {"count": 0, "bytes": 0, "paths": ["a"]}
 
 
 def test_a_complete_job_succeeded_with_its_summary() -> None:

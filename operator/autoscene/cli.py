@@ -133,13 +133,17 @@ def operator(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator (in a cluster's Deployment, or locally against a kubeconfig)."""
-    from .config import JOB_TTL_VARIABLE
+    from .config import JOB_TTL_VARIABLE, parse_job_ttl
     from .runtime import Leadership, run_operator
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     if not all_namespaces and not namespace:
         raise typer.BadParameter("give --all-namespaces or at least one --namespace")
     if job_ttl_seconds is not None:
+        try:
+            parse_job_ttl(job_ttl_seconds)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--job-ttl-seconds") from error
         os.environ[JOB_TTL_VARIABLE] = job_ttl_seconds
     leadership = (
         Leadership(lease_namespace, lease_name, lease_seconds, renew_seconds) if leader_election else None

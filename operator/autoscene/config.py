@@ -15,7 +15,16 @@ class OperatorConfig:
 
 
 def current() -> OperatorConfig:
-    raw = os.environ.get(JOB_TTL_VARIABLE, "").strip()
+    return OperatorConfig(job_ttl_seconds=parse_job_ttl(os.environ.get(JOB_TTL_VARIABLE, "")))
+
+
+def parse_job_ttl(raw: str) -> int | None:
+    """Seconds as a whole number ≥ 0, 'never' (None), or empty for the default; anything else is refused."""
+    raw = raw.strip()
+    if not raw:
+        return DEFAULT_JOB_TTL_SECONDS
     if raw.lower() in ("never", "none"):
-        return OperatorConfig(job_ttl_seconds=None)
-    return OperatorConfig(job_ttl_seconds=int(raw) if raw else DEFAULT_JOB_TTL_SECONDS)
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"a job TTL is a whole number of seconds or 'never', not {raw!r}")
+    return int(raw)

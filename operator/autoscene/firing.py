@@ -1,32 +1,45 @@
 """Which Invocations a Record's files call for: the Trigger rules, free of any I/O."""
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
-from . import API_VERSION, globs, labels, naming, selectors, timestamps
+from . import API_VERSION, globs, labels, naming, selectors
 
 
 def invocations_due(record: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The Invocation bodies for every (file, Trigger) pair that fires, named deterministically.
+    """The Invocation bodies for every (new file, Trigger) pair that fires, named deterministically.
 
-    Only files not yet dispatched count. A Trigger fires on a file when it is not suspended, selects
-    the Record, its glob matches the file's path, and the file was added no earlier than the Trigger's
-    creation (second precision, as the API server keeps it): a Trigger never fires on files that were
-    there before it.
+    Only files not yet dispatched count: a file is dispatched once, to the Triggers that exist when
+    the operator first sees it, so a Trigger created later never fires on files that were already
+    there. A Trigger fires on a file when it is not suspended, selects the Record, and its glob matches
+    the file's path. A Trigger whose glob or selector cannot be used is left out (see
+    `unusable_triggers`), so it cannot hold up the others.
     """
-    record_meta = record["metadata"]
     files = undispatched_files(record)
-    due = []
+    labels_of_record = record["metadata"].get("labels")
+    due: list[dict[str, Any]] = []
     for trigger in triggers:
-        if not _is_armed_for(trigger, record_meta.get("labels")):
+        try:
+            if not _is_armed_for(trigger, labels_of_record):
+                continue
+            matching = [file for file in files if globs.matches(trigger["spec"]["fileGlob"], file["path"])]
+        except ValueError:
             continue
-        created = timestamps.parse(trigger["metadata"]["creationTimestamp"])
-        pattern = trigger["spec"]["fileGlob"]
-        for file in files:
-            if globs.matches(pattern, file["path"]) and _added_since(file, created):
-                due.append(invocation_for(trigger, record_meta["name"], file))
+        due.extend(invocation_for(trigger, record["metadata"]["name"], file) for file in matching)
     return due
+
+
+def unusable_triggers(triggers: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Triggers that cannot fire, by name, with why: a glob or a label selector that does not parse."""
+    unusable = {}
+    for trigger in triggers:
+        spec = trigger.get("spec") or {}
+        try:
+            globs.compile_glob(spec.get("fileGlob", ""))
+            selectors.selects(spec.get("recordSelector"), {})
+        except ValueError as error:
+            unusable[trigger["metadata"]["name"]] = str(error)
+    return unusable
 
 
 def undispatched_files(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -71,8 +84,3 @@ def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, A
 def _is_armed_for(trigger: Mapping[str, Any], record_labels: Mapping[str, str] | None) -> bool:
     spec = trigger.get("spec") or {}
     return not spec.get("suspend", False) and selectors.selects(spec.get("recordSelector"), record_labels)
-
-
-def _added_since(file: Mapping[str, Any], created: datetime) -> bool:
-    added = file.get("addedAt")
-    return added is not None and timestamps.parse(added) >= created

@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -12,10 +13,20 @@ logger = logging.getLogger(__name__)
 PLURAL = "invocations"
 ACTION_NOT_FOUND = "ActionNotFound"
 RECORD_NOT_FOUND = "RecordNotFound"
+JOB_LOST = "JobLost"
 
 
-def start(invocation: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Create the Invocation's Job unless it has one; the status to write, or None if nothing changed.
+@dataclass(frozen=True)
+class Transition:
+    """A status written to an Invocation: the status it replaced, and the fields that changed."""
+
+    invocation: dict[str, Any]
+    previous: dict[str, Any]
+    update: dict[str, Any]
+
+
+def start(invocation: Mapping[str, Any]) -> Transition | None:
+    """Create the Invocation's Job unless it has one, and write the status that says so.
 
     A missing Action fails the Invocation until the Action appears (see `waiting_for_action`); a
     missing Record fails it for good, since the file it names cannot be in a Record made later.
@@ -26,37 +37,32 @@ def start(invocation: Mapping[str, Any]) -> dict[str, Any] | None:
     namespace = meta["namespace"]
     action = kube.get_custom("actions", namespace, spec["action"])
     if action is None:
-        return status.failed(
+        update = status.failed(
             ACTION_NOT_FOUND,
             f'Action "{spec["action"]}" does not exist in namespace "{namespace}"; '
             "this invocation starts as soon as it is created",
         )
+        return write(invocation, update)
     record = kube.get_custom("records", namespace, spec["record"])
     if record is None:
-        return status.failed(
+        update = status.failed(
             RECORD_NOT_FOUND,
             f'Record "{spec["record"]}" does not exist in namespace "{namespace}"; a Record created '
             "later cannot hold this file, so create the Record, upload the file and run it again",
         )
+        return write(invocation, update)
     claim = records.claim_of(record)
     if claim is None:
         raise kopf.TemporaryError(f'Record "{spec["record"]}" has no volume yet', delay=2)
     body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds)
+    job_name = body["metadata"]["name"]
     if kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body)):
         _count_dispatch(invocation)
-    return {
-        **status.waiting("JobCreated", f'job "{body["metadata"]["name"]}" created'),
-        "jobName": body["metadata"]["name"],
-        "completionTime": None,
-    }
-
-
-def _count_dispatch(invocation: Mapping[str, Any]) -> None:
-    metrics.invocations_created.labels(invocation["spec"]["action"]).inc()
-    added = (invocation["metadata"].get("annotations") or {}).get(labels.FILE_ADDED_AT)
-    if added:
-        waited = (timestamps.now() - timestamps.parse(added)).total_seconds()
-        metrics.dispatch_latency.observe(max(waited, 0.0))
+    elif _owner_uid(kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))) != meta["uid"]:
+        # A Job of that name from an earlier Invocation of the same name is still being deleted.
+        raise kopf.TemporaryError(f'an older job "{job_name}" is still being deleted', delay=5)
+    update = {**status.waiting("JobCreated", f'job "{job_name}" created'), "jobName": job_name}
+    return write(invocation, {**update, "completionTime": None})
 
 
 def needs_start(current: Mapping[str, Any]) -> bool:
@@ -66,11 +72,63 @@ def needs_start(current: Mapping[str, Any]) -> bool:
     return current.get("phase") not in status.FINISHED or current.get("reason") == ACTION_NOT_FOUND
 
 
-def status_from_job(job: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """The owning Invocation's name and the status its Job and Pods say, for Jobs we manage."""
-    invocation = (job["metadata"].get("labels") or {}).get(labels.INVOCATION)
-    if not invocation:
+def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid: str) -> Transition | None:
+    """Write the status the Invocation's Job (None: gone) says, unless the run's record is final."""
+    invocation = kube.get_custom(PLURAL, namespace, name)
+    if invocation is None or invocation["metadata"]["uid"] != uid:
         return None
+    current = invocation.get("status") or {}
+    if not current.get("jobName") or current.get("phase") in status.FINISHED:
+        return None
+    if job is None:
+        wanted = status.failed(JOB_LOST, f'job "{current["jobName"]}" was deleted before it finished')
+    else:
+        wanted = observed_status(job)
+    return write(invocation, wanted)
+
+
+def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transition | None:
+    """Write the fields of `wanted` that differ from the current status, never rewriting a finished run.
+
+    A compare-and-swap against the latest status: a late or repeated write (a retried start, an
+    old Job event) loses to a status that already moved on, instead of overwriting it.
+    """
+    meta = invocation["metadata"]
+    seen: dict[str, Any] = {}
+
+    def merged(current: dict[str, Any]) -> dict[str, Any]:
+        seen.clear()
+        seen.update(current)
+        return {**current, **changed_fields(current, wanted)}
+
+    written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged)
+    if written is None:
+        return None
+    update = changed_fields(seen, wanted)
+    if not update:
+        return None
+    return Transition(written, dict(seen), update)
+
+
+def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of `wanted` that differs from the current status; nothing once the run is final."""
+    finished = current.get("phase") in status.FINISHED and current.get("reason") != ACTION_NOT_FOUND
+    if finished or _moved_on(current, wanted):
+        return {}
+    return {key: value for key, value in wanted.items() if current.get(key) != value}
+
+
+def _moved_on(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    # "Job created" arriving after the Job's own progress was written (a retried start) is stale.
+    return bool(
+        wanted.get("reason") == "JobCreated"
+        and current.get("jobName") == wanted.get("jobName")
+        and current.get("phase") not in (None, status.PENDING)
+    )
+
+
+def observed_status(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The status the Job and its Pods say, with the log's end once the run is over."""
     namespace = job["metadata"]["namespace"]
     listing = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job['metadata']['name']}")
     pods = [kube.sanitized(pod) for pod in listing.items]
@@ -80,7 +138,39 @@ def status_from_job(job: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None
         log = _newest_log(namespace, pods)
         if log:
             wanted["logTail"] = status.log_tail(log)
-    return invocation, wanted
+    return wanted
+
+
+def owner_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
+    """The (name, uid) of the Invocation that controls this Job, if one does."""
+    for reference in job["metadata"].get("ownerReferences") or []:
+        if reference.get("kind") == "Invocation" and reference.get("controller"):
+            return reference["name"], reference["uid"]
+    return None
+
+
+def waiting_for_action(namespace: str, action: str) -> list[dict[str, Any]]:
+    """The Invocations that failed because this Action did not exist yet."""
+    selector = f"{labels.ACTION}={action}" if labels.is_label_value(action) else ""
+    return [
+        invocation
+        for invocation in kube.list_custom(PLURAL, namespace, label_selector=selector)
+        if invocation["spec"]["action"] == action
+        and (invocation.get("status") or {}).get("reason") == ACTION_NOT_FOUND
+    ]
+
+
+def _owner_uid(job: Mapping[str, Any]) -> str | None:
+    owner = owner_of(job)
+    return owner[1] if owner else None
+
+
+def _count_dispatch(invocation: Mapping[str, Any]) -> None:
+    metrics.invocations_created.labels(invocation["spec"]["action"]).inc()
+    added = (invocation["metadata"].get("annotations") or {}).get(labels.FILE_ADDED_AT)
+    if added:
+        waited = (timestamps.now() - timestamps.parse(added)).total_seconds()
+        metrics.dispatch_latency.observe(max(waited, 0.0))
 
 
 def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> str:
@@ -100,23 +190,3 @@ def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> str:
     except Exception as error:  # a log is a nice-to-have: the run's outcome does not depend on it
         logger.debug("no log for %s: %s", newest["metadata"]["name"], error)
         return ""
-
-
-def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of `wanted` that differs from the current status (nothing to write when empty)."""
-    if current.get("phase") in status.FINISHED and current.get("jobName") == wanted.get("jobName"):
-        # A finished run's record is final: a late or repeated Job event must not rewrite history.
-        if current.get("phase") == wanted.get("phase"):
-            return {}
-    return {key: value for key, value in wanted.items() if current.get(key) != value}
-
-
-def waiting_for_action(namespace: str, action: str) -> list[dict[str, Any]]:
-    """The Invocations that failed because this Action did not exist yet."""
-    selector = f"{labels.ACTION}={action}" if labels.is_label_value(action) else ""
-    return [
-        invocation
-        for invocation in kube.list_custom(PLURAL, namespace, label_selector=selector)
-        if invocation["spec"]["action"] == action
-        and (invocation.get("status") or {}).get("reason") == ACTION_NOT_FOUND
-    ]

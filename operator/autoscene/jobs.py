@@ -101,13 +101,21 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             "runAsUser": RUN_AS_USER,
             "runAsGroup": RUN_AS_USER,
             "fsGroup": RUN_AS_USER,
+            # Only the volume's root is checked: a recursive chown of every earlier output would slow
+            # each run's start as the Record grows.
+            "fsGroupChangePolicy": "OnRootMismatch",
             "seccompProfile": {"type": "RuntimeDefault"},
         },
         "initContainers": [
             {
                 "name": "prepare-outputs",
                 "image": PREPARE_IMAGE,
-                "command": ["mkdir", "-p", f"/volume/{output_subpath(invocation)}"],
+                "command": [
+                    "mkdir",
+                    "-p",
+                    f"/volume/{FILES_SUBPATH}",
+                    f"/volume/{output_subpath(invocation)}",
+                ],
                 "volumeMounts": [{"name": "record", "mountPath": "/volume"}],
                 "securityContext": restricted_container_context(),
                 "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "16Mi"}},

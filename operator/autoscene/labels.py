@@ -15,7 +15,14 @@ _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 def for_invocation(*, action: str, record: str, trigger: str | None) -> dict[str, str]:
     """Labels for selecting Invocations by action, record and trigger (`kubectl get inv -l ...`)."""
-    candidates = {MANAGED_BY: MANAGER, ACTION: action, RECORD: record, TRIGGER: trigger or ""}
+    return _usable({MANAGED_BY: MANAGER, ACTION: action, RECORD: record, TRIGGER: trigger or ""})
+
+
+def for_claim(record: str) -> dict[str, str]:
+    return _usable({MANAGED_BY: MANAGER, RECORD: record})
+
+
+def _usable(candidates: dict[str, str]) -> dict[str, str]:
     # Object names may be longer than a label value allows; such a name is left out, not mangled.
     return {key: value for key, value in candidates.items() if value and is_label_value(value)}
 

@@ -1,5 +1,7 @@
 """Prometheus metrics of the operator, served on their own port (`autoscene operator --metrics-port`)."""
 
+import threading
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RUN_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
@@ -37,14 +39,17 @@ class InFlight:
 
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
+        self._lock = threading.Lock()  # handlers run on several threads
 
     def observe(self, uid: str, phase: str | None) -> None:
-        self._phases[uid] = phase or "Pending"
-        self._publish()
+        with self._lock:
+            self._phases[uid] = phase or "Pending"
+            self._publish()
 
     def forget(self, uid: str) -> None:
-        self._phases.pop(uid, None)
-        self._publish()
+        with self._lock:
+            self._phases.pop(uid, None)
+            self._publish()
 
     def _publish(self) -> None:
         for phase in self.TRACKED:

@@ -33,5 +33,12 @@ def claim_name(record: str) -> str:
 
 
 def job_name(invocation: str) -> str:
-    """The Job of an Invocation: the same name, so the Job is found without a lookup."""
-    return invocation
+    """The Job of an Invocation: the same name when it fits a Job's limits, else a shortened one.
+
+    Manual Invocations may have names up to 253 characters; the Job's name becomes a label value.
+    """
+    if len(invocation) <= MAX_INVOCATION_NAME and dns_label(invocation) == invocation:
+        return invocation
+    digest = hashlib.sha256(invocation.encode()).hexdigest()[:_HASH_LENGTH]
+    readable = dns_label(invocation)[: MAX_INVOCATION_NAME - _HASH_LENGTH - 1].strip("-")
+    return f"{readable}-{digest}" if readable else digest

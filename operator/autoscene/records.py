@@ -4,7 +4,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from . import firing, kube, labels, naming, ownership, timestamps
+from kubernetes.client.exceptions import ApiException
+
+from . import events, firing, kube, labels, naming, ownership, timestamps
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def claim_body(record: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {
             "name": naming.claim_name(meta["name"]),
             "namespace": meta["namespace"],
-            "labels": {labels.MANAGED_BY: labels.MANAGER, labels.RECORD: meta["name"]},
+            "labels": labels.for_claim(meta["name"]),
             "ownerReferences": ownership.owned_by(record),
         },
         "spec": spec,
@@ -49,17 +51,38 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     return str(body["metadata"]["name"])
 
 
-def due_invocations(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every Invocation the Record's new files call for, given the Triggers of its namespace now."""
-    if not firing.undispatched_files(record):
+def dispatch(record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Create the Invocations the Record's new files call for, then mark those files dispatched.
+
+    Idempotent: Invocation names are deterministic, so a repeated dispatch finds them there (409). A
+    file whose Invocation could not be created stays undispatched and is tried again later; a Trigger
+    that cannot fire (a glob that does not parse) gets a Warning Event and holds up nobody.
+    """
+    files = firing.undispatched_files(record)
+    if not files or record["metadata"].get("deletionTimestamp"):
         return []
-    triggers = kube.list_custom("triggers", record["metadata"]["namespace"])
-    return firing.invocations_due(record, triggers)
+    namespace = record["metadata"]["namespace"]
+    triggers = kube.list_custom("triggers", namespace)
+    for trigger in triggers:
+        why = firing.unusable_triggers([trigger]).get(trigger["metadata"]["name"])
+        if why:
+            _warn_once(trigger, "TriggerUnusable", f"this Trigger cannot fire: {why}")
+    created, undone = [], set()
+    for invocation in firing.invocations_due(record, triggers):
+        try:
+            if kube.create_custom("invocations", invocation):
+                created.append(invocation)
+        except ApiException as error:
+            undone.add(invocation["spec"]["file"])
+            events.post(
+                record, "DispatchFailed", f"{invocation['spec']['file']}: {error.reason}", warning=True
+            )
+    mark_dispatched(record, [file for file in files if file["path"] not in undone])
+    return created
 
 
-def mark_dispatched(record: Mapping[str, Any]) -> None:
-    """Note in the Record that its new files were dispatched, so no event makes them fire again."""
-    dispatched = firing.undispatched_files(record)
+def mark_dispatched(record: Mapping[str, Any], dispatched: list[Mapping[str, Any]]) -> None:
+    """Note in the Record that these files were dispatched, so no later event makes them fire again."""
     if not dispatched:
         return
     moment = timestamps.render_precise(timestamps.now())
@@ -70,3 +93,14 @@ def mark_dispatched(record: Mapping[str, Any]) -> None:
         meta["name"],
         lambda current: firing.mark_dispatched(current, dispatched, moment),
     )
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(obj: Mapping[str, Any], reason: str, message: str) -> None:
+    """One Warning per version of an object, not one per dispatch."""
+    key = (obj["metadata"].get("uid", ""), obj["metadata"].get("resourceVersion", ""))
+    if key not in _warned:
+        _warned.add(key)
+        events.post(obj, reason, message, warning=True)

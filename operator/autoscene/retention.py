@@ -17,7 +17,7 @@ def invocations_to_prune(
     if not policy:
         return []
     finished = sorted(
-        (inv for inv in invocations if (inv.get("status") or {}).get("phase") in status.FINISHED),
+        (inv for inv in invocations if _is_over(inv.get("status") or {})),
         key=_newness,
         reverse=True,
     )
@@ -30,6 +30,11 @@ def invocations_to_prune(
         if too_many or too_old:
             prune.append(invocation["metadata"]["name"])
     return prune
+
+
+def _is_over(run_status: Mapping[str, Any]) -> bool:
+    # A run that failed for want of its Action is waiting, not over: it starts when the Action appears.
+    return run_status.get("phase") in status.FINISHED and run_status.get("reason") != "ActionNotFound"
 
 
 def _newness(invocation: Mapping[str, Any]) -> tuple[datetime, str, str]:

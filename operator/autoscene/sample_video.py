@@ -1,7 +1,7 @@
 """Deterministic sample videos for demos, tests and benchmarks.
 
 The clips are drawn straight in YUV 4:2:0 (no colour conversion) so that even a 1080p clip is cheap to
-make: a diagonal gradient and a bright block that move every frame, plus seeded noise so the encoder
+make: a diagonal gradient and a dark block that move every frame, plus seeded noise so the encoder
 cannot compress them to nothing. The same arguments always give the same pixels.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 NOISE_AMPLITUDE = 6
 NOISE_DRIFT = 64
 # Luma stays within [52, 200] and chroma within 128 ± 20: every pixel maps to a valid RGB colour, as in
-# camera footage, so an RGB round trip loses no more here than it would on a real video.
+# camera footage, so converting to RGB clips nothing.
 RAMP_FLOOR, RAMP_PERIOD = 66, 120
 BLOCK_LUMA = 52
 CHROMA_SWING = 40

@@ -43,10 +43,8 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
         status.update(phase=FAILED, reason=condition.get("reason") or "Failed")
         status["completionTime"] = condition.get("lastTransitionTime") or job_status.get("completionTime")
         status["message"] = report.get("message") or condition.get("message") or "the job failed"
-    elif int(job_status.get("active", 0)) > 0 or status.get("startTime"):
-        status.update(phase=RUNNING, reason="Running", message="the action is running")
     else:
-        status.update(phase=PENDING, reason="JobCreated", message="waiting for the job to start")
+        status.update(_progress(newest(pods)))
     if "outputs" in report:
         status["outputs"] = report["outputs"]
     if report.get("logTail"):
@@ -55,6 +53,24 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
         elapsed = timestamps.parse(status["completionTime"]) - timestamps.parse(status["startTime"])
         status["duration"] = timestamps.human_duration(elapsed.total_seconds())
     return {key: value for key, value in status.items() if value is not None}
+
+
+def _progress(pod: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Running only once the action's container runs; until then, what its Pod waits for."""
+    if pod is None:
+        return {"phase": PENDING, "reason": "PodPending", "message": "waiting for the job's pod"}
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") != jobs.ACTION_CONTAINER:
+            continue
+        state = container.get("state") or {}
+        if "running" in state or "terminated" in state:
+            return {"phase": RUNNING, "reason": "Running", "message": "the action is running"}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason"):
+            detail = f": {waiting['message']}" if waiting.get("message") else ""
+            return {"phase": PENDING, "reason": waiting["reason"], "message": f"{waiting['reason']}{detail}"}
+    pod_phase = (pod.get("status") or {}).get("phase") or "Pending"
+    return {"phase": PENDING, "reason": "PodPending", "message": f"the job's pod is {pod_phase.lower()}"}
 
 
 def parse_termination_message(text: str) -> dict[str, Any]:
@@ -92,7 +108,15 @@ def _outputs(raw: Any) -> dict[str, Any] | None:
     if not isinstance(raw, dict):
         return None
     paths = [path for path in raw.get("paths") or [] if isinstance(path, str)][:5]
-    return {"count": int(raw.get("count", 0)), "bytes": int(raw.get("bytes", 0)), "paths": paths}
+    return {"count": _count(raw.get("count")), "bytes": _count(raw.get("bytes")), "paths": paths}
+
+
+def _count(value: Any) -> int:
+    """A count from an action's own report: whatever it wrote, a non-negative whole number."""
+    try:
+        return max(int(value), 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0
 
 
 def newest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:

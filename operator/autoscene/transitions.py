@@ -1,0 +1,32 @@
+"""What follows a change of an Invocation's phase: an Event, metrics, the Trigger's retention policy."""
+
+import logging
+
+from . import events, invocations, metrics, status, timestamps, triggers
+
+logger = logging.getLogger(__name__)
+
+
+def announce(transition: invocations.Transition | None) -> None:
+    if transition is None:
+        return
+    update, previous = transition.update, transition.previous
+    if "phase" not in update and "reason" not in update:
+        return
+    invocation = transition.invocation
+    phase = update.get("phase", previous.get("phase"))
+    reason = update.get("reason") or phase or ""
+    events.post(invocation, reason, update.get("message", ""), warning=phase == status.FAILED)
+    # A run waiting for its Action is not over: it starts when the Action appears.
+    if "phase" not in update or phase not in status.FINISHED or reason == invocations.ACTION_NOT_FOUND:
+        return
+    spec, final = invocation["spec"], invocation.get("status") or {}
+    metrics.invocations_finished.labels(spec["action"], phase).inc()
+    if final.get("startTime") and final.get("completionTime"):
+        elapsed = timestamps.parse(final["completionTime"]) - timestamps.parse(final["startTime"])
+        metrics.run_duration.labels(spec["action"]).observe(elapsed.total_seconds())
+    if spec.get("trigger"):
+        try:
+            triggers.apply_retention(invocation["metadata"]["namespace"], spec["trigger"])
+        except Exception as error:  # pruning is retried by the periodic reconciliation
+            logger.warning("retention of trigger %s failed: %s", spec["trigger"], error)
