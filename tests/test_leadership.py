@@ -23,16 +23,18 @@ from .conftest import RunningSandbox
 NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 
-def test_a_lease_is_free_when_unheld_own_or_lapsed() -> None:
+def test_a_lease_is_free_when_unheld_own_or_lapsed_by_our_own_clock() -> None:
     held = held_spec(None, "a", NOW, 15)
     assert held["holderIdentity"] == "a" and held["leaseTransitions"] == 1
-    assert is_free_for(None, "b", NOW)
-    assert is_free_for({"holderIdentity": None}, "b", NOW)
-    assert is_free_for(held, "a", NOW + timedelta(seconds=5))
-    assert not is_free_for(held, "b", NOW + timedelta(seconds=14))
-    assert is_free_for(held, "b", NOW + timedelta(seconds=16))
+    assert is_free_for(None, "b", unchanged_for=0)
+    assert is_free_for({"holderIdentity": None}, "b", unchanged_for=0)
+    assert is_free_for(held, "a", unchanged_for=100)
+    # Another holder lapses only when its record stayed the same for the lease's duration, as we saw it.
+    assert not is_free_for(held, "b", unchanged_for=14)
+    assert is_free_for(held, "b", unchanged_for=16)
     renewed = held_spec(held, "a", NOW + timedelta(seconds=10), 15)
     assert renewed["acquireTime"] == held["acquireTime"] and renewed["leaseTransitions"] == 1
+    assert renewed["renewTime"] != held["renewTime"]
     assert held_spec(renewed, "b", NOW + timedelta(seconds=30), 15)["leaseTransitions"] == 2
 
 

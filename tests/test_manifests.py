@@ -942,6 +942,8 @@ GRANTS = {
     (GROUP, "triggers"): {"get", "list", "watch", "patch"},
     (GROUP, "records"): {"get", "list", "watch", "patch"},
     (GROUP, "records/status"): {"get", "patch", "update"},
+    (GROUP, "records/finalizers"): {"update"},
+    (GROUP, "invocations/finalizers"): {"update"},
     (GROUP, "triggers/status"): {"get", "patch", "update"},
     (GROUP, "invocations/status"): {"get", "patch", "update"},
     (GROUP, "invocations"): {"get", "list", "watch", "create", "patch", "delete"},

@@ -165,3 +165,66 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def test_a_job_deleted_before_it_ends_fails_its_run(sandbox: RunningSandbox) -> None:
+    sleeper = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Action",
+        "metadata": {"name": "sleeper", "namespace": sandbox.namespace},
+        "spec": {"image": "busybox:1.36.1", "command": ["sleep", "60"]},
+    }
+    kube.create_custom("actions", sleeper)
+    run = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Invocation",
+        "metadata": {"name": "nap", "namespace": sandbox.namespace},
+        "spec": {"action": "sleeper", "record": "recordings", "file": "-"},
+    }
+    kube.create_custom("invocations", run)
+    eventually(
+        lambda: (sandbox.invocation("nap") or {}).get("status", {}).get("phase") == "Running",
+        what="the run to start",
+    )
+    kube.batch().delete_namespaced_job("nap", sandbox.namespace, propagation_policy="Background")
+    failed = sandbox.finished("nap")
+    assert failed["status"]["phase"] == "Failed" and failed["status"]["reason"] == "JobLost"
+    assert 'job "nap" was deleted before it finished' in failed["status"]["message"]
+
+
+def test_a_manual_run_with_a_long_name_gets_a_job_within_limits(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    clip = small_clip(tmp_path, "long.mp4")
+    sandbox.upload("recordings", clip)
+    sandbox.run_of(clip.name)
+    name = "re-extract-" + "x" * 70
+    run = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Invocation",
+        "metadata": {"name": name, "namespace": sandbox.namespace},
+        "spec": {"action": "extract-images", "record": "recordings", "file": clip.name},
+    }
+    kube.create_custom("invocations", run)
+    done = sandbox.finished(name)
+    assert done["status"]["phase"] == "Succeeded"
+    assert len(done["status"]["jobName"]) <= 52 and done["status"]["jobName"].startswith("re-extract-x")
+
+
+def test_the_reconciliation_pass_repairs_a_lost_final_event(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    from autoscene.reconciler import reconcile_once
+
+    clip = small_clip(tmp_path, "lost.mp4")
+    sandbox.upload("recordings", clip)
+    name = sandbox.run_of(clip.name)["metadata"]["name"]
+    # As if the Job's last event had been lost: the Invocation still says Running.
+    kube.patch_custom_status(
+        "invocations",
+        sandbox.namespace,
+        name,
+        {"phase": "Running", "reason": "Running", "completionTime": None},
+    )
+    reconcile_once()
+    repaired = sandbox.invocation(name)
+    assert repaired is not None and repaired["status"]["phase"] == "Succeeded"
+    assert repaired["status"]["completionTime"]

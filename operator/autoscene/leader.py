@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client
@@ -21,17 +21,17 @@ from . import timestamps
 logger = logging.getLogger(__name__)
 
 
-def is_free_for(lease_spec: Mapping[str, Any] | None, identity: str, now: datetime) -> bool:
-    """Whether `identity` may take (or keep) the Lease: it holds it, nobody does, or the holder lapsed."""
+def is_free_for(lease_spec: Mapping[str, Any] | None, identity: str, unchanged_for: float) -> bool:
+    """Whether `identity` may take (or keep) the Lease: it holds it, nobody does, or the holder lapsed.
+
+    A holder has lapsed when its record has not changed for `leaseDurationSeconds` of *our* clock
+    (`unchanged_for`): comparing its renewTime with our wall clock would trust two machines' clocks.
+    """
     spec = lease_spec or {}
     holder = spec.get("holderIdentity")
     if not holder or holder == identity:
         return True
-    renewed = spec.get("renewTime") or spec.get("acquireTime")
-    if not renewed:
-        return True
-    duration = timedelta(seconds=int(spec.get("leaseDurationSeconds") or 0))
-    return _as_datetime(renewed) + duration < now
+    return unchanged_for > float(spec.get("leaseDurationSeconds") or 0)
 
 
 def held_spec(
@@ -65,12 +65,17 @@ class LeaderElector:
         self._sanitize = api.sanitize_for_serialization
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_seconds, self.renew_seconds = lease_seconds, renew_seconds
+        # A hung call must not outlive our own lease: it would keep us "leading" past its end.
+        self._timeout = max(min(renew_seconds, lease_seconds / 3), 0.5)
+        self._observed: tuple[Any, float] = (None, time.monotonic())
 
     def try_to_hold(self) -> bool:
         """One attempt to take or renew the Lease; True when this replica holds it afterwards."""
         now = timestamps.now()
         try:
-            current = self._sanitize(self._api.read_namespaced_lease(self.name, self.namespace))
+            current = self._sanitize(
+                self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -80,11 +85,26 @@ class LeaderElector:
                 "metadata": {"name": self.name, "namespace": self.namespace},
                 "spec": held_spec(None, self.identity, now, self.lease_seconds),
             }
-            return self._write(lambda: self._api.create_namespaced_lease(self.namespace, body))
-        if not is_free_for(current.get("spec"), self.identity, now):
+            return self._write(
+                lambda: self._api.create_namespaced_lease(
+                    self.namespace, body, _request_timeout=self._timeout
+                )
+            )
+        if not is_free_for(current.get("spec"), self.identity, self._unchanged_for(current.get("spec"))):
             return False
         body = {**current, "spec": held_spec(current.get("spec"), self.identity, now, self.lease_seconds)}
-        return self._write(lambda: self._api.replace_namespaced_lease(self.name, self.namespace, body))
+        return self._write(
+            lambda: self._api.replace_namespaced_lease(
+                self.name, self.namespace, body, _request_timeout=self._timeout
+            )
+        )
+
+    def _unchanged_for(self, spec: Mapping[str, Any] | None) -> float:
+        """Seconds of our own clock since the Lease's holder record last changed."""
+        record = (spec or {}).get("holderIdentity"), (spec or {}).get("renewTime")
+        if record != self._observed[0]:
+            self._observed = (record, time.monotonic())
+        return time.monotonic() - self._observed[1]
 
     def wait_until_leading(self, stop: threading.Event) -> bool:
         """Block until this replica holds the Lease (True), or `stop` is set (False)."""
@@ -97,12 +117,17 @@ class LeaderElector:
         return False
 
     def keep_leading(self, stop: threading.Event) -> None:
-        """Renew until `stop` is set; return early (having lost the lead) if renewals lapse."""
+        """Renew until `stop` is set; return early (having lost the lead) if renewals lapse.
+
+        We give up a little before the others may take over (each call is bounded by a timeout), so
+        two replicas never act at once.
+        """
         last_renewal = time.monotonic()
+        give_up_after = self.lease_seconds - self._timeout
         while not stop.wait(self.renew_seconds):
             if self._attempt():
                 last_renewal = time.monotonic()
-            elif time.monotonic() - last_renewal >= self.lease_seconds:
+            elif time.monotonic() - last_renewal >= give_up_after:
                 logger.error("lost the Lease %s/%s: another replica may act now", self.namespace, self.name)
                 return
 
@@ -137,7 +162,3 @@ class LeaderElector:
 
 def _micro_time(moment: datetime) -> str:
     return timestamps.render_precise(moment)
-
-
-def _as_datetime(value: Any) -> datetime:
-    return value if isinstance(value, datetime) else timestamps.parse(str(value))
