@@ -34,6 +34,7 @@ def _counting_errors(handler: Handler) -> Handler:
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     operator_settings.apply(settings)
     kube.configure()
+    metrics.in_flight.clear()
     memo.reconciler = Reconciler()
     memo.reconciler.start()
 

@@ -51,6 +51,12 @@ class InFlight:
             self._phases.pop(uid, None)
             self._publish()
 
+    def clear(self) -> None:
+        """Forget everything seen: a (re)started operator learns the Invocations anew from its watch."""
+        with self._lock:
+            self._phases.clear()
+            self._publish()
+
     def _publish(self) -> None:
         for phase in self.TRACKED:
             queue_depth.labels(phase).set(sum(1 for seen in self._phases.values() if seen == phase))
