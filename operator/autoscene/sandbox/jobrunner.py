@@ -338,19 +338,8 @@ class LocalJobRunner:
         command = list(container.get("command") or []) + list(container.get("args") or [])
         if not command:
             raise UnrunnableContainer("StartError", f'container "{container["name"]}" has no command to run')
-        argv = local_argv(command, paths)
-        home = pod_dir / "home"
-        home.mkdir(exist_ok=True)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
-        for variable in container.get("env") or []:
-            if "value" not in variable and variable.get("valueFrom"):
-                raise UnrunnableContainer(
-                    "CreateContainerConfigError",
-                    f'variable "{variable["name"]}" uses valueFrom, not supported locally',
-                )
-            env[variable["name"]] = paths.local(str(variable.get("value", "")))
-        working_dir = container.get("workingDir")
-        return argv, env, paths.local(working_dir) if working_dir else str(home)
+        env, cwd = container_environment(container, paths, pod_dir)
+        return local_argv(command, paths), env, cwd
 
     def _patch_pod(
         self,
@@ -412,6 +401,24 @@ def container_paths(
     if message_file is not None:
         mapping[container.get("terminationMessagePath", "/dev/termination-log")] = message_file
     return PathMap(mapping)
+
+
+def container_environment(
+    container: Mapping[str, Any], paths: PathMap, folder: Path
+) -> tuple[dict[str, str], str]:
+    """The variables and working folder of a container's process, its paths mapped to local ones."""
+    home = folder / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    for variable in container.get("env") or []:
+        if "value" not in variable and variable.get("valueFrom"):
+            raise UnrunnableContainer(
+                "CreateContainerConfigError",
+                f'variable "{variable["name"]}" uses valueFrom, not supported locally',
+            )
+        env[variable["name"]] = paths.local(str(variable.get("value", "")))
+    working_dir = container.get("workingDir")
+    return env, paths.local(working_dir) if working_dir else str(home)
 
 
 def local_argv(command: list[str], paths: PathMap) -> list[str]:

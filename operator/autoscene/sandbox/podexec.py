@@ -32,7 +32,13 @@ from kubernetes.client.exceptions import ApiException
 from .. import timestamps
 from .apiserver import EmbeddedApiServer
 from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
-from .jobrunner import LocalImage, PathMap, UnrunnableContainer, container_paths, local_argv
+from .jobrunner import (
+    LocalImage,
+    UnrunnableContainer,
+    container_environment,
+    container_paths,
+    local_argv,
+)
 
 logger = logging.getLogger(__name__)
 LOCAL_IP = "127.0.0.1"
@@ -336,20 +342,6 @@ class LocalKubelet:
 def is_bare(pod: Mapping[str, Any]) -> bool:
     """A Pod no Job controls: the Job runner runs the others."""
     return not any(ref.get("kind") == "Job" for ref in pod["metadata"].get("ownerReferences") or [])
-
-
-def container_environment(
-    container: Mapping[str, Any], paths: PathMap, folder: Path
-) -> tuple[dict[str, str], str]:
-    """The variables and working folder of a container's process, its paths mapped to local ones."""
-    home = folder / "home"
-    home.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
-    for variable in container.get("env") or []:
-        if "value" in variable:
-            env[variable["name"]] = paths.local(str(variable["value"]))
-    working_dir = container.get("workingDir")
-    return env, paths.local(working_dir) if working_dir else str(home)
 
 
 async def _attend(process: asyncio.subprocess.Process, channels: ExecChannels) -> int:
