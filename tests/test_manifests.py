@@ -1110,3 +1110,46 @@ def test_every_object_name_is_a_valid_kubernetes_name() -> None:
                 assert name.match(document["metadata"]["name"]), (
                     f"{rel(path)}: {document['metadata']['name']}"
                 )
+
+
+# What the operator creates at run time ---------------------------------------------------------
+
+
+def generated_objects() -> list[dict[str, Any]]:
+    """A Job, a volume claim and an uploader Pod exactly as the operator and the CLI build them."""
+    from autoscene.cluster_upload import uploader_pod
+    from autoscene.jobs import build_job
+    from autoscene.records import claim_body
+
+    record = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Record",
+        "metadata": {"name": "recordings", "namespace": "lab", "uid": "u-1"},
+        "spec": {"storage": {"size": "10Gi"}},
+    }
+    invocation = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Invocation",
+        "metadata": {"name": "auto-drive-0123456789", "namespace": "lab", "uid": "u-2"},
+        "spec": {"action": "extract-images", "record": "recordings", "file": "drive.mp4", "trigger": "auto"},
+    }
+    sample_action = yaml.safe_load((REPO / "manifests" / "samples" / "action.yaml").read_text())
+    return [
+        build_job(invocation, sample_action, "record-recordings", ttl_seconds=3600),
+        claim_body(record),
+        uploader_pod(record, "record-recordings", "upload-recordings-abcde"),
+    ]
+
+
+def test_what_the_operator_creates_is_valid_and_restricted() -> None:
+    for obj in generated_objects():
+        validate_builtin(obj)
+        pod = obj["spec"]["template"]["spec"] if obj["kind"] == "Job" else obj.get("spec", {})
+        if obj["kind"] in ("Job", "Pod"):
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["automountServiceAccountToken"] is False
+            for container in pod["containers"] + pod.get("initContainers", []):
+                context = container["securityContext"]
+                assert context["allowPrivilegeEscalation"] is False
+                assert context["capabilities"]["drop"] == ["ALL"]
+                assert context["seccompProfile"]["type"] == "RuntimeDefault"
