@@ -54,7 +54,9 @@ def nearest_frames(
     return chosen
 
 
-@pytest.mark.parametrize("clip", ["clip.mp4", "hevc.mp4", "hevc-10bit.mp4", "vfr.mp4", "with-audio.mp4"])
+@pytest.mark.parametrize(
+    "clip", ["clip.mp4", "hevc.mp4", "hevc-10bit.mp4", "vfr.mp4", "portrait.mp4", "with-audio.mp4"]
+)
 def test_every_frame_comes_out_as_an_independent_reader_sees_it(
     samples: Samples, inputs: Path, outputs: Path, clip: str
 ) -> None:
@@ -71,7 +73,8 @@ def test_every_frame_comes_out_as_an_independent_reader_sees_it(
     manifest = outcome.manifest(folder)
     assert manifest["complete"] is True and manifest["error"] is None
     assert manifest["frameCount"] == manifest["decodedFrames"] == 48
-    assert {(frame["width"], frame["height"]) for frame in manifest["frames"]} == {(160, 120)}
+    height, width = reference[0][1].shape[:2]
+    assert {(frame["width"], frame["height"]) for frame in manifest["frames"]} == {(width, height)}
     assert outcome.summary["frames"] == 48
     assert outcome.summary["outputs"]["count"] == 49  # the images and the manifest
 

@@ -4,8 +4,9 @@ Each video VIDEO.mp4 gets a folder OUTPUT_FOLDER/VIDEO/ (the video's path relati
 without its extension) holding frame_<index>.jpg images, where <index> (six digits) is the frame's
 position in the video counting from 0, and a manifest.json that lists every image (frame index,
 timestamp in seconds from the start of the video, width, height, file name) and describes the video
-(source, codec, fps, mode, complete, error). The manifest is written first, marked incomplete, and
-rewritten at the end, so an interrupted run never leaves images without a manifest saying so.
+(source, codec, fps, mode, complete, error). Images of an earlier run in that folder are removed
+first; the manifest is written next, marked incomplete, and rewritten at the end, so an interrupted
+run never leaves images without a manifest saying so.
 
 At exit a JSON summary (at most 4096 bytes) goes to the termination log:
   {"message": ..., "outputs": {"count": ..., "bytes": ..., "paths": [...]},
@@ -32,7 +33,8 @@ Settings: an environment variable, or the command-line flag beside it, which win
   EXTRACT_WORKERS            --workers          image encoding threads (default: CPUs available)
 
 The keyframes mode decodes key frames only, so it is many times faster than the others. Images come
-out upright: the rotation stored in the video (portrait phone clips) is applied.
+out upright: the rotation stored in the video (portrait phone clips) is applied. A file name that
+starts with a dash is given as --file=-name.mp4.
 
 Exit status: 0 success, 1 a video could not be read (fully), 2 invalid settings, 143 terminated.
 """
@@ -73,6 +75,9 @@ DEFAULT_QUALITY = 90
 TERMINATION_LOG_LIMIT = 4096
 SUMMARY_PATHS = 5
 PROGRESS_INTERVAL_SECONDS = 5.0
+IN_FLIGHT_BYTES = 48 * 2**20  # decoded frames waiting to be encoded, at most (past a minimum count)
+# Above this many pixels (1080p), each decoding thread's own pictures weigh: one thread fewer.
+LARGE_FRAME_PIXELS = 1920 * 1088
 FRAME_FILE = re.compile(r"frame_\d{6,}\.(jpg|png)")
 MANIFEST = "manifest.json"
 PARTIAL_MANIFEST = ".manifest.json.partial"
@@ -700,10 +705,17 @@ class Damage:
         return self.after_seconds is not None
 
 
+def frames_in_flight(frame: av.VideoFrame, workers: int) -> int:
+    """How many decoded frames may wait for the encoding threads: enough that they never run dry
+    (4 x workers + 4 up to 1080p), few enough that memory stays bounded (workers + 1 at 4K)."""
+    frame_bytes = sum(plane.buffer_size for plane in frame.planes)
+    return max(workers + 1, min(4 * workers + 4, IN_FLIGHT_BYTES // max(1, frame_bytes)))
+
+
 class Extraction:
     """Decodes one video on this thread while a pool of threads encodes and writes the images.
 
-    At most `in_flight` frames wait for the pool, which bounds memory whatever the resolution.
+    A bounded number of frames wait for the pool (`frames_in_flight`), which bounds memory.
     """
 
     def __init__(
@@ -717,7 +729,8 @@ class Extraction:
     ) -> None:
         self.container, self.stream, self.folder, self.pool = container, stream, folder, pool
         self.name, self.selection, self.image = name, settings.selection, settings.image
-        self.in_flight_limit = 2 * settings.workers + 2
+        self.workers = settings.workers
+        self.in_flight_limit = 0  # set from the first frame's size
         self.timeline = Timeline(stream)
         self.positions = FramePositions()
         self.chooser = chooser_for(self.selection)
@@ -799,6 +812,8 @@ class Extraction:
         for candidate in candidates:
             if self._has_enough():
                 return
+            if not self.in_flight_limit:
+                self.in_flight_limit = frames_in_flight(candidate.frame, self.workers)
             self._collect(until=self.in_flight_limit - 1)
             self.in_flight.append(self.pool.submit(write_image, candidate, self.folder, self.image))
             self.kept += 1
@@ -959,7 +974,8 @@ def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -
     context.thread_type = "AUTO"  # frame threads, or slice threads where frames cannot be threaded
     # FFmpeg's own default counts the node's CPUs, not the container's share: on a large node that
     # would mean a dozen frame threads, each holding frames in memory, fighting over a CPU or two.
-    context.thread_count = settings.cpus + 1
+    large = context.width * context.height > LARGE_FRAME_PIXELS
+    context.thread_count = settings.cpus if large else settings.cpus + 1
     if settings.selection.mode == "keyframes":
         context.skip_frame = "NONKEY"
 
