@@ -141,7 +141,7 @@ def uploader_pod(record: Mapping[str, Any], claim: str, name: str) -> dict[str, 
             "name": name,
             "namespace": meta["namespace"],
             "labels": pod_labels,
-            "ownerReferences": ownership.owned_by(record),
+            "ownerReferences": ownership.owned_by(record, block_owner_deletion=False),
         },
         "spec": {
             "restartPolicy": "Never",
