@@ -195,11 +195,9 @@ def test_a_large_file_streams_in_bounded_memory(cluster: Cluster, tmp_path: Path
     reported: list[int] = []
     tracemalloc.start()
     try:
-        started = time.monotonic()
         [uploaded] = cluster_upload.upload_via_exec(
             cluster.namespace, RECORD, upload.plan([large], prefix="big"), reported.append
         )
-        elapsed = time.monotonic() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -208,7 +206,6 @@ def test_a_large_file_streams_in_bounded_memory(cluster: Cluster, tmp_path: Path
     # Client and server share this process: each holds a few 1 MiB chunks at a time, never the file.
     assert peak < 20 << 20, f"peak {peak >> 20} MiB"
     assert sum(reported) == 50 << 20 and len(reported) == 50  # once per MiB, as the local copy does
-    assert elapsed < 20
 
 
 def test_a_corrupted_transfer_is_caught_and_nothing_registered(
@@ -263,13 +260,11 @@ def test_an_uploader_that_never_runs_says_why(cluster: Cluster, tmp_path: Path) 
     )
     source = tmp_path / "a.txt"
     source.write_text("a")
-    started = time.monotonic()
     why = 'did not start within 1 s.*persistentvolumeclaim "no-such-claim" not found'
     with pytest.raises(upload.UploadError, match=why):
         cluster_upload.upload_via_exec(
             cluster.namespace, "elsewhere", upload.plan([source]), lambda _: None, start_timeout=1
         )
-    assert time.monotonic() - started < 5
     assert cluster.uploader_pods() == []
     assert cluster.registered("elsewhere") == {}
 
