@@ -1,4 +1,4 @@
-"""Fixtures for the end-to-end tests: a running sandbox (API server, operator, Job runner)."""
+"""Shared fixtures: a running sandbox (API server, operator, Job runner), and the extractor's folders."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +8,8 @@ import pytest
 
 from autoscene import invocations, kube, status, upload
 from autoscene.sandbox.session import Sandbox, wait_for
+
+from .extractor_fixtures import Samples
 
 
 class RunningSandbox:
@@ -79,3 +81,20 @@ def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
             "the sample record's volume",
         )
         yield RunningSandbox(running)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
+    return Samples(tmp_path_factory.mktemp("samples"))
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "files"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def outputs(tmp_path: Path) -> Path:
+    return tmp_path / "outputs"

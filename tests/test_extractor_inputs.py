@@ -26,23 +26,6 @@ from .extractor_fixtures import (
 )
 
 
-@pytest.fixture(scope="module")
-def samples(tmp_path_factory: pytest.TempPathFactory) -> Samples:
-    return Samples(tmp_path_factory.mktemp("samples"))
-
-
-@pytest.fixture
-def inputs(tmp_path: Path) -> Path:
-    folder = tmp_path / "files"
-    folder.mkdir()
-    return folder
-
-
-@pytest.fixture
-def outputs(tmp_path: Path) -> Path:
-    return tmp_path / "outputs"
-
-
 def truncate(source: Path, target: Path, keep: float) -> Path:
     data = source.read_bytes()
     target.write_bytes(data[: int(len(data) * keep)])

@@ -42,10 +42,6 @@ def batch() -> client.BatchV1Api:
     return client.BatchV1Api(api_client())
 
 
-def is_status(error: Exception, *codes: int) -> bool:
-    return isinstance(error, ApiException) and error.status in codes
-
-
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The custom object, or None when it does not exist."""
     try:

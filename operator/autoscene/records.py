@@ -1,14 +1,11 @@
 """Records: their volume claim, and firing Triggers on their new files."""
 
-import logging
 from collections.abc import Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from . import events, firing, kube, labels, naming, ownership, timestamps
-
-logger = logging.getLogger(__name__)
 
 
 def claim_of(record: Mapping[str, Any]) -> str | None:

@@ -22,10 +22,6 @@ def parse(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def truncate_to_second(moment: datetime) -> datetime:
-    return moment.replace(microsecond=0)
-
-
 def human_duration(seconds: float) -> str:
     """`kubectl`-style short durations: 850ms, 42s, 3m7s, 2h5m."""
     if seconds <= 0:

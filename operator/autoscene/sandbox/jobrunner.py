@@ -123,7 +123,7 @@ class LocalJobRunner:
     def stop(self) -> None:
         self._stop.set()
         for process in list(self._processes):
-            _kill_group(process)
+            kill_group(process)
         for thread in self._threads:
             thread.join(timeout=10)
 
@@ -324,10 +324,10 @@ class LocalJobRunner:
             except subprocess.TimeoutExpired:
                 pass
             if self._stop.is_set():
-                _kill_group(process)
+                kill_group(process)
                 return process.wait(), "Error"
             if deadline is not None and time.monotonic() >= deadline:
-                _kill_group(process)
+                kill_group(process)
                 process.wait()
                 return 137, "DeadlineExceeded"
 
@@ -481,7 +481,7 @@ def _termination_message(
 
 def _container_status(container: Mapping[str, Any], result: ContainerResult) -> dict[str, Any]:
     return {
-        **_identity(container),
+        **container_identity(container),
         "ready": False,
         "restartCount": 0,
         "state": {
@@ -498,20 +498,17 @@ def _container_status(container: Mapping[str, Any], result: ContainerResult) -> 
 
 def _running_status(container: Mapping[str, Any], started_at: str) -> dict[str, Any]:
     return {
-        **_identity(container),
+        **container_identity(container),
         "ready": True,
         "restartCount": 0,
         "state": {"running": {"startedAt": started_at}},
     }
 
 
-def _identity(container: Mapping[str, Any]) -> dict[str, str]:
-    """The fields a container status always carries; the image ID names the local stand-in."""
-    return {
-        "name": container["name"],
-        "image": container["image"],
-        "imageID": f"local://{container['image']}",
-    }
+def container_identity(container: Mapping[str, Any], started: bool = True) -> dict[str, str]:
+    """The fields a container status always carries; the image ID names the local stand-in once it ran."""
+    image_id = f"local://{container['image']}" if started else ""
+    return {"name": container["name"], "image": container["image"], "imageID": image_id}
 
 
 def _condition(kind: str, reason: str, message: str, now: str) -> dict[str, Any]:
@@ -530,7 +527,7 @@ def _is_finished(job: Any) -> bool:
     return any(c.type in ("Complete", "Failed") and c.status == "True" for c in conditions)
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:

@@ -36,7 +36,9 @@ from .jobrunner import (
     LocalImage,
     UnrunnableContainer,
     container_environment,
+    container_identity,
     container_paths,
+    kill_group,
     local_argv,
 )
 
@@ -89,7 +91,7 @@ class Ended:
         if self.message:
             terminated["message"] = self.message
         return {
-            **_identity(self.started.container, started=True),
+            **container_identity(self.started.container, started=True),
             "ready": False,
             "started": False,
             "restartCount": 0,
@@ -244,7 +246,7 @@ class LocalKubelet:
             logger.exception("running pod %s/%s failed", local.namespace, local.name)
         finally:
             for process in local.processes:
-                _kill_group(process)
+                kill_group(process)
                 process.wait()
             shutil.rmtree(local.folder, ignore_errors=True)
 
@@ -306,10 +308,10 @@ class LocalKubelet:
             except subprocess.TimeoutExpired:
                 pass
             if local.deleted.is_set() or self._stop.is_set():
-                _kill_group(process)
+                kill_group(process)
                 return Ended(started, process.wait(), "Error", "", _now())
             if ends_at is not None and time.monotonic() >= ends_at:
-                _kill_group(process)
+                kill_group(process)
                 return Ended(started, process.wait(), "DeadlineExceeded", "", _now())
 
     def _finish(
@@ -405,19 +407,13 @@ def _all_containers(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(pod["spec"].get("initContainers") or []) + list(pod["spec"]["containers"])
 
 
-def _identity(container: Mapping[str, Any], started: bool) -> dict[str, str]:
-    """The fields a container status always carries; the image ID names the local stand-in."""
-    image_id = f"local://{container['image']}" if started else ""
-    return {"name": container["name"], "image": container["image"], "imageID": image_id}
-
-
 def _running_status(started: Started) -> dict[str, Any]:
     if started.process is None:
         state: dict[str, Any] = {"waiting": {"reason": "StartError", "message": started.error}}
     else:
         state = {"running": {"startedAt": started.started_at}}
     return {
-        **_identity(started.container, started=True),
+        **container_identity(started.container, started=True),
         "ready": started.process is not None,
         "started": started.process is not None,
         "restartCount": 0,
@@ -428,7 +424,7 @@ def _running_status(started: Started) -> dict[str, Any]:
 def _waiting_status(pod: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:
     statuses = [
         {
-            **_identity(container, started=False),
+            **container_identity(container, started=False),
             "ready": False,
             "started": False,
             "restartCount": 0,
@@ -466,10 +462,3 @@ def _addresses() -> dict[str, Any]:
 
 def _now() -> str:
     return timestamps.render(timestamps.now())
-
-
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
