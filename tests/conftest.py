@@ -1,5 +1,14 @@
-"""Shared fixtures: a running sandbox (API server, operator, Job runner), and the extractor's folders."""
+"""Shared fixtures: a running sandbox (API server, operator, Job runner), the real control plane with
+a node agent, and the extractor's folders.
 
+`cluster` runs a test on both: the embedded sandbox and the real control plane (built by
+hack/build-control-plane.sh). Without the binaries, or without root (the node agent bind-mounts a
+Pod's service-account token and /etc/hosts in a private mount namespace), the real half is skipped
+with the reason; with AUTOSCENE_REQUIRE_CONTROL_PLANE=1 (CI) it fails instead.
+"""
+
+import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -7,7 +16,11 @@ from typing import Any
 import pytest
 
 from autoscene import invocations, kube, status, upload
+from autoscene.sandbox.demo import sample_manifests
+from autoscene.sandbox.realcluster import RealCluster
 from autoscene.sandbox.session import Sandbox, wait_for
+
+REQUIRE_CONTROL_PLANE = "AUTOSCENE_REQUIRE_CONTROL_PLANE"
 
 from .extractor_fixtures import Samples
 
@@ -15,13 +28,12 @@ from .extractor_fixtures import Samples
 class RunningSandbox:
     """A sandbox with the samples applied, and the verbs the end-to-end tests speak."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Sandbox | RealCluster, namespace: str | None = None) -> None:
         self.sandbox = sandbox
-        self.namespace = sandbox.namespace
+        self.namespace = namespace or sandbox.namespace
 
     def upload(self, record: str, *sources: Path, prefix: str = "") -> list[upload.UploadedFile]:
-        planned = upload.plan(list(sources), prefix)
-        return upload.upload_to_folder(self.sandbox.volumes, self.namespace, record, planned, lambda _: None)
+        return self.sandbox.upload(record, upload.plan(list(sources), prefix), self.namespace)
 
     def invocations(self) -> list[dict[str, Any]]:
         return kube.list_custom(invocations.PLURAL, self.namespace)
@@ -67,20 +79,66 @@ class RunningSandbox:
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
-    from autoscene.sandbox.demo import sample_manifests
-
     with Sandbox(tmp_path / "sandbox") as running:
         running.apply(list(sample_manifests()))
-        wait_for(
-            lambda: (
-                (kube.get_custom("records", running.namespace, "recordings") or {})
-                .get("status", {})
-                .get("claimName")
-            ),
-            30,
-            "the sample record's volume",
-        )
+        wait_for(lambda: _claim_of_samples(running.namespace), 30, "the sample record's volume")
         yield RunningSandbox(running)
+
+
+@pytest.fixture(scope="session")
+def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """The real control plane and a node agent, with autoscene deployed from manifests/."""
+    from autoscene.sandbox.controlplane import ControlPlaneUnavailable, find_binaries
+
+    try:
+        find_binaries()
+        if os.geteuid() != 0:
+            raise ControlPlaneUnavailable("the node agent needs root (private mount namespaces for Pods)")
+    except ControlPlaneUnavailable as error:
+        if os.environ.get(REQUIRE_CONTROL_PLANE) == "1":
+            pytest.fail(f"{REQUIRE_CONTROL_PLANE}=1 but the real control plane cannot run: {error}", pytrace=False)
+        pytest.skip(f"real control plane: {error}")
+    previous = kube._api_client
+    try:
+        with RealCluster(tmp_path_factory.mktemp("real") / "cluster") as running:
+            yield running
+    finally:
+        kube._api_client = previous
+
+
+@pytest.fixture(params=["embedded", "real"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningSandbox]:
+    """The samples in a namespace of their own, on the embedded sandbox and on the real control plane."""
+    if request.param == "embedded":
+        yield request.getfixturevalue("sandbox")
+        return
+    real: RealCluster = request.getfixturevalue("real_cluster")
+    kube.configure(str(real.kubeconfig))
+    namespace = f"e2e-{secrets.token_hex(4)}"
+    real.kubectl_apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {
+                    "name": namespace,
+                    # Every Pod the operator and the uploader create is held to the "restricted" profile.
+                    "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+                },
+            }
+        ]
+    )
+    try:
+        real.kubectl_apply(list(sample_manifests()), namespace)
+        wait_for(lambda: _claim_of_samples(namespace), 30, "the sample record's volume")
+        yield RunningSandbox(real, namespace)
+    finally:
+        real.kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def _claim_of_samples(namespace: str) -> str | None:
+    record = kube.get_custom("records", namespace, "recordings") or {}
+    return (record.get("status") or {}).get("claimName")
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ from autoscene import cluster_upload, kube, upload
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox import apiserver_exec
 from autoscene.sandbox.demo import sample_manifests
-from autoscene.sandbox.podexec import LocalKubelet
-from autoscene.sandbox.session import Sandbox, local_images, wait_for
+from autoscene.sandbox.kubelet import LocalKubelet
+from autoscene.sandbox.session import Sandbox, wait_for
 
 RECORD = "recordings"
 UPLOADERS = f"{cluster_upload.ROLE_LABEL}={cluster_upload.ROLE}"
@@ -55,20 +55,14 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with Sandbox(tmp_path_factory.mktemp("cluster") / "sandbox") as sandbox:
-        kubelet = LocalKubelet(
-            client.ApiClient(sandbox.api.configuration), sandbox._server, sandbox.volumes, local_images()
+        sandbox.apply(list(sample_manifests()))
+        wait_for(
+            lambda: upload.record_claim(sandbox.namespace, RECORD) if _has_claim(sandbox) else None,
+            30,
+            "the sample record's volume",
         )
-        kubelet.start()
-        try:
-            sandbox.apply(list(sample_manifests()))
-            wait_for(
-                lambda: upload.record_claim(sandbox.namespace, RECORD) if _has_claim(sandbox) else None,
-                30,
-                "the sample record's volume",
-            )
-            yield Cluster(sandbox, kubelet)
-        finally:
-            kubelet.stop()
+        assert sandbox._kubelet is not None
+        yield Cluster(sandbox, sandbox._kubelet)
 
 
 def _has_claim(sandbox: Sandbox) -> bool:

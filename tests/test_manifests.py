@@ -1022,8 +1022,8 @@ def test_rendered_samples_validate_and_fit_together(
     assert action_spec["image"] == "autoscene/frame-extractor:0.1.0"
     assert action_spec["command"] == ["python", "/app/extract_frames.py"]
     assert action_spec["resources"] == {
-        "requests": {"cpu": 2, "memory": "512Mi"},
-        "limits": {"memory": "1Gi"},
+        "requests": {"cpu": 1, "memory": "512Mi"},
+        "limits": {"cpu": 2, "memory": "1Gi"},
     }
     assert (action_spec["timeoutSeconds"], action_spec["retries"]) == (3600, 1)
     trigger = one(rendered_samples, "Trigger")

@@ -6,6 +6,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 CRDS = REPOSITORY / "crds"
 SAMPLES = REPOSITORY / "manifests" / "samples"
 IMAGES = REPOSITORY / "images"
+MANIFESTS = REPOSITORY / "manifests"
 
 
 def require(folder: Path) -> Path:

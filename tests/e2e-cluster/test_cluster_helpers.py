@@ -104,7 +104,7 @@ def test_prepared_samples_run_the_chosen_image_on_the_suites_claim() -> None:
     action = by_kind["Action"]["spec"]
     assert action["image"] == "extractor:built"
     assert action["resources"]["requests"] == {"cpu": ACTION_CPU, "memory": "512Mi"}
-    assert action["resources"]["limits"] == {"memory": "1Gi"}
+    assert action["resources"]["limits"] == {"cpu": 2, "memory": "1Gi"}
     assert action["command"] == ["python", "/app/extract_frames.py"]
     assert by_kind["Record"]["spec"] == {"storage": {"claimName": TEST_CLAIM}}
     assert by_kind["Trigger"]["spec"] == {"action": ACTION, "fileGlob": "*.mp4"}

@@ -3,10 +3,10 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import invocations, jobs, kube, labels, paths, records, status, upload
-from .session import Sandbox, wait_for
+from .session import wait_for
 
 DEMO_RECORD = "recordings"
 
@@ -21,7 +21,18 @@ class DemoResult:
         return (self.invocation.get("status") or {}).get("phase") == status.SUCCEEDED
 
 
-def run_demo(sandbox: Sandbox, video: Path, say: Callable[[str], None], timeout: float = 180) -> DemoResult:
+class Cluster(Protocol):
+    """What the demo needs of a cluster: the embedded `Sandbox` or a `RealCluster`."""
+
+    namespace: str
+    volumes: Path
+
+    def apply(self, objects: Any) -> list[str]: ...
+
+    def upload(self, record: str, planned: list[tuple[Path, str]]) -> list[upload.UploadedFile]: ...
+
+
+def run_demo(sandbox: Cluster, video: Path, say: Callable[[str], None], timeout: float = 180) -> DemoResult:
     """Apply the samples, upload `video` to the sample Record and wait for its Invocation to finish."""
     for applied in sandbox.apply(list(sample_manifests())):
         say(f"applied {applied}")
@@ -29,7 +40,7 @@ def run_demo(sandbox: Sandbox, video: Path, say: Callable[[str], None], timeout:
     record = wait_for(lambda: _ready_record(namespace), 30, f'record "{DEMO_RECORD}" to get its volume')
     say(f'record "{DEMO_RECORD}" is ready on claim "{records.claim_of(record)}"')
     planned = upload.plan([video])
-    uploaded = upload.upload_to_folder(sandbox.volumes, namespace, DEMO_RECORD, planned, lambda _: None)
+    uploaded = sandbox.upload(DEMO_RECORD, planned)
     say(f"uploaded {uploaded[0].path} ({uploaded[0].size} bytes, sha256 {uploaded[0].sha256[:12]}…)")
     invocation = wait_for(
         lambda: _finished_run_of(namespace, uploaded[0].path),

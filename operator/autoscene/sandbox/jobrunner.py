@@ -18,6 +18,7 @@ Security contexts and resource limits are not enforced locally.
 
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -41,6 +42,10 @@ TERMINATION_MESSAGE_LIMIT = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 LogSink = Callable[[str, str, str], None]
+# Every Pod here shares the host network: the address of the node, and of each Pod.
+LOCAL_IP = "127.0.0.1"
+# Volumes that live in the Pod's own folder: emptyDirs, and those the kubelet writes from the API.
+POD_FOLDER_VOLUMES = ("emptyDir", "configMap", "secret", "downwardAPI", "projected")
 
 
 class UnrunnableContainer(Exception):
@@ -53,9 +58,11 @@ class UnrunnableContainer(Exception):
 
 @dataclass(frozen=True)
 class LocalImage:
-    """What stands for a container image here: local folders for the image's own paths."""
+    """What stands for a container image here: local folders for the image's own paths, and local
+    executables for the programs its commands name (e.g. the operator image's `autoscene`)."""
 
     folders: Mapping[str, Path] = field(default_factory=dict)
+    programs: Mapping[str, Path] = field(default_factory=dict)
 
 
 def image_repository(image: str) -> str:
@@ -68,7 +75,8 @@ def image_repository(image: str) -> str:
 class PathMap:
     """Container paths → local paths, longest prefix first, for command lines and variables."""
 
-    def __init__(self, mapping: Mapping[str, Path]) -> None:
+    def __init__(self, mapping: Mapping[str, Path], programs: Mapping[str, Path] | None = None) -> None:
+        self.programs = dict(programs or {})
         self._prefixes = sorted(
             ((prefix.rstrip("/"), local) for prefix, local in mapping.items()),
             key=lambda item: len(item[0]),
@@ -311,7 +319,7 @@ class LocalJobRunner:
         log_text = log_file.read_text(errors="replace")
         if self._log_sink is not None:
             self._log_sink(pod["metadata"]["namespace"], pod["metadata"]["name"], log_text)
-        message = _termination_message(container, message_file, log_text, exit_code)
+        message = termination_message(container, message_file, log_text, exit_code)
         if reason == "DeadlineExceeded":
             message = message or "the container was stopped at the job's deadline"
         return ContainerResult(exit_code, reason, message, started_at, timestamps.render(timestamps.now()))
@@ -388,7 +396,7 @@ def container_paths(
             )
         if "persistentVolumeClaim" in volume:
             root = volumes / namespace / volume["persistentVolumeClaim"]["claimName"]
-        elif "emptyDir" in volume:
+        elif any(kind in volume for kind in POD_FOLDER_VOLUMES):
             root = pod_dir / "volumes" / mount["name"]
         else:
             raise UnrunnableContainer(
@@ -400,18 +408,31 @@ def container_paths(
         mapping[mount["mountPath"]] = local
     if message_file is not None:
         mapping[container.get("terminationMessagePath", "/dev/termination-log")] = message_file
-    return PathMap(mapping)
+    return PathMap(mapping, image.programs)
 
 
 def container_environment(
-    container: Mapping[str, Any], paths: PathMap, folder: Path
+    container: Mapping[str, Any],
+    paths: PathMap,
+    folder: Path,
+    pod: Mapping[str, Any] | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, str], str]:
-    """The variables and working folder of a container's process, its paths mapped to local ones."""
+    """The variables and working folder of a container's process, its paths mapped to local ones.
+
+    `extra` comes first (the kubelet's service variables), then the container's own `env`, whose
+    `valueFrom.fieldRef` is read from `pod` (the downward API); other sources are not supported here.
+    """
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    env.update(extra or {})
     for variable in container.get("env") or []:
-        if "value" not in variable and variable.get("valueFrom"):
+        source = variable.get("valueFrom") if "value" not in variable else None
+        if source and "fieldRef" in source and pod is not None:
+            env[variable["name"]] = downward_api_value(pod, source["fieldRef"]["fieldPath"])
+            continue
+        if source:
             raise UnrunnableContainer(
                 "CreateContainerConfigError",
                 f'variable "{variable["name"]}" uses valueFrom, not supported locally',
@@ -419,6 +440,28 @@ def container_environment(
         env[variable["name"]] = paths.local(str(variable.get("value", "")))
     working_dir = container.get("workingDir")
     return env, paths.local(working_dir) if working_dir else str(home)
+
+
+def downward_api_value(pod: Mapping[str, Any], path: str) -> str:
+    """A downward-API field of the Pod (the fields `fieldRef` accepts for env and volumes)."""
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    keyed = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if keyed:
+        return str((meta.get(keyed.group(1)) or {}).get(keyed.group(2), ""))
+    values = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": spec.get("nodeName", ""),
+        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+        "status.hostIP": LOCAL_IP,
+        "status.podIP": LOCAL_IP,
+        "status.hostIPs": LOCAL_IP,
+        "status.podIPs": LOCAL_IP,
+    }
+    if path not in values:
+        raise UnrunnableContainer("CreateContainerConfigError", f'field "{path}" is not supported locally')
+    return str(values[path])
 
 
 def local_argv(command: list[str], paths: PathMap) -> list[str]:
@@ -452,6 +495,8 @@ def _pod_for(job: dict[str, Any]) -> dict[str, Any]:
 def _local_executable(program: str, paths: PathMap) -> str:
     if program in ("python", "python3", "/usr/local/bin/python", "/usr/bin/python3"):
         return sys.executable
+    if program in paths.programs:
+        return str(paths.programs[program])
     mapped = paths.local(program)
     if mapped != program:
         return mapped
@@ -461,9 +506,11 @@ def _local_executable(program: str, paths: PathMap) -> str:
     return found
 
 
-def _termination_message(
+def termination_message(
     container: Mapping[str, Any], message_file: Path, log_text: str, exit_code: int
 ) -> str:
+    """What the container wrote to its terminationMessagePath (4 KiB at most), else, when it failed
+    under `FallbackToLogsOnError`, the end of its log (80 lines, 2 KiB), as the kubelet does."""
     message = (
         message_file.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace")
         if message_file.exists()

@@ -1,17 +1,28 @@
-"""The sandbox's kubelet for bare Pods and for `kubectl exec`: what the Job runner does not cover.
+"""The sandbox's kubelet: runs Pods as local processes and serves exec into them.
 
-- Bare Pods (created directly, not by a Job) are run as the kubelet would: once their claims exist and
-  their images have a local stand-in, their containers' commands run as local processes and the Pod
-  becomes `Running` (with container statuses, conditions and IPs), then `Succeeded` or `Failed` when the
-  containers end, or when `activeDeadlineSeconds` passes. A Pod that cannot start stays `Pending` and
-  says why in its status, as a real one does: `Unschedulable` for a missing claim, `ErrImagePull` for an
-  image without a stand-in. Deleting the Pod stops its processes.
+- It follows the Pods it is given (a field selector, e.g. `spec.nodeName=<node>`, and a predicate)
+  with a list and a watch, as the kubelet does. A Pod whose claims exist and whose images have a local
+  stand-in has its containers' commands run as local processes and becomes `Running` (container
+  statuses, conditions, IPs), then `Succeeded` or `Failed` when they end, or when
+  `activeDeadlineSeconds` passes. `restartPolicy` `Always` and `OnFailure` restart the containers
+  (with a back-off, counted in `restartCount`). A Pod that cannot start stays `Pending` and says why,
+  as a real one does: `Unschedulable` for a missing claim, `ErrImagePull` for an image without a
+  stand-in, `CreateContainerConfigError` for a volume or variable it cannot provide.
+- Volumes: claims map to `<volumes>/<namespace>/<claim>`, emptyDirs to the Pod's own folder;
+  `configMap`, `secret`, `downwardAPI` and `projected` volumes (the service-account token the
+  ServiceAccount admission plugin adds included, requested through the TokenRequest API) are written
+  into the Pod's folder. Clients read a service-account token by its fixed path, so mounts under
+  `/var/run/secrets/` are bind-mounted there in a private mount namespace (root only); every other
+  path is mapped by rewriting the command line and variables (`jobrunner.container_paths`).
+- Deleting a Pod stops its processes (SIGTERM, then SIGKILL after the grace period) and, against a
+  real API server, confirms the deletion as the kubelet does (a delete with grace period 0).
 - `pods/<name>/exec` commands of any running Pod run as local processes, with the container's paths
-  mapped to local folders exactly as the Job runner maps them (`container_paths`, `local_argv`), their
-  stdin, stdout and stderr streamed through the API server's websocket channels.
+  mapped exactly as for its command, stdin, stdout and stderr streamed through the websocket channels.
+- Each container's output is kept in the Pod's folder until the Pod is deleted (`log_path`).
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -30,34 +41,46 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from .. import timestamps
-from .apiserver import EmbeddedApiServer
+from . import watching
 from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
 from .jobrunner import (
+    LOCAL_IP,
     LocalImage,
+    LogSink,
     UnrunnableContainer,
     container_environment,
     container_identity,
     container_paths,
+    downward_api_value,
     kill_group,
     local_argv,
+    termination_message,
 )
 
 logger = logging.getLogger(__name__)
-LOCAL_IP = "127.0.0.1"
 PIPE_CHUNK = 1 << 16
 FINISHED_PHASES = ("Succeeded", "Failed")
+# Mounts clients open by a fixed path (the in-cluster config reads /var/run/secrets/...), so they are
+# bind-mounted rather than mapped by rewriting the command line.
+BOUND_MOUNT_PREFIX = "/var/run/secrets/"
+# The kubelet's restart back-off doubles from 10 s up to 5 min; locally 1 s up to 30 s.
+RESTART_BACKOFF_SECONDS = (1.0, 30.0)
+DEFAULT_GRACE_SECONDS = 30
+MATERIALIZED_KINDS = ("configMap", "secret", "downwardAPI", "projected")
 
 
 @dataclass
 class LocalPod:
-    """A bare Pod this kubelet runs: its own folder (emptyDirs, home) and its containers' processes."""
+    """A Pod this kubelet runs: its own folder (volumes, logs, home) and its containers' processes."""
 
     namespace: str
     name: str
     uid: str
     folder: Path
+    grace_seconds: float = DEFAULT_GRACE_SECONDS
     deleted: threading.Event = field(default_factory=threading.Event)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    ended: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -81,7 +104,7 @@ class Ended:
     message: str
     finished_at: str
 
-    def status(self) -> dict[str, Any]:
+    def terminated(self) -> dict[str, Any]:
         terminated = {
             "exitCode": self.exit_code,
             "reason": self.reason,
@@ -90,50 +113,96 @@ class Ended:
         }
         if self.message:
             terminated["message"] = self.message
+        return terminated
+
+    def status(self, restarts: int = 0) -> dict[str, Any]:
         return {
             **container_identity(self.started.container, started=True),
             "ready": False,
             "started": False,
-            "restartCount": 0,
-            "state": {"terminated": terminated},
+            "restartCount": restarts,
+            "state": {"terminated": self.terminated()},
         }
 
 
+def is_bare(pod: Mapping[str, Any]) -> bool:
+    """A Pod no Job controls: the sandbox's Job runner runs the others."""
+    return not any(ref.get("kind") == "Job" for ref in pod["metadata"].get("ownerReferences") or [])
+
+
 class LocalKubelet:
-    """Runs bare Pods and serves exec for the sandbox's API server, until stopped."""
+    """Runs the Pods it follows as local processes, and serves exec into them, until stopped.
+
+    `field_selector` and `runs` choose the Pods (the sandbox: bare Pods; a node agent: its node's).
+    `service` is the API server's address that Pods reach as the `kubernetes` Service
+    (`KUBERNETES_SERVICE_HOST` / `_PORT`), when there is one to reach in-cluster; `hosts` (address →
+    names) go into each Pod's kubelet-managed /etc/hosts, standing in for cluster DNS (root only).
+    """
 
     def __init__(
         self,
         api: client.ApiClient,
-        server: EmbeddedApiServer,
         volumes: Path,
         images: Mapping[str, LocalImage],
-        poll_seconds: float = 0.1,
+        *,
+        runs: Callable[[Mapping[str, Any]], bool] = is_bare,
+        field_selector: str = "",
+        log_sink: LogSink | None = None,
+        service: tuple[str, int] | None = None,
+        confirm_deletion: bool = False,
+        hosts: Mapping[str, list[str]] | None = None,
     ) -> None:
         self._core = client.CoreV1Api(api)
-        self._server = server
         self._volumes = volumes
         self._images = dict(images)
-        self._poll_seconds = poll_seconds
+        self._runs = runs
+        self._selectors = {"field_selector": field_selector} if field_selector else {}
+        self._log_sink = log_sink
+        self._service = service
+        self._confirm_deletion = confirm_deletion
+        self._hosts = dict(hosts or {})
         self._stop = threading.Event()
         self._pods: dict[str, LocalPod] = {}
+        self._by_name: dict[tuple[str, str], LocalPod] = {}
+        self._known: dict[tuple[str, str], dict[str, Any]] = {}
         self._told: dict[str, str] = {}  # uid → why the Pod waits, as last reported
         self._given_up: set[str] = set()
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._server.set_exec_handler(self.exec_in_container)
-        thread = threading.Thread(target=self._watch_pods, name="local-kubelet", daemon=True)
+        thread = threading.Thread(target=self._follow_pods, name="local-kubelet", daemon=True)
         thread.start()
         self._threads.append(thread)
 
     def stop(self) -> None:
-        self._server.set_exec_handler(None)
         self._stop.set()
         for pod in list(self._pods.values()):
             pod.deleted.set()
         for thread in self._threads:
             thread.join(timeout=10)
+        for pod in list(self._pods.values()):
+            shutil.rmtree(pod.folder, ignore_errors=True)
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Every Pod it follows, as last seen."""
+        return list(self._known.values())
+
+    def pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Pod as last seen through the watch."""
+        return self._known.get((namespace, name))
+
+    def log_path(self, namespace: str, name: str, container: str) -> Path | None:
+        """The file holding what the container wrote (stdout and stderr), while the Pod exists."""
+        local = self._by_name.get((namespace, name))
+        if local is None:
+            return None
+        path = local.folder / f"{container}.log"
+        return path if path.exists() else None
+
+    def is_running(self, namespace: str, name: str) -> bool:
+        local = self._by_name.get((namespace, name))
+        return local is not None and not local.ended.is_set()
 
     # Exec ------------------------------------------------------------------------------------------
 
@@ -148,7 +217,7 @@ class LocalKubelet:
                 argv = local_argv(list(request.command), paths)
             except UnrunnableContainer as error:
                 raise ExecFailure(f"exec failed: {error}") from None
-            env, cwd = container_environment(container, paths, folder)
+            env, cwd = container_environment(container, paths, folder, pod, self._service_env())
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,
@@ -163,37 +232,63 @@ class LocalKubelet:
                 raise ExecFailure(f"exec failed: {argv[0]}: {error.strerror}") from None
             return await _attend(process, channels)
 
-    # Bare Pods -------------------------------------------------------------------------------------
+    # Following Pods --------------------------------------------------------------------------------
 
-    def _watch_pods(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pods = [self._core.api_client.sanitize_for_serialization(pod) for pod in self._list_pods()]
-            except Exception as error:  # the API server may be starting or stopping
-                logger.debug("listing pods failed: %s", error)
-                self._stop.wait(self._poll_seconds)
-                continue
-            present = {pod["metadata"]["uid"] for pod in pods}
-            for uid in set(self._pods) - present:
-                self._pods.pop(uid).deleted.set()
-            for pod in pods:
-                if self._is_new_bare_pod(pod):
-                    self._admit(pod)
-            self._stop.wait(self._poll_seconds)
-
-    def _list_pods(self) -> list[Any]:
-        return list(self._core.list_pod_for_all_namespaces().items)
-
-    def _is_new_bare_pod(self, pod: Mapping[str, Any]) -> bool:
-        uid = pod["metadata"]["uid"]
-        phase = (pod.get("status") or {}).get("phase")
-        return (
-            is_bare(pod)
-            and uid not in self._pods
-            and uid not in self._given_up
-            and phase not in FINISHED_PHASES
-            and not pod["metadata"].get("deletionTimestamp")
+    def _follow_pods(self) -> None:
+        watching.follow(
+            self._core.list_pod_for_all_namespaces,
+            self._on_pod,
+            self._on_pod_deleted,
+            self._stop,
+            on_listed=self._on_listed,
+            **self._selectors,
         )
+
+    def _on_listed(self, pods: list[dict[str, Any]]) -> None:
+        present = {pod["metadata"]["uid"] for pod in pods}
+        for uid in set(self._pods) - present:
+            self._forget(self._pods[uid])
+
+    def _on_pod(self, pod: dict[str, Any]) -> None:
+        if not self._runs(pod):
+            return
+        meta = pod["metadata"]
+        self._known[(meta["namespace"], meta["name"])] = pod
+        uid = meta["uid"]
+        if meta.get("deletionTimestamp"):
+            local = self._pods.get(uid)
+            if local is not None:
+                local.grace_seconds = float(meta.get("deletionGracePeriodSeconds") or 0)
+                local.deleted.set()  # its thread stops the processes, then confirms the deletion
+            elif (pod.get("status") or {}).get("phase") not in FINISHED_PHASES:
+                self._confirm_deleted(meta)
+            return
+        phase = (pod.get("status") or {}).get("phase")
+        if uid in self._pods or uid in self._given_up or phase in FINISHED_PHASES:
+            return
+        self._admit(pod)
+
+    def _on_pod_deleted(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self._known.pop((meta["namespace"], meta["name"]), None)
+        local = self._pods.get(meta["uid"])
+        if local is not None:
+            self._forget(local)
+
+    def _forget(self, local: LocalPod) -> None:
+        """The Pod is gone from the API: stop it, and drop its folder once its processes ended."""
+        local.grace_seconds = 0
+        local.deleted.set()
+
+        def clean() -> None:
+            local.ended.wait(timeout=60)
+            with self._lock:
+                self._pods.pop(local.uid, None)
+                if self._by_name.get((local.namespace, local.name)) is local:
+                    del self._by_name[(local.namespace, local.name)]
+            shutil.rmtree(local.folder, ignore_errors=True)
+
+        threading.Thread(target=clean, name=f"forget-{local.name}", daemon=True).start()
 
     def _admit(self, pod: dict[str, Any]) -> None:
         """Start the Pod when it can start; else say why it waits (once per reason)."""
@@ -212,8 +307,11 @@ class LocalKubelet:
             self._given_up.add(meta["uid"])
             self._patch_status(meta, _waiting_status(pod, error.reason, str(error)))
             return
-        local = LocalPod(meta["namespace"], meta["name"], meta["uid"], folder)
-        self._pods[local.uid] = local
+        grace = pod["spec"].get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        local = LocalPod(meta["namespace"], meta["name"], meta["uid"], folder, float(grace))
+        with self._lock:
+            self._pods[local.uid] = local
+            self._by_name[(local.namespace, local.name)] = local
         thread = threading.Thread(
             target=self._run_pod, args=(pod, local), name=f"pod-{local.name}", daemon=True
         )
@@ -239,50 +337,80 @@ class LocalKubelet:
             self._told[uid] = why
             self._patch_status(pod["metadata"], pod_status)
 
+    # Running a Pod ---------------------------------------------------------------------------------
+
     def _run_pod(self, pod: dict[str, Any], local: LocalPod) -> None:
         try:
             self._run_to_the_end(pod, local)
         except Exception:
             logger.exception("running pod %s/%s failed", local.namespace, local.name)
         finally:
-            for process in local.processes:
-                kill_group(process)
-                process.wait()
-            shutil.rmtree(local.folder, ignore_errors=True)
+            self._stop_processes(local)
+            local.ended.set()
+            if local.deleted.is_set() and not self._stop.is_set():
+                self._confirm_deleted({"namespace": local.namespace, "name": local.name, "uid": local.uid})
 
     def _run_to_the_end(self, pod: dict[str, Any], local: LocalPod) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         deadline = spec.get("activeDeadlineSeconds")
         ends_at = None if deadline is None else time.monotonic() + float(deadline)
         start_time = _now()
+        try:
+            self._materialize_volumes(pod, local.folder)
+        except (UnrunnableContainer, ApiException) as error:
+            self._patch_status(meta, _waiting_status(pod, "CreateContainerConfigError", str(error)))
+            local.deleted.wait()
+            return
         for container in spec.get("initContainers") or []:
             ended = self._wait(self._start(pod, container, local), local, ends_at)
+            if self._stopping(local):
+                return
             if ended.exit_code != 0:
                 self._finish(pod, local, [ended], start_time, "initContainerStatuses")
                 return
-        started = [self._start(pod, container, local) for container in spec["containers"]]
-        running = {
-            "phase": "Running",
-            "startTime": start_time,
-            **_addresses(),
-            "conditions": _conditions(ready=True),
-            "containerStatuses": [_running_status(one) for one in started],
-        }
-        self._patch_status(meta, running)
-        results = [self._wait(one, local, ends_at) for one in started]
-        self._finish(pod, local, results, start_time, "containerStatuses")
+        policy = spec.get("restartPolicy") or "Always"
+        restarts, previous = 0, None
+        while True:
+            started = [self._start(pod, container, local) for container in spec["containers"]]
+            running = {
+                "phase": "Running",
+                "startTime": start_time,
+                **_addresses(),
+                "conditions": _conditions(ready=True),
+                "containerStatuses": [_running_status(one, restarts, previous) for one in started],
+            }
+            self._patch_status(meta, running)
+            results = [self._wait(one, local, ends_at) for one in started]
+            if self._stopping(local):
+                return
+            failed = any(result.exit_code != 0 for result in results)
+            deadline_hit = any(result.reason == "DeadlineExceeded" for result in results)
+            if deadline_hit or not (policy == "Always" or (policy == "OnFailure" and failed)):
+                self._finish(pod, local, results, start_time, "containerStatuses", restarts)
+                return
+            restarts += 1
+            previous = results
+            backoff = min(RESTART_BACKOFF_SECONDS[0] * 2 ** (restarts - 1), RESTART_BACKOFF_SECONDS[1])
+            self._patch_status(meta, _backing_off(results, restarts))
+            if local.deleted.wait(backoff) or self._stop.is_set():
+                return
+
+    def _stopping(self, local: LocalPod) -> bool:
+        return local.deleted.is_set() or self._stop.is_set()
 
     def _start(self, pod: dict[str, Any], container: dict[str, Any], local: LocalPod) -> Started:
         started_at = _now()
         log = local.folder / f"{container['name']}.log"
-        paths = container_paths(pod, container, self._volumes, self._images, local.folder)
+        message_file = local.folder / f"{container['name']}.termination-log"
+        message_file.unlink(missing_ok=True)  # a restarted container starts without one
+        paths = container_paths(pod, container, self._volumes, self._images, local.folder, message_file)
         command = list(container.get("command") or []) + list(container.get("args") or [])
         try:
             if not command:
                 raise UnrunnableContainer("StartError", f'container "{container["name"]}" has no command')
-            argv = local_argv(command, paths)
-            env, cwd = container_environment(container, paths, local.folder)
-            with log.open("wb") as output:
+            argv = _with_bound_mounts(local_argv(command, paths), self._binds(pod, container, local.folder))
+            env, cwd = container_environment(container, paths, local.folder, pod, self._service_env())
+            with log.open("ab") as output:
                 process = subprocess.Popen(
                     argv,
                     env=env,
@@ -303,30 +431,53 @@ class LocalKubelet:
             return Ended(started, 128, "StartError", started.error, _now())
         while True:
             try:
-                code = process.wait(timeout=self._poll_seconds)
-                return Ended(started, code, "Completed" if code == 0 else "Error", "", _now())
+                code = process.wait(timeout=0.1)
+                return Ended(
+                    started, code, "Completed" if code == 0 else "Error", _message(started, code), _now()
+                )
             except subprocess.TimeoutExpired:
                 pass
-            if local.deleted.is_set() or self._stop.is_set():
-                kill_group(process)
-                return Ended(started, process.wait(), "Error", "", _now())
+            if self._stopping(local):
+                return Ended(started, -1, "Error", "", _now())
             if ends_at is not None and time.monotonic() >= ends_at:
                 kill_group(process)
                 return Ended(started, process.wait(), "DeadlineExceeded", "", _now())
 
+    def _stop_processes(self, local: LocalPod) -> None:
+        """SIGTERM to every process group, SIGKILL to what still runs after the grace period."""
+        alive = [process for process in local.processes if process.poll() is None]
+        for process in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        ends_at = time.monotonic() + (0 if self._stop.is_set() else local.grace_seconds)
+        for process in alive:
+            try:
+                process.wait(timeout=max(ends_at - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                kill_group(process)
+                process.wait()
+        local.processes.clear()
+
     def _finish(
-        self, pod: dict[str, Any], local: LocalPod, results: list[Ended], start_time: str, statuses_key: str
+        self,
+        pod: dict[str, Any],
+        local: LocalPod,
+        results: list[Ended],
+        start_time: str,
+        statuses_key: str,
+        restarts: int = 0,
     ) -> None:
         if local.deleted.is_set():
             return
-        log = "".join(result.started.log.read_text(errors="replace") for result in results)
-        self._server.set_pod_log(local.namespace, local.name, log)
+        if self._log_sink is not None:
+            log = "".join(result.started.log.read_text(errors="replace") for result in results)
+            self._log_sink(local.namespace, local.name, log)
         failed = any(result.exit_code != 0 for result in results)
         finished: dict[str, Any] = {
             "phase": "Failed" if failed else "Succeeded",
             "startTime": start_time,
             "conditions": _conditions(ready=False, reason="PodFailed" if failed else "PodCompleted"),
-            statuses_key: [result.status() for result in results],
+            statuses_key: [result.status(restarts) for result in results],
         }
         if any(result.reason == "DeadlineExceeded" for result in results):
             finished["reason"] = "DeadlineExceeded"
@@ -340,10 +491,163 @@ class LocalKubelet:
             if error.status != 404:  # a Pod deleted meanwhile simply goes away
                 raise
 
+    def _confirm_deleted(self, meta: Mapping[str, Any]) -> None:
+        """What the kubelet does once a deleted Pod's containers stopped: delete it for good."""
+        if not self._confirm_deletion:
+            return
+        try:
+            self._core.delete_namespaced_pod(
+                meta["name"],
+                meta["namespace"],
+                body=client.V1DeleteOptions(
+                    grace_period_seconds=0, preconditions=client.V1Preconditions(uid=meta["uid"])
+                ),
+            )
+        except ApiException as error:
+            if error.status not in (404, 409):  # gone already, or a new Pod of the same name
+                raise
 
-def is_bare(pod: Mapping[str, Any]) -> bool:
-    """A Pod no Job controls: the Job runner runs the others."""
-    return not any(ref.get("kind") == "Job" for ref in pod["metadata"].get("ownerReferences") or [])
+    # Volumes the kubelet writes --------------------------------------------------------------------
+
+    def _materialize_volumes(self, pod: Mapping[str, Any], folder: Path) -> None:
+        """Write configMap, secret, downwardAPI and projected volumes into the Pod's folder."""
+        for volume in pod["spec"].get("volumes") or []:
+            kind = next((kind for kind in MATERIALIZED_KINDS if kind in volume), None)
+            if kind is None:
+                continue
+            target = folder / "volumes" / volume["name"]
+            target.mkdir(parents=True, exist_ok=True)
+            sources = (volume["projected"].get("sources") or []) if kind == "projected" else [volume]
+            for source in sources:
+                for relative, data in self._volume_files(pod, source):
+                    path = target / relative
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(data)
+
+    def _volume_files(self, pod: Mapping[str, Any], source: Mapping[str, Any]) -> Iterator[tuple[str, bytes]]:
+        meta = pod["metadata"]
+        namespace = meta["namespace"]
+        if "serviceAccountToken" in source:
+            projection = source["serviceAccountToken"]
+            yield projection["path"], self._token(pod, projection).encode()
+        for kind in ("configMap", "secret"):
+            if kind in source:
+                yield from self._keyed_files(kind, source[kind], namespace)
+        if "downwardAPI" in source:
+            for item in source["downwardAPI"].get("items") or []:
+                if "fieldRef" in item:
+                    yield item["path"], downward_api_value(pod, item["fieldRef"]["fieldPath"]).encode()
+
+    def _token(self, pod: Mapping[str, Any], projection: Mapping[str, Any]) -> str:
+        """A token for the Pod's service account, bound to the Pod (the TokenRequest API)."""
+        meta = pod["metadata"]
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [projection["audience"]] if projection.get("audience") else [],
+                "expirationSeconds": int(projection.get("expirationSeconds") or 3600),
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        account = pod["spec"].get("serviceAccountName") or "default"
+        answer = self._core.create_namespaced_service_account_token(account, meta["namespace"], request)
+        return str(answer.status.token)
+
+    def _keyed_files(
+        self, kind: str, reference: Mapping[str, Any], namespace: str
+    ) -> Iterator[tuple[str, bytes]]:
+        name = reference.get("name") or reference.get("secretName")
+        try:
+            if kind == "configMap":
+                found = self._core.read_namespaced_config_map(name, namespace)
+                data = {key: value.encode() for key, value in (found.data or {}).items()}
+            else:
+                found = self._core.read_namespaced_secret(name, namespace)
+                data = {key: base64.b64decode(value) for key, value in (found.data or {}).items()}
+        except ApiException as error:
+            if error.status == 404 and reference.get("optional"):
+                return
+            raise UnrunnableContainer("CreateContainerConfigError", f'{kind} "{name}" not found') from None
+        for item in reference.get("items") or [{"key": key, "path": key} for key in data]:
+            if item["key"] in data:
+                yield item["path"], data[item["key"]]
+
+    def _binds(
+        self, pod: Mapping[str, Any], container: Mapping[str, Any], folder: Path
+    ) -> list[tuple[Path, str]]:
+        """What is bind-mounted rather than mapped: fixed-path mounts, and the kubelet's /etc/hosts."""
+        binds = [
+            (folder / "volumes" / mount["name"], mount["mountPath"])
+            for mount in container.get("volumeMounts") or []
+            if mount["mountPath"].startswith(BOUND_MOUNT_PREFIX)
+        ]
+        if binds and os.geteuid() != 0:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError",
+                f"mounting at {binds[0][1]} needs root (a private mount namespace); run the kubelet as root",
+            )
+        if self._hosts and os.geteuid() == 0:
+            hosts = folder / "hosts"
+            hosts.write_text(hosts_file(pod, self._hosts))
+            binds.append((hosts, "/etc/hosts"))
+        return binds
+
+    def _service_env(self) -> dict[str, str]:
+        if self._service is None:
+            return {}
+        host, port = self._service
+        return {
+            "KUBERNETES_SERVICE_HOST": host,
+            "KUBERNETES_SERVICE_PORT": str(port),
+            "KUBERNETES_SERVICE_PORT_HTTPS": str(port),
+            "KUBERNETES_PORT": f"tcp://{host}:{port}",
+        }
+
+
+def hosts_file(pod: Mapping[str, Any], extra: Mapping[str, list[str]]) -> str:
+    """The kubelet-managed /etc/hosts of a Pod: localhost, the Pod's host name, its hostAliases."""
+    lines = [
+        "# Kubernetes-managed hosts file.",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        f"{LOCAL_IP}\t{pod['spec'].get('hostname') or pod['metadata']['name']}",
+    ]
+    for alias in pod["spec"].get("hostAliases") or []:
+        lines.append(f"{alias['ip']}\t{' '.join(alias.get('hostnames') or [])}")
+    lines.extend(f"{address}\t{' '.join(names)}" for address, names in extra.items())
+    return "\n".join(lines) + "\n"
+
+
+def _with_bound_mounts(argv: list[str], binds: list[tuple[Path, str]]) -> list[str]:
+    """Run `argv` in a private mount namespace with each (local file or folder, path) bound in place."""
+    if not binds:
+        return argv
+    script = (
+        'while [ "$1" != -- ]; do mkdir -p "$2" && mount --bind "$1" "$2"; shift 2; done; shift; exec "$@"'
+    )
+    # A file is bound onto a file: only folders are created as mount points.
+    script = script.replace('mkdir -p "$2" &&', '{ [ -f "$1" ] || mkdir -p "$2"; } &&')
+    pairs = [str(part) for local, path in binds for part in (local, path)]
+    return [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        *pairs,
+        "--",
+        *argv,
+    ]
 
 
 async def _attend(process: asyncio.subprocess.Process, channels: ExecChannels) -> int:
@@ -390,6 +694,13 @@ async def _pump(reader: asyncio.StreamReader, write: Callable[[bytes], Awaitable
                 delivering = False  # keep reading, so that the command is never blocked on a full pipe
 
 
+def _message(started: Started, exit_code: int) -> str:
+    message_file = started.log.with_suffix(".termination-log")
+    return termination_message(
+        started.container, message_file, started.log.read_text(errors="replace"), exit_code
+    )
+
+
 @contextlib.contextmanager
 def _pod_folder(running: LocalPod | None) -> Iterator[Path]:
     """The Pod's own folder when this kubelet runs it; else one for this command only."""
@@ -407,18 +718,55 @@ def _all_containers(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
     return list(pod["spec"].get("initContainers") or []) + list(pod["spec"]["containers"])
 
 
-def _running_status(started: Started) -> dict[str, Any]:
+def _running_status(
+    started: Started, restarts: int = 0, previous: list[Ended] | None = None
+) -> dict[str, Any]:
     if started.process is None:
         state: dict[str, Any] = {"waiting": {"reason": "StartError", "message": started.error}}
     else:
         state = {"running": {"startedAt": started.started_at}}
-    return {
+    status = {
         **container_identity(started.container, started=True),
         "ready": started.process is not None,
         "started": started.process is not None,
-        "restartCount": 0,
+        "restartCount": restarts,
         "state": state,
     }
+    last = _last_state(started.container["name"], previous)
+    if last:
+        status["lastState"] = last
+    return status
+
+
+def _backing_off(results: list[Ended], restarts: int) -> dict[str, Any]:
+    """Containers that ended and wait to be restarted (the kubelet's CrashLoopBackOff)."""
+    statuses = []
+    for result in results:
+        name = result.started.container["name"]
+        statuses.append(
+            {
+                **container_identity(result.started.container, started=True),
+                "ready": False,
+                "started": False,
+                "restartCount": restarts,
+                "state": {
+                    "waiting": {"reason": "CrashLoopBackOff", "message": f"back-off restarting {name}"}
+                },
+                "lastState": {"terminated": result.terminated()},
+            }
+        )
+    return {
+        "phase": "Running",
+        "conditions": _conditions(ready=False, reason="ContainersNotReady"),
+        "containerStatuses": statuses,
+    }
+
+
+def _last_state(name: str, previous: list[Ended] | None) -> dict[str, Any] | None:
+    for result in previous or []:
+        if result.started.container["name"] == name:
+            return {"terminated": result.terminated()}
+    return None
 
 
 def _waiting_status(pod: Mapping[str, Any], reason: str, message: str) -> dict[str, Any]:

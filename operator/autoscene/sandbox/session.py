@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 
 import kopf
 
-from .. import kube, paths, schemas
+from .. import kube, paths, schemas, upload
 from . import apply as applying
 from .apiserver import EmbeddedApiServer, write_kubeconfig
 from .jobrunner import LocalImage, LocalJobRunner
-from .podexec import LocalKubelet
+from .kubelet import LocalKubelet
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sandbox.json"
@@ -91,7 +91,10 @@ class Sandbox:
         )
         self._runner.start()
         # Bare Pods (the uploader's) run here too, and `exec` into them runs locally.
-        self._kubelet = LocalKubelet(self.api, self._server, self.volumes, local_images())
+        self._kubelet = LocalKubelet(
+            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
+        )
+        self._server.set_exec_handler(self._kubelet.exec_in_container)
         self._kubelet.start()
         if self.with_operator:
             self._start_operator()
@@ -105,6 +108,7 @@ class Sandbox:
         if self._runner is not None:
             self._runner.stop()
         if self._kubelet is not None:
+            self._server.set_exec_handler(None)
             self._kubelet.stop()
         self._server.stop()
 
@@ -114,6 +118,14 @@ class Sandbox:
 
     def apply(self, objects: Any) -> list[str]:
         return applying.apply(self.api, objects, self.crds, self.namespace)
+
+    def upload(
+        self, record: str, planned: list[tuple[Path, str]], namespace: str | None = None
+    ) -> list[upload.UploadedFile]:
+        """Copy files straight into the Record's local volume and register them."""
+        return upload.upload_to_folder(
+            self.volumes, namespace or self.namespace, record, planned, lambda _: None
+        )
 
     def restart_operator(self) -> None:
         """Stop the operator and start it again, as a Deployment's rollout would."""
