@@ -20,9 +20,9 @@ from autoscene.sandbox.demo import sample_manifests
 from autoscene.sandbox.realcluster import RealCluster
 from autoscene.sandbox.session import Sandbox, wait_for
 
-REQUIRE_CONTROL_PLANE = "AUTOSCENE_REQUIRE_CONTROL_PLANE"
-
 from .extractor_fixtures import Samples
+
+REQUIRE_CONTROL_PLANE = "AUTOSCENE_REQUIRE_CONTROL_PLANE"
 
 
 class RunningSandbox:
@@ -96,7 +96,9 @@ def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealClust
             raise ControlPlaneUnavailable("the node agent needs root (private mount namespaces for Pods)")
     except ControlPlaneUnavailable as error:
         if os.environ.get(REQUIRE_CONTROL_PLANE) == "1":
-            pytest.fail(f"{REQUIRE_CONTROL_PLANE}=1 but the real control plane cannot run: {error}", pytrace=False)
+            pytest.fail(
+                f"{REQUIRE_CONTROL_PLANE}=1 but the real control plane cannot run: {error}", pytrace=False
+            )
         pytest.skip(f"real control plane: {error}")
     previous = kube._api_client
     try:

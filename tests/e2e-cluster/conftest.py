@@ -1,6 +1,8 @@
 """Fixtures of the cluster end-to-end tests: a fresh namespace with the samples on a real cluster.
 
-Without AUTOSCENE_E2E_KUBECONFIG every test asking for `cluster` is skipped, with the reason.
+The cluster is the one AUTOSCENE_E2E_KUBECONFIG names; without it, the real control plane this
+repository builds (`real_cluster` in tests/conftest.py), which skips with its reason when it cannot run
+(and fails instead under AUTOSCENE_REQUIRE_CONTROL_PLANE=1).
 """
 
 import os
@@ -32,9 +34,13 @@ from autoscene import GROUP, VERSION, kube  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def e2e_settings() -> Settings:
+def e2e_settings(request: pytest.FixtureRequest) -> Settings:
+    environ = dict(os.environ)
+    if not environ.get(ENV_KUBECONFIG, "").strip():
+        real = request.getfixturevalue("real_cluster")  # skips, saying why, when it cannot run
+        environ[ENV_KUBECONFIG] = str(real.kubeconfig)
     try:
-        settings = Settings.from_environ(os.environ)
+        settings = Settings.from_environ(environ)
     except ValueError as error:
         pytest.fail(str(error), pytrace=False)
     if settings is None:

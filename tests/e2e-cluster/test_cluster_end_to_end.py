@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from e2e_cluster import ACTION, RECORD, REPO, TRIGGER, Cluster, frame_files
 
-from autoscene import labels
+from autoscene import kube, labels
 from autoscene.sample_video import make_sample_video
 
 # Per test, on top of the per-run timeout: image pulls, scheduling and several runs in a row.
@@ -50,25 +50,36 @@ def test_the_manifests_apply_cleanly_on_the_cluster(cluster: Cluster) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed")
-    for folder, namespace in (("manifests", []), ("manifests/samples", ["--namespace", cluster.namespace])):
-        done = subprocess.run(
-            [
-                kubectl,
-                "--kubeconfig",
-                cluster.settings.kubeconfig,
-                "apply",
-                "--dry-run=server",
-                "-k",
-                folder,
-                *namespace,
-            ],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, f"kubectl apply -k {folder}:\n{done.stdout}{done.stderr}"
+    # The samples go to a namespace of their own: the test namespace holds the suite's variant of them
+    # (a Record on the suite's claim), and applying over objects kubectl did not create merges the two.
+    scratch = f"{cluster.namespace}-samples"
+    kube.core().create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": scratch}})
+    try:
+        for folder, namespace in (("manifests", []), ("manifests/samples", ["--namespace", scratch])):
+            check_dry_run(kubectl, cluster, folder, namespace)
+    finally:
+        kube.core().delete_namespace(scratch)
+
+
+def check_dry_run(kubectl: str, cluster: Cluster, folder: str, namespace: list[str]) -> None:
+    done = subprocess.run(
+        [
+            kubectl,
+            "--kubeconfig",
+            cluster.settings.kubeconfig,
+            "apply",
+            "--dry-run=server",
+            "-k",
+            folder,
+            *namespace,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, f"kubectl apply -k {folder}:\n{done.stdout}{done.stderr}"
 
 
 def test_upload_makes_a_succeeded_invocation_with_every_frame(cluster: Cluster, clip: Path) -> None:
