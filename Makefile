@@ -7,14 +7,25 @@ STAMP := $(VENV)/.installed
 # boto3, python-dateutil<3, which conflict with requirements.lock.
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# kubectl of the same release as the control plane comes first on the tests' PATH.
+CONTROL_PLANE := build/control-plane/v1.37.2
 
-.PHONY: demo test lint bench clean tools
+.PHONY: demo test lint bench clean tools control-plane
 
 demo: $(STAMP)
 	$(BIN)/autoscene sandbox
 
-test: $(STAMP) $(TOOLS_STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(TOOLS_STAMP) control-plane
+	PATH="$(CURDIR)/$(CONTROL_PLANE):$$PATH" $(BIN)/python -m pytest
+
+# The real Kubernetes control plane for the end-to-end tests, built from source once (a few minutes)
+# and reused; without Go those tests are skipped and say why.
+control-plane:
+	@if command -v go >/dev/null 2>&1; then \
+		bash hack/build-control-plane.sh >/dev/null; \
+	else \
+		echo "go not found: tests on the real control plane will be skipped (see hack/build-control-plane.sh)"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench images/frame-extractor

@@ -1,11 +1,12 @@
 """The `autoscene` command: the sandbox, uploads, the run history, and the operator itself."""
 
+import enum
 import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +21,11 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 DEFAULT_SANDBOX = Path(".autoscene")
 
 
+class ControlPlaneKind(enum.StrEnum):
+    embedded = "embedded"
+    real = "real"
+
+
 @app.command()
 def sandbox(
     video: Annotated[
@@ -30,15 +36,22 @@ def sandbox(
     ] = DEFAULT_SANDBOX,
     keep: Annotated[bool, typer.Option(help="Keep the sandbox running after the demo, for kubectl.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the invocation.")] = 300,
+    control_plane: Annotated[
+        ControlPlaneKind,
+        typer.Option(
+            help="embedded: the pure-Python API server; real: Kubernetes' own kube-apiserver, etcd and "
+            "controller manager (hack/build-control-plane.sh), with a node agent and the operator deployed "
+            "from manifests/.",
+        ),
+    ] = ControlPlaneKind.embedded,
 ) -> None:
     """Run the whole flow with no cluster: API server, operator, Job runner, an upload, its frames."""
     from .sandbox.demo import run_demo
-    from .sandbox.session import Sandbox
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The operator runs on a thread of its own here, so kopf cannot (and need not) handle OS signals.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
-    with Sandbox(folder) as running:
+    with _cluster(control_plane, folder) as running:
         console.print(
             f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
         )
@@ -156,6 +169,23 @@ def operator(
         leadership=leadership,
     )
     raise typer.Exit(code)
+
+
+def _cluster(kind: ControlPlaneKind, folder: Path) -> Any:
+    """The sandbox of that kind, not yet started; a one-line error when it cannot run here."""
+    if kind is ControlPlaneKind.embedded:
+        from .sandbox.session import Sandbox
+
+        return Sandbox(folder)
+    from .sandbox.controlplane import ControlPlaneUnavailable, find_binaries
+    from .sandbox.realcluster import RealCluster
+
+    try:
+        find_binaries()
+    except ControlPlaneUnavailable as error:
+        console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from error
+    return RealCluster(folder)
 
 
 def _print_invocations(namespace: str) -> None:
