@@ -17,8 +17,10 @@ The CRD schemas are OpenAPI v3 with Kubernetes extensions; they are translated t
 
 import copy
 import datetime
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,74 @@ def validate(obj: Any, crds: Mapping[CrdKey, Mapping[str, Any]]) -> list[str]:
     return errors
 
 
+@dataclass(frozen=True)
+class FieldError:
+    """One field's error as the API server reports it: a `StatusCause` of a 422 `Invalid` Status."""
+
+    field: str
+    reason: str  # FieldValueRequired, FieldValueTypeInvalid, FieldValueNotSupported, FieldValueInvalid
+    message: str
+
+
+def field_errors(obj: Any, schema: Mapping[str, Any]) -> list[FieldError]:
+    """The errors of an object against a version's structural schema (its `openAPIV3Schema`), worded
+    as kube-apiserver words them (k8s.io/apimachinery/pkg/util/validation/field); [] when it is valid.
+
+    Unknown fields are not errors here: the API server prunes them before it validates.
+    """
+    errors: list[FieldError] = []
+    validator = _Validator(to_json_schema(schema, root=True), format_checker=_FORMATS)
+    for error in sorted(validator.iter_errors(_plain(obj)), key=lambda error: _path(error.absolute_path)):
+        for found in _field_errors(error):
+            if found not in errors:
+                errors.append(found)
+    return errors
+
+
+def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
+    path, instance, expected, kind = (
+        _path(error.absolute_path),
+        error.instance,
+        error.validator_value,
+        error.validator,
+    )
+    if kind == "required":
+        return [
+            FieldError(_join(path, name), "FieldValueRequired", "Required value")
+            for name in expected
+            if name not in instance
+        ]
+    if kind == "additionalProperties":
+        return []
+    if kind == "type":
+        got = _OPENAPI_TYPE_NAMES.get(type(instance), "object")
+        wanted = (
+            expected
+            if isinstance(expected, str)
+            else " or ".join(name for name in expected if name != "null")
+        )
+        message = f'Invalid value: "{got}": {path} in body must be of type {wanted}: "{got}"'
+        return [FieldError(path, "FieldValueTypeInvalid", message)]
+    if kind == "enum":
+        supported = ", ".join(json.dumps(choice) for choice in expected)
+        return [
+            FieldError(
+                path,
+                "FieldValueNotSupported",
+                f"Unsupported value: {json.dumps(instance)}: supported values: {supported}",
+            )
+        ]
+    sentences = [sentence.split(": ", 1)[-1] if path else sentence for sentence in _describe(error)]
+    return [
+        FieldError(
+            path or "<nil>",
+            "FieldValueInvalid",
+            f"Invalid value: {_short(json.dumps(instance, default=str))}: {sentence}",
+        )
+        for sentence in sentences
+    ]
+
+
 def apply_defaults(obj: Mapping[str, Any], crd: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of `obj` with the schema's `default`s filled in where fields are absent (or null but
     not nullable), recursively, as the API server does on create. `obj` itself is not changed."""
@@ -186,6 +256,14 @@ _Validator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator, {"x-kubernetes-list-map-keys": _unique_map_keys}
 )
 _FORMATS = jsonschema.FormatChecker(formats=())
+_OPENAPI_TYPE_NAMES = {
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+    list: "array",
+    type(None): "null",
+}
 
 
 @_FORMATS.checks("date-time")

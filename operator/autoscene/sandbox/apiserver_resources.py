@@ -212,9 +212,18 @@ def conflict(resource: ResourceType, name: str, why: str) -> KubernetesError:
     return api_error(409, "Conflict", message, name=name, **_describe(resource))
 
 
-def invalid(resource: ResourceType, name: str, why: str) -> KubernetesError:
-    message = f'{resource.kind} "{name}" is invalid: {why}'
-    return api_error(422, "Invalid", message, name=name, **_describe(resource))
+def invalid(
+    resource: ResourceType, name: str, why: str, causes: list[dict[str, str]] | None = None
+) -> KubernetesError:
+    """422 Invalid, as the API server words it: `Kind.group "name" is invalid: field: message`, the
+    details naming the kind (not the resource) and one cause per field."""
+    kind = f"{resource.kind}.{resource.group}" if resource.group else resource.kind
+    details: dict[str, Any] = {"name": name, "kind": resource.kind}
+    if resource.group:
+        details["group"] = resource.group
+    if causes:
+        details["causes"] = causes
+    return api_error(422, "Invalid", f'{kind} "{name}" is invalid: {why}', **details)
 
 
 def bad_request(message: str) -> KubernetesError:

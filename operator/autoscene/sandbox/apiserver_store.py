@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .. import schemas
+from .apiserver_defaults import default_job
 from .apiserver_patches import clone
 from .apiserver_resources import (
     BUILTIN_RESOURCES,
@@ -63,11 +65,12 @@ _OMITTED_WHEN_EMPTY = (
     "generateName",
     "managedFields",
 )
+JOBS: GroupResource = ("batch", "jobs")
 _INITIAL_STATUS: dict[GroupResource, dict[str, Any]] = {
     NAMESPACES: {"phase": "Active"},
     PODS: {"phase": "Pending"},
     ("", "persistentvolumeclaims"): {"phase": "Pending"},
-    ("batch", "jobs"): {},
+    JOBS: {},
 }
 
 
@@ -235,6 +238,8 @@ class ObjectStore:
         metadata.update(name=name, uid=str(uuid.uuid4()), creationTimestamp=now_timestamp(), generation=1)
         if namespace is not None:
             metadata["namespace"] = namespace
+        if resource.group_resource == JOBS:
+            default_job(obj)
         if dry_run:
             return obj
         self._commit(resource.group_resource, (namespace, name), obj, "ADDED", previous=None)
@@ -293,6 +298,11 @@ class ObjectStore:
                 del metadata[optional]
         if resource.schema is not None:
             obj = normalize_by_schema(obj, resource.schema)
+            if errors := schemas.field_errors(obj, resource.schema):
+                listed = [f"{error.field}: {error.message}" for error in errors]
+                why = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+                causes = [{"reason": e.reason, "message": e.message, "field": e.field} for e in errors]
+                raise invalid(resource, str(metadata_of(obj).get("name")), why, causes)
         if previous is None and resource.has_status:
             obj.pop("status", None)  # created objects start with the status their controllers would set
             if resource.group_resource in _INITIAL_STATUS:

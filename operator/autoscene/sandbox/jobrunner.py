@@ -192,7 +192,21 @@ class LocalJobRunner:
                         "succeeded": 1,
                         "failed": failures,
                         "completionTime": now,
-                        "conditions": [_condition("Complete", "Completed", "", now)],
+                        # Since Kubernetes 1.31 the Job controller first notes SuccessCriteriaMet.
+                        "conditions": [
+                            _condition(
+                                "SuccessCriteriaMet",
+                                "CompletionsReached",
+                                "Reached expected number of succeeded pods",
+                                now,
+                            ),
+                            _condition(
+                                "Complete",
+                                "CompletionsReached",
+                                "Reached expected number of succeeded pods",
+                                now,
+                            ),
+                        ],
                     },
                 )
                 return
@@ -223,7 +237,11 @@ class LocalJobRunner:
             {
                 "active": 0,
                 "failed": failures,
-                "conditions": [_condition("Failed", reason, message, now)],
+                # Since Kubernetes 1.31 the Job controller first notes FailureTarget.
+                "conditions": [
+                    _condition("FailureTarget", reason, message, now),
+                    _condition("Failed", reason, message, now),
+                ],
             },
         )
 

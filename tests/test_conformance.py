@@ -1,0 +1,267 @@
+"""The same API behaviour from the embedded API server as from Kubernetes' own.
+
+Each test states a rule of the Kubernetes API (the docs named in it) and checks it on both servers:
+the embedded sandbox and the real control plane (skipped, saying why, where it cannot run). What still
+differs, and why it does not matter to autoscene, is listed in docs/embedded-vs-real.md.
+"""
+
+import json
+import secrets
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import watch
+from kubernetes.client.exceptions import ApiException
+
+from autoscene import GROUP, VERSION, kube
+from autoscene.sandbox.realcluster import RealCluster
+from autoscene.sandbox.session import Sandbox, wait_for
+
+
+class Server:
+    """One API server under test, with a fresh namespace."""
+
+    def __init__(self, kind: str, namespace: str) -> None:
+        self.kind = kind
+        self.namespace = namespace
+        self.custom = kube.custom()
+        self.core = kube.core()
+        self.batch = kube.batch()
+
+    def create(self, plural: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", **body}
+        body["metadata"] = {"namespace": self.namespace, **body["metadata"]}
+        return dict(self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body))
+
+    def get(self, plural: str, name: str) -> dict[str, Any]:
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name))
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    with Sandbox(tmp_path_factory.mktemp("conformance") / "sandbox", with_operator=False) as running:
+        yield running
+
+
+@pytest.fixture(params=["embedded", "real"])
+def server(request: pytest.FixtureRequest) -> Iterator[Server]:
+    if request.param == "embedded":
+        running: Sandbox | RealCluster = request.getfixturevalue("embedded")
+    else:
+        running = request.getfixturevalue("real_cluster")
+    kube.configure(str(running.kubeconfig))
+    namespace = f"conformance-{secrets.token_hex(3)}"
+    kube.core().create_namespace({"metadata": {"name": namespace}})
+    yield Server(request.param, namespace)
+    kube.core().delete_namespace(namespace)
+
+
+def trigger(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "kind": "Trigger",
+        "metadata": {"name": name},
+        "spec": {"action": "a", "fileGlob": "*.mp4", **spec},
+    }
+
+
+def rejection(call: Any) -> dict[str, Any]:
+    with pytest.raises(ApiException) as raised:
+        call()
+    answer = dict(json.loads(raised.value.body))
+    assert answer["code"] == raised.value.status  # the Status body repeats the HTTP status
+    return answer
+
+
+# Validation, pruning and defaults of custom resources (Kubernetes docs: "Extend the Kubernetes API with
+# CustomResourceDefinitions": validation, pruning, defaulting) ----------------------------------------
+
+
+def test_an_object_against_its_schema_is_refused_field_by_field(server: Server) -> None:
+    answer = rejection(lambda: server.create("triggers", trigger("bad", fileGlob=42)))
+    assert answer["code"] == 422 and answer["reason"] == "Invalid" and answer["kind"] == "Status"
+    causes = answer["details"]["causes"]
+    assert any(
+        cause["field"] == "spec.fileGlob" and cause["reason"] == "FieldValueTypeInvalid" for cause in causes
+    )
+    assert answer["details"]["name"] == "bad" and answer["details"]["kind"] == "Trigger"
+    assert 'Trigger.autoscene.io "bad" is invalid' in answer["message"]
+    missing = rejection(
+        lambda: server.create("actions", {"kind": "Action", "metadata": {"name": "no-image"}, "spec": {}})
+    )
+    assert missing["code"] == 422
+    assert {"field": "spec.image", "reason": "FieldValueRequired"}.items() <= missing["details"]["causes"][
+        0
+    ].items()
+
+
+def test_unknown_fields_are_pruned_and_defaults_applied(server: Server) -> None:
+    created = server.create("triggers", trigger("pruned", surprise=1))
+    assert "surprise" not in created["spec"]
+    assert created["spec"]["suspend"] is False  # the schema's default
+    assert "surprise" not in server.get("triggers", "pruned")["spec"]
+
+
+# The status subresource and metadata (API conventions: "Spec and Status"; "Metadata") -------------------
+
+
+def test_status_is_written_only_through_its_subresource(server: Server) -> None:
+    created = server.create("triggers", {**trigger("counted"), "status": {"fired": 5}})
+    assert "fired" not in (created.get("status") or {})
+    name, namespace = "counted", server.namespace
+    patched = server.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "triggers", name, {"spec": {"fileGlob": "*.MP4"}, "status": {"fired": 7}}
+    )
+    assert patched["spec"]["fileGlob"] == "*.MP4" and "fired" not in (patched.get("status") or {})
+    assert patched["metadata"]["generation"] == created["metadata"]["generation"] + 1
+    written = server.custom.patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "triggers", name, {"spec": {"fileGlob": "x"}, "status": {"fired": 3}}
+    )
+    assert written["status"]["fired"] == 3 and written["spec"]["fileGlob"] == "*.MP4"
+    assert written["metadata"]["generation"] == patched["metadata"]["generation"]  # status is no spec change
+
+
+def test_a_write_from_a_stale_resource_version_conflicts(server: Server) -> None:
+    created = server.create("triggers", trigger("raced"))
+    server.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, server.namespace, "triggers", "raced", {"spec": {"fileGlob": "*.mkv"}}
+    )
+    stale = {**created, "spec": {**created["spec"], "fileGlob": "*.avi"}}
+    answer = rejection(
+        lambda: server.custom.replace_namespaced_custom_object(
+            GROUP, VERSION, server.namespace, "triggers", "raced", stale
+        )
+    )
+    assert answer["code"] == 409 and answer["reason"] == "Conflict"
+
+
+def test_an_object_in_a_missing_namespace_is_not_found(server: Server) -> None:
+    body = {"apiVersion": f"{GROUP}/{VERSION}", **trigger("lost")}
+    answer = rejection(
+        lambda: server.custom.create_namespaced_custom_object(
+            GROUP, VERSION, "no-such-namespace", "triggers", body
+        )
+    )
+    assert answer["code"] == 404 and answer["reason"] == "NotFound"
+
+
+# Lists and watches (API concepts: "Efficient detection of changes"; "Label selectors") ------------------
+
+
+def test_set_based_label_selectors(server: Server) -> None:
+    for name, site in (("one", "lab"), ("two", "field"), ("three", None)):
+        body = trigger(name)
+        if site:
+            body["metadata"]["labels"] = {"site": site}
+        server.create("triggers", body)
+
+    def names(selector: str) -> list[str]:
+        listed = server.custom.list_namespaced_custom_object(
+            GROUP, VERSION, server.namespace, "triggers", label_selector=selector
+        )
+        return sorted(item["metadata"]["name"] for item in listed["items"])
+
+    assert names("site in (lab,field)") == ["one", "two"]
+    assert names("site notin (lab)") == ["three", "two"]
+    assert names("!site") == ["three"]
+    assert names("site,site!=field") == ["one"]
+
+
+def test_a_watch_from_a_resource_version_sends_only_later_changes(server: Server) -> None:
+    server.create("triggers", trigger("before"))
+    listed = server.custom.list_namespaced_custom_object(GROUP, VERSION, server.namespace, "triggers")
+    server.create("triggers", trigger("after"))
+    events = watch.Watch().stream(
+        server.custom.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        server.namespace,
+        "triggers",
+        resource_version=listed["metadata"]["resourceVersion"],
+        timeout_seconds=2,
+    )
+    seen = [(event["type"], event["object"]["metadata"]["name"]) for event in events]
+    assert seen == [("ADDED", "after")]
+
+
+# Jobs and garbage collection (Kubernetes docs: "Jobs"; "Garbage Collection") ---------------------------
+
+
+def test_a_job_gets_its_selector_and_its_pods_their_labels(server: Server) -> None:
+    job = server.batch.create_namespaced_job(
+        server.namespace,
+        {
+            "metadata": {"name": "once"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": "busybox:1.36.1", "command": ["true"]}],
+                    }
+                }
+            },
+        },
+    )
+    uid = job.metadata.uid
+    assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
+    labels = job.spec.template.metadata.labels
+    assert labels["batch.kubernetes.io/job-name"] == "once" and labels["job-name"] == "once"
+    assert labels["batch.kubernetes.io/controller-uid"] == uid and labels["controller-uid"] == uid
+    assert (job.spec.backoff_limit, job.spec.completions, job.spec.parallelism) == (6, 1, 1)
+
+    def complete() -> Any:
+        found = server.batch.read_namespaced_job("once", server.namespace)
+        conditions = {c.type: c.status for c in (found.status.conditions or [])}
+        return found if conditions.get("Complete") == "True" else None
+
+    done = wait_for(complete, 60, "the job to complete")
+    assert {c.type for c in done.status.conditions} == {"SuccessCriteriaMet", "Complete"}
+    assert done.status.succeeded == 1 and done.status.completion_time is not None
+    pods = server.core.list_namespaced_pod(
+        server.namespace, label_selector=f"batch.kubernetes.io/controller-uid={uid}"
+    )
+    assert [pod.metadata.owner_references[0].uid for pod in pods.items] == [uid]
+
+
+def test_deleting_an_owner_collects_its_dependents_unless_orphaned(server: Server) -> None:
+    owners = [server.create("triggers", trigger(name)) for name in ("collected", "orphaning")]
+    for owner in owners:
+        server.core.create_namespaced_config_map(
+            server.namespace,
+            {
+                "metadata": {
+                    "name": f"of-{owner['metadata']['name']}",
+                    "ownerReferences": [
+                        {
+                            "apiVersion": f"{GROUP}/{VERSION}",
+                            "kind": "Trigger",
+                            "name": owner["metadata"]["name"],
+                            "uid": owner["metadata"]["uid"],
+                        }
+                    ],
+                }
+            },
+        )
+    delete = server.custom.delete_namespaced_custom_object
+    delete(GROUP, VERSION, server.namespace, "triggers", "collected", propagation_policy="Background")
+    delete(GROUP, VERSION, server.namespace, "triggers", "orphaning", propagation_policy="Orphan")
+
+    def collected() -> bool | None:
+        names = {
+            item.metadata.name for item in server.core.list_namespaced_config_map(server.namespace).items
+        }
+        return ("of-collected" not in names) or None
+
+    wait_for(collected, 60, "the garbage collector")
+    kept = wait_for(
+        lambda: (
+            found
+            if not (
+                found := server.core.read_namespaced_config_map("of-orphaning", server.namespace)
+            ).metadata.owner_references
+            else None
+        ),
+        60,
+        "the orphaned dependent to lose its owner reference",
+    )
+    assert kept.metadata.name == "of-orphaning"
