@@ -246,6 +246,9 @@ class LocalKubelet:
 
     def _on_listed(self, pods: list[dict[str, Any]]) -> None:
         present = {pod["metadata"]["uid"] for pod in pods}
+        for key, known in list(self._known.items()):
+            if known["metadata"]["uid"] not in present:
+                del self._known[key]  # deleted while the watch was down
         for uid in set(self._pods) - present:
             self._forget(self._pods[uid])
 

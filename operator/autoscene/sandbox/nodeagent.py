@@ -26,6 +26,7 @@ import os
 import shutil
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -59,6 +60,8 @@ SERVICE_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 RETRY_SECONDS = 0.5
+# A bound Pod the kubelet has not seen after this long no longer counts (the scheduler's assume TTL).
+ASSUMED_SECONDS = 30
 HEARTBEAT_SECONDS = 30
 LOG_FOLLOW_SECONDS = 0.2
 # The kubelet API's query names for exec (k8s.io/api/core/v1: ExecStdinParam, ...).
@@ -121,7 +124,8 @@ class NodeAgent:
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._assumed: dict[str, dict[str, Decimal]] = {}  # Pods bound, not yet seen by the kubelet
+        # Pods bound, not yet seen by the kubelet: when, and what they request.
+        self._assumed: dict[str, tuple[float, dict[str, Decimal]]] = {}
         self._waiting: dict[str, dict[str, Any]] = {}  # Pods to bind, by uid
         self._told: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -299,17 +303,18 @@ class NodeAgent:
             "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"]},
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.name},
         }
+        self._forget_unbound(meta["uid"])
         try:
             # The answer is a Status, which the client's Binding model cannot read: take it raw.
             core.create_namespaced_pod_binding(
                 meta["name"], meta["namespace"], binding, _preload_content=False
             )
         except ApiException as error:
-            if error.status not in (404, 409):
+            if error.status not in (404, 409):  # gone meanwhile, or bound already
                 raise
-        self._assumed[meta["uid"]] = _requests(pod)
-        self._waiting.pop(meta["uid"], None)
-        self._told.pop(meta["uid"], None)
+            return
+        # Counted as the node's until the kubelet sees it, as the scheduler's assume cache does.
+        self._assumed[meta["uid"]] = (time.monotonic(), {**_requests(pod), "pods": Decimal(1)})
 
     def _unschedulable_because(self, core: client.CoreV1Api, pod: dict[str, Any]) -> str | None:
         """Why the Pod cannot go to this node now, worded as the scheduler words it; None if it can."""
@@ -326,7 +331,7 @@ class NodeAgent:
                 raise
             if (found.status.phase if found.status else None) != "Bound":
                 return "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
-        wanted = _requests(pod)
+        wanted = {**_requests(pod), "pods": Decimal(1)}
         used = self._requested_on_node()
         short = [
             resource
@@ -334,7 +339,8 @@ class NodeAgent:
             if amount and used.get(resource, Decimal(0)) + amount > parse_quantity(self._capacity[resource])
         ]
         if short:
-            return f"0/1 nodes are available: {', '.join(f'1 Insufficient {r}' for r in sorted(short))}."
+            said = ["1 Too many pods" if r == "pods" else f"1 Insufficient {r}" for r in sorted(short)]
+            return f"0/1 nodes are available: {', '.join(said)}."
         return None
 
     def _requested_on_node(self) -> dict[str, Decimal]:
@@ -344,10 +350,13 @@ class NodeAgent:
             if (pod.get("status") or {}).get("phase") not in FINISHED_PHASES
         }
         seen = {pod["metadata"]["uid"] for pod in self.kubelet.pods()}
-        for uid in [uid for uid in self._assumed if uid in seen]:
-            del self._assumed[uid]  # the kubelet's view counts it now
+        expired = time.monotonic() - ASSUMED_SECONDS
+        for uid, (bound_at, _) in list(self._assumed.items()):
+            if uid in seen or bound_at < expired:
+                del self._assumed[uid]  # the kubelet's view counts it now, or it went away unseen
         total: dict[str, Decimal] = {}
-        for amounts in [_requests(pod) for pod in running.values()] + list(self._assumed.values()):
+        assumed = [amounts for _, amounts in self._assumed.values()]
+        for amounts in [{**_requests(pod), "pods": Decimal(1)} for pod in running.values()] + assumed:
             for resource, amount in amounts.items():
                 total[resource] = total.get(resource, Decimal(0)) + amount
         return total

@@ -1,0 +1,244 @@
+"""Fan-out benchmark: N matching files registered at once, on the embedded sandbox and on the real
+control plane, side by side.
+
+For each N (`--files`, default 100,1000) and each control plane (`--control-planes`, default both),
+a fresh cluster gets an Action that runs `true` (busybox, 10m CPU), a Trigger on `*.bin` and a Record;
+N tiny files are uploaded in one go (the embedded sandbox: into its volume folder; the real control
+plane: through the API, an uploader Pod and a tar stream over exec), which registers them at once.
+Then it measures, from that registration:
+
+  invocations   seconds until every file has its Invocation
+  jobs          seconds until every Invocation has its Job
+  succeeded     seconds until every Invocation is Succeeded
+  reg→job       registration → Job seen by a watch, per file: p50 / p95 / p99 seconds
+  most running  the most Jobs active at once (status.active > 0)
+  operator MB   the operator's peak RSS (embedded: the whole sandbox process, operator included)
+  cp CPU s      CPU seconds of the API server side (embedded: this process; real: etcd,
+                kube-apiserver, kube-controller-manager) and of the operator (real: its Pod)
+
+Usage: python bench/fanout.py [--files 100,1000] [--control-planes embedded,real] [--timeout 900]
+The real control plane needs hack/build-control-plane.sh and root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "operator"))
+
+from kubernetes import watch  # noqa: E402
+
+from autoscene import kube, upload  # noqa: E402
+from autoscene.sandbox.session import wait_for  # noqa: E402
+
+RECORD, ACTION, TRIGGER = "fanout", "noop", "on-bin"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def manifests() -> list[dict[str, Any]]:
+    group = "autoscene.io/v1alpha1"
+    return [
+        {
+            "apiVersion": group,
+            "kind": "Action",
+            "metadata": {"name": ACTION},
+            "spec": {
+                "image": "busybox:1.36.1",
+                "command": ["true"],
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            },
+        },
+        {
+            "apiVersion": group,
+            "kind": "Trigger",
+            "metadata": {"name": TRIGGER},
+            "spec": {"action": ACTION, "fileGlob": "*.bin"},
+        },
+        {
+            "apiVersion": group,
+            "kind": "Record",
+            "metadata": {"name": RECORD},
+            "spec": {"storage": {"size": "1Gi"}},
+        },
+    ]
+
+
+@dataclass
+class Observed:
+    """What the watches saw, with the moment each thing was first seen."""
+
+    invocations: dict[str, float] = field(default_factory=dict)
+    jobs: dict[str, float] = field(default_factory=dict)
+    succeeded: dict[str, float] = field(default_factory=dict)
+    active: set[str] = field(default_factory=set)
+    most_active: int = 0
+
+
+def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Thread]:
+    def invocations() -> None:
+        while not stop.is_set():
+            stream = watch.Watch().stream(
+                kube.custom().list_namespaced_custom_object,
+                "autoscene.io", "v1alpha1", namespace, "invocations", timeout_seconds=5,
+            )  # fmt: skip
+            for event in stream:
+                name, now = event["object"]["metadata"]["name"], time.monotonic()
+                observed.invocations.setdefault(name, now)
+                if (event["object"].get("status") or {}).get("phase") == "Succeeded":
+                    observed.succeeded.setdefault(name, now)
+
+    def jobs() -> None:
+        while not stop.is_set():
+            for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=5):
+                job, now = event["object"], time.monotonic()
+                observed.jobs.setdefault(job.metadata.name, now)
+                if (job.status.active or 0) > 0 and event["type"] != "DELETED":
+                    observed.active.add(job.metadata.name)
+                else:
+                    observed.active.discard(job.metadata.name)
+                observed.most_active = max(observed.most_active, len(observed.active))
+
+    threads = [threading.Thread(target=target, daemon=True) for target in (invocations, jobs)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def process_cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
+
+
+def run_once(plane: str, files: int, timeout: float) -> dict[str, Any]:
+    from autoscene.sandbox.realcluster import RealCluster
+    from autoscene.sandbox.session import Sandbox
+
+    folder = Path(tempfile.mkdtemp(prefix=f"fanout-{plane}-"))
+    cluster: Any = Sandbox(folder / "cluster") if plane == "embedded" else RealCluster(folder / "cluster")
+    with cluster:
+        cluster.apply(manifests())
+        wait_for(
+            lambda: ((kube.get_custom("records", cluster.namespace, RECORD) or {}).get("status") or {}).get(
+                "claimName"
+            ),
+            60,
+            "the record's claim",
+        )
+        sources = folder / "files"
+        sources.mkdir()
+        for index in range(files):
+            (sources / f"{index:06d}.bin").write_bytes(index.to_bytes(4, "big"))
+        observed, stop = Observed(), threading.Event()
+        follow(cluster.namespace, observed, stop)
+        components = [] if plane == "embedded" else [process for _, process, _ in cluster.plane._processes]
+        cpu_before = _cpu(plane, components)
+        cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
+        registered = time.monotonic()
+        deadline = registered + timeout
+        while len(observed.succeeded) < files and time.monotonic() < deadline:
+            time.sleep(0.2)
+        finished = time.monotonic()
+        operator_pid = None if plane == "embedded" else _operator_pid(cluster)
+        result = {
+            "plane": plane,
+            "files": files,
+            "done": len(observed.succeeded),
+            "invocations": _span(observed.invocations, files, registered),
+            "jobs": _span(observed.jobs, files, registered),
+            "succeeded": _span(observed.succeeded, files, registered),
+            "latencies": [seen - registered for seen in observed.jobs.values()],
+            "most_running": observed.most_active,
+            "operator_mb": peak_rss_mb(operator_pid or os.getpid()),
+            "cp_cpu": _cpu(plane, components) - cpu_before,
+            "operator_cpu": process_cpu_seconds(operator_pid) if operator_pid else float("nan"),
+            "wall": finished - registered,
+        }
+        stop.set()
+        return result
+
+
+def _cpu(plane: str, components: list[Any]) -> float:
+    if plane == "embedded":
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    return sum(process_cpu_seconds(process.pid) for process in components if process.poll() is None)
+
+
+def _operator_pid(cluster: Any) -> int | None:
+    for local in cluster.agent.kubelet._pods.values():
+        if local.name.startswith("autoscene-operator-") and local.processes:
+            return int(local.processes[0].pid)
+    return None
+
+
+def _span(seen: dict[str, float], files: int, start: float) -> float:
+    return max(seen.values()) - start if len(seen) >= files else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--files", default="100,1000")
+    parser.add_argument("--control-planes", default="embedded,real")
+    parser.add_argument("--timeout", type=float, default=900)
+    options = parser.parse_args()
+    import logging
+
+    logging.basicConfig(level=logging.ERROR)
+    results = []
+    for files in (int(part) for part in options.files.split(",")):
+        for plane in options.control_planes.split(","):
+            print(f"running {files} files on the {plane} control plane ...", flush=True)
+            results.append(run_once(plane, files, options.timeout))
+    header = (
+        f"{'plane':<9} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} {'succ. s':>8} "
+        f"{'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} {'cp CPU s':>8} {'op. CPU s':>9}"
+    )
+    print("\n" + header)
+    for row in results:
+        latencies = row["latencies"]
+        quantiles = "/".join(f"{percentile(latencies, share):.2f}" for share in (0.5, 0.95, 0.99))
+        print(
+            f"{row['plane']:<9} {row['files']:>6} {row['done']:>6} "
+            f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} "
+            f"{row['succeeded']:>8.1f} {quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "
+            f"{row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}"
+        )
+    by_key = {(row["plane"], row["files"]): row for row in results}
+    for files in sorted({row["files"] for row in results}):
+        embedded, real = by_key.get(("embedded", files)), by_key.get(("real", files))
+        if embedded and real:
+            print(
+                f"{files} files: real / embedded time to all Succeeded = "
+                f"{real['succeeded'] / embedded['succeeded']:.2f}"
+            )
+    print("one run each: these machines vary by ±20 %, so compare the rows of one run, not of two")
+
+
+if __name__ == "__main__":
+    main()
