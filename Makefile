@@ -29,7 +29,7 @@ control-plane:
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench images/frame-extractor
-	$(BIN)/mypy operator/autoscene images/frame-extractor/extract_frames.py
+	$(BIN)/mypy operator/autoscene images/frame-extractor/extract_frames.py images/frame-extractor/framex
 
 bench: $(STAMP)
 	$(BIN)/python bench/frames.py

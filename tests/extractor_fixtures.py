@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -41,14 +41,13 @@ CLIPS: dict[str, dict[str, Any]] = {
 
 
 @cache
-def extractor() -> ModuleType:
-    """The program loaded as a module (it is not part of any package)."""
-    spec = importlib.util.spec_from_file_location("extract_frames", EXTRACTOR)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["extract_frames"] = module
-    spec.loader.exec_module(module)
-    return module
+def extractor(part: str = "main") -> ModuleType:
+    """A module of the program's package, `framex.<part>`, imported from the image's folder (the
+    package is not installed)."""
+    folder = str(EXTRACTOR.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(f"framex.{part}")
 
 
 class Samples:

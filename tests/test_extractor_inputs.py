@@ -273,7 +273,7 @@ def test_termination_log_stays_within_4096_bytes(inputs: Path, outputs: Path) ->
 
 
 def test_termination_log_fitting_keeps_json_valid_with_multibyte_text() -> None:
-    module = extractor()
+    module = extractor("summary")
     document = {
         "message": "视频" * 3000,
         "outputs": {"count": 1, "bytes": 2, "paths": ["é" * 1000] * 5},

@@ -1,0 +1,296 @@
+"""Decoding one video: opening it, reading packets, numbering and handing frames to the encoders."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import av
+
+from framex.choice import Candidate, FramePositions, StartGate, chooser_for
+from framex.images import FrameRecord, write_image
+from framex.settings import Settings
+from framex.stopping import STOP_REQUESTED, Terminated
+
+log = logging.getLogger("extract_frames")
+
+PROGRESS_INTERVAL_SECONDS = 5.0
+IN_FLIGHT_BYTES = 48 * 2**20  # decoded frames waiting to be encoded, at most (past a minimum count)
+# Above this many pixels (1080p), each decoding thread's own pictures weigh: one thread fewer.
+LARGE_FRAME_PIXELS = 1920 * 1088
+
+
+class VideoError(Exception):
+    """The video cannot be read at all."""
+
+
+def describe(error: BaseException) -> str:
+    """The most telling words of an FFmpeg or OS error: FFmpeg's last log line when there is one."""
+    logged = getattr(error, "log", None)
+    if logged and len(logged) > 2 and str(logged[2]).strip():
+        return str(logged[2]).strip()
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
+
+
+@contextmanager
+def ffmpeg_messages() -> Iterator[None]:
+    """Lets FFmpeg's error messages through, for the words of an exception ("moov atom not found").
+
+    Only while opening: FFmpeg's log hook takes the GIL, and a decoder thread logging while its codec
+    context is being freed (which holds the GIL) would deadlock.
+    """
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        yield
+    finally:
+        av.logging.set_level(None)
+
+
+def open_video(path: Path) -> av.container.InputContainer:
+    if not path.exists():
+        raise VideoError("no such file")
+    if path.is_dir():
+        raise VideoError("is a folder, not a video")
+    if path.stat().st_size == 0:
+        raise VideoError("empty file (0 bytes)")
+    try:
+        with ffmpeg_messages():
+            # An absolute path: a name such as "http:clip.mp4" must not be taken for a URL.
+            return av.open(str(path.absolute()), mode="r")
+    except (av.FFmpegError, OSError) as error:
+        if isinstance(error, PermissionError):
+            raise VideoError("permission denied") from None
+        raise VideoError(f"not a readable video ({describe(error)})") from None
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    attached = av.stream.Disposition.attached_pic
+    for stream in container.streams.video:
+        if not stream.disposition & attached:  # cover art is not the video
+            return stream
+    kinds = ", ".join(sorted({str(stream.type) for stream in container.streams})) or "none"
+    raise VideoError(f"no video stream (streams: {kinds})")
+
+
+class Timeline:
+    """Seconds from the start of the video, from a frame's timestamp."""
+
+    def __init__(self, stream: av.video.stream.VideoStream) -> None:
+        self.time_base = float(stream.time_base or 0)
+        self.origin = stream.start_time
+        self.rate = float(stream.average_rate or stream.guessed_rate or 0) or None
+        self.last = -1.0
+
+    def seconds(self, pts: int | None) -> float:
+        if pts is None or not self.time_base:
+            self.last += 1 / (self.rate or 25)
+            return self.last
+        if self.origin is None:
+            self.origin = pts
+        self.last = (pts - self.origin) * self.time_base
+        return self.last
+
+    def ticks(self, seconds: float) -> int:
+        return round(seconds / self.time_base) + (self.origin or 0)
+
+    def frame_duration(self, frame: av.VideoFrame) -> float:
+        if frame.duration and self.time_base:
+            return frame.duration * self.time_base
+        return 1 / self.rate if self.rate else 0.0
+
+
+class Damage:
+    """Where the video first stopped decoding cleanly, for the error message."""
+
+    def __init__(self) -> None:
+        self.after_seconds: float | None = None
+        self.what = ""
+
+    def note(self, what: str, after_seconds: float) -> None:
+        if self.after_seconds is None:
+            self.after_seconds, self.what = after_seconds, what
+
+    @property
+    def found(self) -> bool:
+        return self.after_seconds is not None
+
+
+def frames_in_flight(frame: av.VideoFrame, workers: int) -> int:
+    """How many decoded frames may wait for the encoding threads: enough that they never run dry
+    (4 x workers + 4 up to 1080p), few enough that memory stays bounded (workers + 1 at 4K)."""
+    frame_bytes = sum(plane.buffer_size for plane in frame.planes)
+    return max(workers + 1, min(4 * workers + 4, IN_FLIGHT_BYTES // max(1, frame_bytes)))
+
+
+class Extraction:
+    """Decodes one video on this thread while a pool of threads encodes and writes the images.
+
+    A bounded number of frames wait for the pool (`frames_in_flight`), which bounds memory.
+    """
+
+    def __init__(
+        self,
+        container: av.container.InputContainer,
+        stream: av.video.stream.VideoStream,
+        folder: Path,
+        settings: Settings,
+        pool: ThreadPoolExecutor,
+        name: str,
+    ) -> None:
+        self.container, self.stream, self.folder, self.pool = container, stream, folder, pool
+        self.name, self.selection, self.image = name, settings.selection, settings.image
+        self.workers = settings.workers
+        self.in_flight_limit = 0  # set from the first frame's size
+        self.timeline = Timeline(stream)
+        self.positions = FramePositions()
+        self.chooser = chooser_for(self.selection)
+        self.gate = StartGate(self.timeline.ticks(self.selection.start) if self.selection.start else None)
+        self.keyframes_only = self.selection.mode == "keyframes"
+        self.damage = Damage()
+        self.in_flight: deque[Future[FrameRecord]] = deque()
+        self.records: list[FrameRecord] = []
+        self.packets_read = self.packets_decoded = self.frames_decoded = self.kept = 0
+        self.last_good: Candidate | None = None
+        self.next_index = 0
+        self.started = self.last_progress = time.monotonic()
+
+    def run(self) -> None:
+        try:
+            self._read_packets()
+        except av.FFmpegError as error:  # the demuxer cannot go on: keep what was decoded
+            self.damage.note(f"read error: {describe(error)}", self._last_good_seconds())
+        finally:
+            self._collect(until=0)
+
+    def _read_packets(self) -> None:
+        for packet in self.container.demux(self.stream):
+            if packet.size == 0:  # end-of-stream marker; the decoder is flushed below
+                continue
+            if not self._read(packet):
+                return  # past the range's end, or enough frames
+        if self._decode(None):
+            self._check_complete()
+
+    def _read(self, packet: av.Packet) -> bool:
+        if STOP_REQUESTED.is_set():
+            raise Terminated()
+        self.packets_read += 1
+        if not packet.is_discard:  # decoded for reference only, never shown: it has no frame number
+            self.positions.saw_packet(packet.pts)
+        if self.keyframes_only and not packet.is_keyframe:
+            return True
+        for admitted in self.gate.admit(packet):
+            if not self._decode(admitted):
+                return False
+        return True
+
+    def _decode(self, packet: av.Packet | None) -> bool:
+        try:
+            frames = self.stream.decode(packet)
+        except av.error.EOFError:
+            return True
+        except av.FFmpegError as error:
+            self.damage.note(f"undecodable data ({describe(error)})", self._last_good_seconds())
+            return True
+        if packet is not None and not packet.is_discard:
+            self.packets_decoded += 1
+        for frame in frames:
+            if not self._take(frame):
+                return False
+        return True
+
+    def _take(self, frame: av.VideoFrame) -> bool:
+        """Handles one decoded frame; False once no later frame is wanted."""
+        self.frames_decoded += 1
+        self._report_progress()
+        candidate = Candidate(frame, self.positions.position_of(frame.pts), self.timeline.seconds(frame.pts))
+        if frame.is_corrupt:
+            self.damage.note("damaged frame", self._last_good_seconds())
+            return True
+        if not self.keyframes_only and self.last_good is not None and candidate.index > self.next_index:
+            self.damage.note("frames missing", self._last_good_seconds())
+        self.last_good, self.next_index = candidate, candidate.index + 1
+        if candidate.seconds < self.selection.start:
+            return True
+        if self.selection.end is not None and candidate.seconds >= self.selection.end:
+            self._submit_all(self.chooser.finish(self.selection.end))
+            return False
+        self._submit_all(self.chooser.offer(candidate))
+        return not self._has_enough()
+
+    def _submit_all(self, candidates: list[Candidate]) -> None:
+        for candidate in candidates:
+            if self._has_enough():
+                return
+            if not self.in_flight_limit:
+                self.in_flight_limit = frames_in_flight(candidate.frame, self.workers)
+            self._collect(until=self.in_flight_limit - 1)
+            self.in_flight.append(self.pool.submit(write_image, candidate, self.folder, self.image))
+            self.kept += 1
+
+    def _has_enough(self) -> bool:
+        return self.selection.max_frames is not None and self.kept >= self.selection.max_frames
+
+    def _collect(self, until: int) -> None:
+        """Waits for the oldest images until at most `until` remain in flight."""
+        while len(self.in_flight) > until:
+            self.records.append(self.in_flight[0].result())
+            self.in_flight.popleft()
+
+    def _check_complete(self) -> None:
+        """After the last packet: did the file hold every frame it announces, and did all decode?"""
+        if self.last_good is not None:
+            end = self.last_good.seconds + self.timeline.frame_duration(self.last_good.frame)
+            self._submit_all(self.chooser.finish(min(end, self.selection.end or math.inf)))
+        announced = self.stream.frames
+        if not self.packets_read:
+            self.damage.note("no frames in its video stream", 0.0)
+        elif announced and self.packets_read < announced:
+            self.damage.note(
+                f"truncated: {self.packets_read} of {announced} frames present", self._last_good_seconds()
+            )
+        elif self.packets_decoded > self.frames_decoded and not self.damage.found:
+            self.damage.note("frames missing", self._last_good_seconds())
+
+    def _last_good_seconds(self) -> float:
+        return self.last_good.seconds if self.last_good is not None else 0.0
+
+    def _report_progress(self) -> None:
+        now = time.monotonic()
+        if now - self.last_progress < PROGRESS_INTERVAL_SECONDS:
+            return
+        self.last_progress = now
+        elapsed = now - self.started
+        log.info(
+            "%s: %d frames decoded, %d images, at %.1f s of the video, %.0f frames/s",
+            self.name,
+            self.frames_decoded,
+            self.kept,
+            self._last_good_seconds(),
+            self.frames_decoded / elapsed,
+        )
+
+    def failure(self) -> str | None:
+        if not self.damage.found:
+            return None
+        if not self.records:
+            return f"not a readable video ({self.damage.what})"
+        kind = "truncated" if self.damage.what.startswith("truncated") else "corrupt"
+        return f"{kind} after {self.damage.after_seconds:.2f} s (extracted {len(self.records)} frames)"
+
+
+def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -> None:
+    context = stream.codec_context
+    context.thread_type = "AUTO"  # frame threads, or slice threads where frames cannot be threaded
+    # FFmpeg's own default counts the node's CPUs, not the container's share: on a large node that
+    # would mean a dozen frame threads, each holding frames in memory, fighting over a CPU or two.
+    large = context.width * context.height > LARGE_FRAME_PIXELS
+    context.thread_count = settings.cpus if large else settings.cpus + 1
+    if settings.selection.mode == "keyframes":
+        context.skip_frame = "NONKEY"

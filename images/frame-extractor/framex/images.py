@@ -1,0 +1,114 @@
+"""Image writing: sizes, rotation, JPEG and PNG encoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import simplejpeg
+
+from framex.choice import Candidate
+from framex.colour import CHROMA_TO_FULL_RANGE, LUMA_TO_FULL_RANGE, yuv_planes
+from framex.settings import ImageOptions
+
+
+@dataclass(frozen=True)
+class FrameRecord:
+    index: int
+    seconds: float
+    width: int
+    height: int
+    file: str
+    bytes: int
+
+
+def upright_size(width: int, height: int, rotation: int) -> tuple[int, int]:
+    return (height, width) if rotation % 180 else (width, height)
+
+
+def scaled_size(width: int, height: int, options: ImageOptions) -> tuple[int, int]:
+    """The size after shrinking to fit the maximum width and height, keeping the aspect ratio."""
+    scale = min(
+        1.0,
+        (options.max_width or width) / width,
+        (options.max_height or height) / height,
+    )
+    if scale >= 1.0:
+        return width, height
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def stored_size(frame: av.VideoFrame, rotation: int, options: ImageOptions) -> tuple[int, int]:
+    """The size to shrink the stored (unrotated) picture to, so that the upright image fits."""
+    upright = upright_size(frame.width, frame.height, rotation)
+    return upright_size(*scaled_size(*upright, options), rotation)
+
+
+def rotation_of(frame: av.VideoFrame) -> int:
+    """Counter-clockwise degrees to turn the stored picture upright: 0, 90, 180 or 270."""
+    return round((frame.rotation or 0) / 90) % 4 * 90
+
+
+ROTATE_COUNTER_CLOCKWISE = {
+    90: cv2.ROTATE_90_COUNTERCLOCKWISE,
+    180: cv2.ROTATE_180,
+    270: cv2.ROTATE_90_CLOCKWISE,
+}
+
+
+def rotate(plane: np.ndarray, rotation: int) -> np.ndarray:
+    return cv2.rotate(plane, ROTATE_COUNTER_CLOCKWISE[rotation]) if rotation else plane
+
+
+def resize_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    luma = planes[0]
+    if (luma.shape[1], luma.shape[0]) == (width, height):
+        return planes
+    resized = [cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA)]
+    for chroma in planes[1:]:
+        across = round(luma.shape[1] / chroma.shape[1])
+        down = round(luma.shape[0] / chroma.shape[0])
+        size = (-(-width // across), -(-height // down))
+        resized.append(cv2.resize(chroma, size, interpolation=cv2.INTER_AREA))
+    return resized
+
+
+def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
+    """JPEG straight from the decoder's YUV planes: no colour conversion, no RGB round trip."""
+    rotation = rotation_of(frame)
+    planes, full_range = yuv_planes(frame)
+    planes = resize_planes(planes, *stored_size(frame, rotation, options))
+    if not full_range:
+        tables = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
+        planes = [cv2.LUT(plane, table) for plane, table in zip(planes, tables, strict=False)]
+    planes = [rotate(plane, rotation) for plane in planes]
+    luma = planes[0]
+    chroma = planes[1:] if len(planes) == 3 else [None, None]
+    data = simplejpeg.encode_jpeg_yuv_planes(luma, chroma[0], chroma[1], quality=options.quality)
+    return data, luma.shape[1], luma.shape[0]
+
+
+def encode_png(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
+    rotation = rotation_of(frame)
+    picture: np.ndarray = frame.to_ndarray(format="bgr24")
+    width, height = stored_size(frame, rotation, options)
+    if (width, height) != (frame.width, frame.height):
+        picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
+    picture = rotate(picture, rotation)
+    ok, data = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return data.tobytes(), picture.shape[1], picture.shape[0]
+
+
+def write_image(candidate: Candidate, folder: Path, options: ImageOptions) -> FrameRecord:
+    """Runs on the encoding threads; OpenCV and libjpeg-turbo release the GIL while they work."""
+    encode = encode_jpeg if options.format == "jpeg" else encode_png
+    data, width, height = encode(candidate.frame, options)
+    name = f"frame_{candidate.index:06d}.{options.extension}"
+    with open(folder / name, "wb") as image:
+        image.write(data)
+    return FrameRecord(candidate.index, round(candidate.seconds, 6), width, height, name, len(data))

@@ -1,0 +1,92 @@
+"""The entry point: settings, every video, the summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import cv2
+
+from framex.decoding import VideoError, describe
+from framex.settings import Settings, UsageError, argument_parser, read_settings, termination_log_path
+from framex.stopping import STOP_REQUESTED
+from framex.summary import EXIT_USAGE, Run, duration, frames_per_second, summary, write_termination_log
+from framex.videos import VideoResult, extract_video, find_videos
+
+log = logging.getLogger("extract_frames")
+
+
+def run_all(settings: Settings) -> Run:
+    started = time.monotonic()
+    results: list[VideoResult] = []
+    try:
+        videos = find_videos(settings)
+    except VideoError as error:
+        return Run(results, time.monotonic() - started, failure=str(error))
+    if not videos:
+        return Run(results, time.monotonic() - started, note=f"no .mp4 files under {settings.input_folder}")
+    with ThreadPoolExecutor(settings.workers, thread_name_prefix="encode") as pool:
+        for path, relative in videos:
+            if STOP_REQUESTED.is_set():
+                break
+            log.info("%s: extracting (%s mode)", relative, settings.selection.mode)
+            results.append(extract_video(path, relative, settings, pool))
+            log_result(results[-1])
+    return Run(results, time.monotonic() - started, stopped=STOP_REQUESTED.is_set())
+
+
+def log_result(result: VideoResult) -> None:
+    rate = frames_per_second(len(result.frames), result.seconds)
+    if result.error:
+        log.error("%s: %s", result.source, result.error)
+    else:
+        log.info(
+            "%s: %d images in %s (%.0f frames/s)",
+            result.source,
+            len(result.frames),
+            duration(result.seconds),
+            rate,
+        )
+
+
+def request_stop(signum: int, frame: Any) -> None:
+    STOP_REQUESTED.set()
+
+
+def configure() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    cv2.setNumThreads(1)  # the encoding pool is the parallelism; OpenCV's own threads would only spin
+
+
+def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    configure()
+    environ = dict(os.environ if environ is None else environ)
+    try:
+        settings = read_settings(argv, environ)
+    except UsageError as error:
+        argument_parser().print_usage(sys.stderr)
+        log.error("invalid settings: %s", error)
+        run = Run([], 0.0, failure=f"invalid settings: {error}")
+        write_termination_log(termination_log_path(argv, environ), summary(run))
+        return EXIT_USAGE
+    STOP_REQUESTED.clear()
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        run = run_all(settings)
+    except Exception as error:  # still tell the operator what happened
+        log.exception("unexpected error")
+        run = Run([], 0.0, failure=f"unexpected error: {describe(error)}")
+    document = summary(run)
+    write_termination_log(settings.termination_log, document)
+    log.log(logging.ERROR if run.exit_status else logging.INFO, "%s", document["message"])
+    return run.exit_status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
