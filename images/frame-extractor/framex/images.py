@@ -11,7 +11,7 @@ import numpy as np
 import simplejpeg
 
 from framex.choice import Candidate
-from framex.colour import CHROMA_TO_FULL_RANGE, LUMA_TO_FULL_RANGE, yuv_planes
+from framex.colour import Planes, bgr_picture, jpeg_planes, yuv_planes
 from framex.settings import ImageOptions
 
 
@@ -77,14 +77,13 @@ def resize_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.
 
 
 def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
-    """JPEG straight from the decoder's YUV planes: no colour conversion, no RGB round trip."""
+    """JPEG from the decoder's Y'CbCr planes, brought to the BT.601 full range JPEG holds
+    (`colour.jpeg_planes`): no RGB round trip."""
     rotation = rotation_of(frame)
-    planes, full_range = yuv_planes(frame)
-    planes = resize_planes(planes, *stored_size(frame, rotation, options))
-    if not full_range:
-        tables = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
-        planes = [cv2.LUT(plane, table) for plane, table in zip(planes, tables, strict=False)]
-    planes = [rotate(plane, rotation) for plane in planes]
+    decoded = yuv_planes(frame)
+    resized = resize_planes(decoded.planes, *stored_size(frame, rotation, options))
+    converted = jpeg_planes(Planes(resized, decoded.matrix, decoded.full_range))
+    planes = [rotate(plane, rotation) for plane in converted]
     luma = planes[0]
     chroma = planes[1:] if len(planes) == 3 else [None, None]
     data = simplejpeg.encode_jpeg_yuv_planes(luma, chroma[0], chroma[1], quality=options.quality)
@@ -93,7 +92,7 @@ def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int
 
 def encode_png(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
     rotation = rotation_of(frame)
-    picture: np.ndarray = frame.to_ndarray(format="bgr24")
+    picture = bgr_picture(frame)
     width, height = stored_size(frame, rotation, options)
     if (width, height) != (frame.width, frame.height):
         picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)

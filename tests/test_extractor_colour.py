@@ -1,0 +1,169 @@
+"""The frame extractor's colours against ffmpeg's own decode, across colour matrices, ranges, bit depths,
+chroma subsampling and codecs.
+
+Each case is a tiny clip of flat colour patches, encoded by the ffmpeg command with the colour matrix,
+range and pixel format of the case, and tagged (or not) accordingly. The reference is what
+`ffmpeg -i clip -frames:v 1 ref.png` makes of it; every image format the extractor writes must agree
+with it within 3 levels per channel on each patch.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from .extractor_fixtures import run_in_process
+
+pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
+
+# Saturated colours move most under a wrong matrix; grey checks the range alone.
+PATCH_COLOURS_RGB = [
+    (60, 200, 60),
+    (197, 36, 197),
+    (40, 60, 200),
+    (230, 150, 30),
+    (128, 128, 128),
+    (200, 40, 40),
+]
+PATCH = 32  # pixels; a multiple of 16 keeps every patch whole in 4:2:0 and in the codecs' blocks
+TOLERANCE = 3  # levels per channel
+
+# Container tags of each matrix: ffmpeg's names for colorspace, primaries and transfer.
+TAGS = {
+    "bt601": ("smpte170m", "smpte170m", "smpte170m"),
+    "bt709": ("bt709", "bt709", "bt709"),
+    "bt2020": ("bt2020nc", "bt2020", "bt2020-10"),
+}
+CODEC_ARGUMENTS = {
+    "h264": ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "8"],
+    "hevc": ["-c:v", "libx265", "-preset", "ultrafast", "-crf", "8", "-x265-params", "log-level=error"],
+    "av1": ["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "8", "-b:v", "0"],
+    "mjpeg": ["-c:v", "mjpeg", "-q:v", "2", "-strict", "unofficial"],
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    codec: str
+    matrix: str  # bt601 | bt709 | bt2020
+    full_range: bool
+    chroma: str  # 420 | 422 | 444
+    bits: int = 8
+    tagged: bool = True
+
+    @property
+    def pixel_format(self) -> str:
+        depth = "" if self.bits == 8 else f"{self.bits}le"
+        return f"yuv{self.chroma}p{depth}"
+
+    def __str__(self) -> str:
+        range_name = "full" if self.full_range else "limited"
+        tags = "" if self.tagged else "-untagged"
+        return f"{self.codec}-{self.matrix}-{range_name}-{self.chroma}-{self.bits}bit{tags}"
+
+
+CASES = [
+    *(Case("h264", matrix, full, "420") for matrix in TAGS for full in (False, True)),
+    Case("h264", "bt709", False, "420", bits=10),
+    Case("h264", "bt709", False, "422"),
+    Case("h264", "bt709", True, "444"),
+    Case("h264", "bt601", False, "420", tagged=False),
+    Case("h264", "bt601", True, "420", tagged=False),
+    Case("hevc", "bt709", False, "420"),
+    *(Case("hevc", matrix, full, "420", bits=10) for matrix in TAGS for full in (False, True)),
+    Case("hevc", "bt2020", False, "422", bits=10),
+    Case("hevc", "bt709", False, "444", bits=10),
+    Case("hevc", "bt601", True, "444"),
+    Case("hevc", "bt601", False, "420", bits=10, tagged=False),
+    Case("av1", "bt709", False, "420"),
+    Case("av1", "bt2020", False, "420", bits=10),
+    Case("av1", "bt709", True, "444"),
+    Case("mjpeg", "bt601", True, "420"),
+    Case("mjpeg", "bt601", True, "422"),
+    Case("mjpeg", "bt709", False, "444"),
+]
+
+
+def patch_picture() -> np.ndarray:
+    """Three patches across, two down, as BGR."""
+    picture = np.zeros((2 * PATCH, 3 * PATCH, 3), np.uint8)
+    for number, (red, green, blue) in enumerate(PATCH_COLOURS_RGB):
+        row, column = divmod(number, 3)
+        picture[row * PATCH : (row + 1) * PATCH, column * PATCH : (column + 1) * PATCH] = (blue, green, red)
+    return picture
+
+
+def make_patch_clip(case: Case, folder: Path) -> Path:
+    source = folder / "patches.png"
+    if not source.exists():
+        cv2.imwrite(str(source), patch_picture())
+    clip = folder / f"{case}.mp4"
+    scale = f"scale=out_color_matrix={case.matrix}:out_range={'pc' if case.full_range else 'tv'}"
+    if case.matrix == "bt601":
+        scale = f"scale=out_color_matrix=bt601:out_range={'pc' if case.full_range else 'tv'}"
+    tags: list[str] = []
+    if case.tagged:
+        space, primaries, transfer = TAGS[case.matrix]
+        tags = ["-colorspace", space, "-color_primaries", primaries, "-color_trc", transfer]
+    if case.tagged or case.full_range:  # a range flag alone, as some encoders write, is "untagged" too
+        tags += ["-color_range", "pc" if case.full_range else "tv"]
+    command = [
+        "ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "10", "-i", str(source),
+        "-frames:v", "2", "-vf", f"{scale},format={case.pixel_format}",
+        *CODEC_ARGUMENTS[case.codec], *tags, str(clip),
+    ]  # fmt: skip
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return clip
+
+
+def ffmpeg_reference(clip: Path) -> np.ndarray:
+    """The first frame as the ffmpeg command decodes it to PNG, as 8-bit BGR."""
+    reference = clip.with_suffix(".ref.png")
+    command = ["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip), "-frames:v", "1", str(reference)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    picture = cv2.imread(str(reference), cv2.IMREAD_UNCHANGED)
+    if picture.dtype == np.uint16:  # ffmpeg writes 16-bit PNG from 10-bit video
+        picture = np.round(picture / 257).astype(np.uint8)
+    return picture[..., :3]
+
+
+def patch_levels(picture: np.ndarray) -> np.ndarray:
+    """Per patch, the median BGR of its middle (away from edges that compression and chroma blur)."""
+    levels = []
+    for number in range(len(PATCH_COLOURS_RGB)):
+        row, column = divmod(number, 3)
+        top, left = row * PATCH + PATCH // 4, column * PATCH + PATCH // 4
+        middle = picture[top : top + PATCH // 2, left : left + PATCH // 2].reshape(-1, 3)
+        levels.append(np.median(middle, axis=0))
+    return np.array(levels)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("colour")
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_every_format_matches_ffmpegs_decode(clips: Path, tmp_path: Path, case: Case) -> None:
+    clip = make_patch_clip(case, clips)
+    expected = patch_levels(ffmpeg_reference(clip))
+    inputs = tmp_path / "files"
+    inputs.mkdir()
+    shutil.copyfile(clip, inputs / "patches.mp4")
+
+    for image_format in ("jpeg", "png"):
+        outputs = tmp_path / image_format
+        outcome = run_in_process(
+            inputs, outputs, AUTOSCENE_FILE="patches.mp4", EXTRACT_FORMAT=image_format, EXTRACT_MAX_FRAMES="1"
+        )
+        assert outcome.status == 0, outcome.summary
+        image = next((outputs / "patches").glob("frame_000000.*"))
+        picture = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        error = np.abs(patch_levels(picture) - expected).max()
+        assert error <= TOLERANCE, (image_format, patch_levels(picture).tolist(), expected.tolist())
