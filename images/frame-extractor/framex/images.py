@@ -11,7 +11,7 @@ import numpy as np
 import simplejpeg
 
 from framex.choice import Candidate
-from framex.colour import Planes, bgr_picture, jpeg_planes, yuv_planes
+from framex.colour import Planes, bgr_picture, goes_through_bgr, jpeg_planes, subsampling_of, yuv_planes
 from framex.settings import ImageOptions
 
 
@@ -77,8 +77,15 @@ def resize_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.
 
 
 def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
-    """JPEG from the decoder's Y'CbCr planes, brought to the BT.601 full range JPEG holds
-    (`colour.jpeg_planes`): no RGB round trip."""
+    """JPEG from the decoder's Y'CbCr planes for BT.601 video (no RGB round trip), through BGR for other
+    colour matrices (see `colour`)."""
+    if goes_through_bgr(frame):
+        picture = upright_picture(bgr_picture(frame), frame, options)
+        subsampling = subsampling_of(frame)
+        data = simplejpeg.encode_jpeg(
+            picture, quality=options.quality, colorspace="BGR", colorsubsampling=subsampling
+        )
+        return data, picture.shape[1], picture.shape[0]
     rotation = rotation_of(frame)
     decoded = yuv_planes(frame)
     resized = resize_planes(decoded.planes, *stored_size(frame, rotation, options))
@@ -90,13 +97,17 @@ def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int
     return data, luma.shape[1], luma.shape[0]
 
 
-def encode_png(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
+def upright_picture(picture: np.ndarray, frame: av.VideoFrame, options: ImageOptions) -> np.ndarray:
+    """A BGR picture of the frame shrunk to fit the options, then turned upright."""
     rotation = rotation_of(frame)
-    picture = bgr_picture(frame)
     width, height = stored_size(frame, rotation, options)
     if (width, height) != (frame.width, frame.height):
         picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
-    picture = rotate(picture, rotation)
+    return rotate(picture, rotation)
+
+
+def encode_png(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
+    picture = upright_picture(bgr_picture(frame), frame, options)
     ok, data = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError("PNG encoding failed")
