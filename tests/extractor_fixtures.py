@@ -152,3 +152,26 @@ def read_image(path: Path) -> np.ndarray:
 def mean_difference(first: np.ndarray, second: np.ndarray) -> float:
     assert first.shape == second.shape, (first.shape, second.shape)
     return float(np.abs(first.astype(np.int16) - second.astype(np.int16)).mean())
+
+
+def trim_edit_list(path: Path, seconds: float) -> Path:
+    """Sets the duration of the first edit-list segment (`elst`) to `seconds`, as lossless trimming
+    tools do: the samples stay in the file, the edit list hides those past the new end (ISO/IEC
+    14496-12, 8.6.6). The movie's timescale (`mvhd`) gives the unit."""
+    data = bytearray(path.read_bytes())
+    header = data.find(b"mvhd")
+    timescale_at = header + (16 if data[header + 4] == 0 else 24)
+    timescale = int.from_bytes(data[timescale_at : timescale_at + 4], "big")
+    edits = data.find(b"elst")
+    assert header > 0 and edits > 0, "no movie header or edit list"
+    width = 4 if data[edits + 4] == 0 else 8
+    data[edits + 12 : edits + 12 + width] = round(seconds * timescale).to_bytes(width, "big")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def ffmpeg_frame_count(path: Path) -> int:
+    """How many frames the ffmpeg command decodes from the video's first video stream, errors and all."""
+    command = ["ffmpeg", "-v", "quiet", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
+    listing = subprocess.run([*command, "-f", "framemd5", "-"], capture_output=True, text=True, timeout=60)
+    return sum(1 for line in listing.stdout.splitlines() if line and not line.startswith("#"))

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import heapq
 import math
+from array import array
+from bisect import bisect_left, insort
 from dataclasses import dataclass
 
 import av
@@ -24,34 +25,30 @@ class FramePositions:
     """Numbers frames by presentation order, counting every packet read, decoded or not.
 
     Packets arrive in decode order; a frame's number is how many packets have an earlier timestamp.
-    Frames come out of the decoder in presentation order, so a small heap of timestamps suffices.
+    The timestamps are kept sorted (8 bytes a packet): they arrive nearly in order, so each insertion
+    is cheap, and a frame a damaged stream gives out of order still gets its own number.
     """
 
     def __init__(self) -> None:
-        self.pending: list[int] = []
-        self.passed = 0
+        self.timestamps = array("q")
         self.last = -1
 
     def saw_packet(self, pts: int | None) -> None:
         if pts is not None:
-            heapq.heappush(self.pending, pts)
+            insort(self.timestamps, pts)
 
     def position_of(self, pts: int | None) -> int:
         if pts is None:
             self.last += 1
-            return self.last
-        while self.pending and self.pending[0] < pts:
-            heapq.heappop(self.pending)
-            self.passed += 1
-        self.last = self.passed
-        if self.pending and self.pending[0] == pts:
-            heapq.heappop(self.pending)
-            self.passed += 1
+        else:
+            self.last = bisect_left(self.timestamps, pts)
         return self.last
 
 
 class Chooser:
     """Keeps every frame offered: the all and keyframes modes (the decoder already skips the rest)."""
+
+    by_number = True  # chooses by frame number alone, so a frame offered late is still judged right
 
     def offer(self, candidate: Candidate) -> list[Candidate]:
         return [candidate]
@@ -74,6 +71,8 @@ class NearestToRate(Chooser):
     Works on timestamps, so variable frame rate videos are sampled evenly in time. A frame is never
     kept twice, even when the rate asked exceeds the video's.
     """
+
+    by_number = False
 
     def __init__(self, rate: float, start: float) -> None:
         self.rate = rate

@@ -23,6 +23,8 @@ log = logging.getLogger("extract_frames")
 PROGRESS_INTERVAL_SECONDS = 5.0
 IN_FLIGHT_BYTES = 48 * 2**20  # decoded frames waiting to be encoded, at most (past a minimum count)
 # Above this many pixels (1080p), each decoding thread's own pictures weigh: one thread fewer.
+# Numbers of the last images kept: a frame given again after damage is not written twice.
+RECENT_INDEXES = 64
 LARGE_FRAME_PIXELS = 1920 * 1088
 
 
@@ -155,32 +157,42 @@ class Extraction:
         self.damage = Damage()
         self.in_flight: deque[Future[FrameRecord]] = deque()
         self.records: list[FrameRecord] = []
+        self.recent_indexes: deque[int] = deque(maxlen=RECENT_INDEXES)
         self.packets_read = self.packets_decoded = self.frames_decoded = self.kept = 0
         self.last_good: Candidate | None = None
         self.next_index = 0
         self.started = self.last_progress = time.monotonic()
 
     def run(self) -> None:
+        """Reads and decodes to the end (or the range's end); a demuxer error ends the reading, not
+        the decoding: the frames the decoder's threads still hold are drained, as ffmpeg does."""
         try:
-            self._read_packets()
-        except av.FFmpegError as error:  # the demuxer cannot go on: keep what was decoded
-            self.damage.note(f"read error: {describe(error)}", self._last_good_seconds())
+            try:
+                wanted_more = self._read_packets()
+            except av.FFmpegError as error:  # the demuxer cannot go on: keep what was decoded
+                self.damage.note(f"read error: {describe(error)}", self._last_good_seconds())
+                wanted_more = True
+            if wanted_more and self._decode(None):
+                self._check_complete()
         finally:
             self._collect(until=0)
+            self.records.sort(key=lambda record: record.index)  # late frames in their place
 
-    def _read_packets(self) -> None:
+    def _read_packets(self) -> bool:
+        """Feeds every packet to the decoder; False once no later frame is wanted."""
         for packet in self.container.demux(self.stream):
-            if packet.size == 0:  # end-of-stream marker; the decoder is flushed below
+            if packet.size == 0:  # end-of-stream marker; the decoder is flushed by run()
                 continue
             if not self._read(packet):
-                return  # past the range's end, or enough frames
-        if self._decode(None):
-            self._check_complete()
+                return False  # past the range's end, or enough frames
+        return True
 
     def _read(self, packet: av.Packet) -> bool:
         if STOP_REQUESTED.is_set():
             raise Terminated()
         self.packets_read += 1
+        if packet.is_corrupt:  # libavformat flags a packet read short: the file ends inside it
+            self.damage.note("truncated: the file ends inside a frame", self._last_good_seconds())
         if not packet.is_discard:  # decoded for reference only, never shown: it has no frame number
             self.positions.saw_packet(packet.pts)
         if self.keyframes_only and not packet.is_keyframe:
@@ -210,9 +222,10 @@ class Extraction:
         self.frames_decoded += 1
         self._report_progress()
         candidate = Candidate(frame, self.positions.position_of(frame.pts), self.timeline.seconds(frame.pts))
-        if frame.is_corrupt:
+        if frame.is_corrupt:  # kept, as ffmpeg keeps it: the decoder concealed what it could not read
             self.damage.note("damaged frame", self._last_good_seconds())
-            return True
+        if self.last_good is not None and candidate.index < self.next_index:
+            return self._take_late(candidate)
         if not self.keyframes_only and self.last_good is not None and candidate.index > self.next_index:
             self.damage.note("frames missing", self._last_good_seconds())
         self.last_good, self.next_index = candidate, candidate.index + 1
@@ -224,6 +237,17 @@ class Extraction:
         self._submit_all(self.chooser.offer(candidate))
         return not self._has_enough()
 
+    def _take_late(self, candidate: Candidate) -> bool:
+        """A frame behind the others: damage made the decoder give it late, or twice. Kept once, as
+        ffmpeg keeps it, where its number is still free and the mode chooses by number."""
+        self.damage.note("frames out of order", self._last_good_seconds())
+        if candidate.index in self.recent_indexes or not self.chooser.by_number:
+            return True
+        within_range = self.selection.start <= candidate.seconds < (self.selection.end or math.inf)
+        if within_range:
+            self._submit_all(self.chooser.offer(candidate))
+        return not self._has_enough()
+
     def _submit_all(self, candidates: list[Candidate]) -> None:
         for candidate in candidates:
             if self._has_enough():
@@ -233,6 +257,7 @@ class Extraction:
             self._collect(until=self.in_flight_limit - 1)
             self.in_flight.append(self.pool.submit(write_image, candidate, self.folder, self.image))
             self.kept += 1
+            self.recent_indexes.append(candidate.index)
 
     def _has_enough(self) -> bool:
         return self.selection.max_frames is not None and self.kept >= self.selection.max_frames
@@ -248,13 +273,8 @@ class Extraction:
         if self.last_good is not None:
             end = self.last_good.seconds + self.timeline.frame_duration(self.last_good.frame)
             self._submit_all(self.chooser.finish(min(end, self.selection.end or math.inf)))
-        announced = self.stream.frames
         if not self.packets_read:
             self.damage.note("no frames in its video stream", 0.0)
-        elif announced and self.packets_read < announced:
-            self.damage.note(
-                f"truncated: {self.packets_read} of {announced} frames present", self._last_good_seconds()
-            )
         elif self.packets_decoded > self.frames_decoded and not self.damage.found:
             self.damage.note("frames missing", self._last_good_seconds())
 
@@ -281,8 +301,9 @@ class Extraction:
             return None
         if not self.records:
             return f"not a readable video ({self.damage.what})"
-        kind = "truncated" if self.damage.what.startswith("truncated") else "corrupt"
-        return f"{kind} after {self.damage.after_seconds:.2f} s (extracted {len(self.records)} frames)"
+        if self.damage.what.startswith("truncated"):  # every frame before the end was decoded by now
+            return f"truncated after {self._last_good_seconds():.2f} s (extracted {len(self.records)} frames)"
+        return f"corrupt after {self.damage.after_seconds:.2f} s (extracted {len(self.records)} frames)"
 
 
 def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -> None:
