@@ -100,6 +100,18 @@ def test_unknown_fields_are_pruned_and_defaults_applied(server: Server) -> None:
     assert "surprise" not in created["spec"]
     assert created["spec"]["suspend"] is False  # the schema's default
     assert "surprise" not in server.get("triggers", "pruned")["spec"]
+    # A null in a field that is not nullable is pruned too, before defaulting.
+    nulled = server.create("triggers", trigger("nulled", suspend=None))
+    assert nulled["spec"]["suspend"] is False
+    patched = server.custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        server.namespace,
+        "triggers",
+        "nulled",
+        {"spec": {"recordSelector": {"matchLabels": None}}},
+    )
+    assert "matchLabels" not in patched["spec"].get("recordSelector", {})
 
 
 # The status subresource and metadata (API conventions: "Spec and Status"; "Metadata") -------------------

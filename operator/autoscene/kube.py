@@ -1,5 +1,6 @@
 """Access to the Kubernetes API through the official client: one configured client, small verbs."""
 
+import json
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -101,13 +102,21 @@ def update_status(
     """Rewrite an object's status from its current value, safe against concurrent writers.
 
     A JSON patch whose first operation tests `metadata.resourceVersion` is a compare-and-swap: when
-    someone else wrote in between, the server refuses it (409 or 422) and we read and try again.
+    someone else wrote in between, the server refuses it (409 or 422) and we read and try again. A 422
+    while the object did not change is the status itself being invalid: `InvalidStatusError`, at once.
     None when the object does not exist.
     """
+    refused: ApiException | None = None
+    version = None
     for _ in range(retries):
         current = get_custom(plural, namespace, name)
         if current is None:
             return None
+        if refused is not None and current["metadata"]["resourceVersion"] == version:
+            raise InvalidStatusError(
+                f'{plural} "{name}": the server refused its new status: {_message_of(refused)}'
+            )
+        version = current["metadata"]["resourceVersion"]
         patch = [
             {
                 "op": "test",
@@ -125,11 +134,23 @@ def update_status(
         except ApiException as error:
             if error.status not in (409, 422):
                 raise
+            refused = error if error.status == 422 else None
     raise StatusConflictError(f'{plural} "{name}" kept changing while its status was being updated')
 
 
 class StatusConflictError(RuntimeError):
     """A status update lost the race too many times in a row."""
+
+
+class InvalidStatusError(RuntimeError):
+    """The API server refuses the status itself (its schema), not a race."""
+
+
+def _message_of(error: ApiException) -> str:
+    try:
+        return str(json.loads(error.body).get("message") or error.reason)
+    except (TypeError, ValueError):
+        return str(error.reason)
 
 
 def delete_custom(plural: str, namespace: str, name: str) -> bool:

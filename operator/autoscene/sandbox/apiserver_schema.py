@@ -1,4 +1,5 @@
-"""Pruning and defaulting of custom objects by their CRD's structural schema, as the API server does."""
+"""Pruning and defaulting of custom objects by their CRD's structural schema, as the API server does:
+unknown fields and nulls of non-nullable fields are dropped, then absent fields get their defaults."""
 
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,8 @@ def _normalize_object(
         if keep_header and key in _OBJECT_HEADER:
             result[key] = item  # the object's identity is never pruned, whatever the schema says of it
         elif key in properties:
+            if item is None and not (properties[key] or {}).get("nullable"):
+                continue  # "null values for fields that are not nullable are pruned" (CRD docs, Defaulting)
             result[key] = _normalize(item, properties[key])
         elif isinstance(additional, Mapping):
             result[key] = _normalize(item, additional)
