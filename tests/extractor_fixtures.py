@@ -170,8 +170,10 @@ def trim_edit_list(path: Path, seconds: float) -> Path:
     return path
 
 
-def ffmpeg_frame_count(path: Path) -> int:
-    """How many frames the ffmpeg command decodes from the video's first video stream, errors and all."""
-    command = ["ffmpeg", "-v", "quiet", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough"]
+def ffmpeg_frame_count(path: Path, stream: str | None = "0:v:0") -> int:
+    """How many frames the ffmpeg command decodes from a video stream (`-map` syntax; None: the one
+    ffmpeg picks itself), errors and all."""
+    choice = ["-map", stream] if stream else ["-an", "-sn", "-dn"]
+    command = ["ffmpeg", "-v", "quiet", "-i", str(path), *choice, "-fps_mode", "passthrough"]
     listing = subprocess.run([*command, "-f", "framemd5", "-"], capture_output=True, text=True, timeout=60)
     return sum(1 for line in listing.stdout.splitlines() if line and not line.startswith("#"))

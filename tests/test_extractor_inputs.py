@@ -38,36 +38,40 @@ def assert_failure_summary(summary: dict[str, object], message: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "make", "message"),
+    ("name", "make", "message", "status"),
     [
-        ("empty.mp4", lambda path, samples: path.write_bytes(b""), "empty.mp4: empty file (0 bytes)"),
+        ("empty.mp4", lambda path, samples: path.write_bytes(b""), "empty.mp4: empty file (0 bytes)", 3),
         (
             "garbage.mp4",
             lambda path, samples: path.write_bytes(bytes(range(256)) * 40),
             "garbage.mp4: not a readable video (moov atom not found)",
+            3,
         ),
         (
             "cut-short.mp4",  # the index (moov) is at the end of the file and was never written
             lambda path, samples: truncate(samples.path("clip.mp4"), path, 0.6),
-            "cut-short.mp4: not a readable video (moov atom not found)",
+            "cut-short.mp4: recording is incomplete: its index (moov) was never written — "
+            "was the upload or the recording cut off?",
+            3,
         ),
         (
             "sound.mp4",
             lambda path, samples: path.write_bytes(samples.path("audio-only.mp4").read_bytes()),
             "sound.mp4: no video stream (streams: audio)",
+            3,
         ),
-        ("missing.mp4", lambda path, samples: None, "missing.mp4: no such file"),
-        ("folder.mp4", lambda path, samples: path.mkdir(), "folder.mp4: is a folder, not a video"),
+        ("missing.mp4", lambda path, samples: None, "missing.mp4: no such file", 1),
+        ("folder.mp4", lambda path, samples: path.mkdir(), "folder.mp4: is a folder, not a video", 3),
     ],
 )
 def test_unreadable_inputs_fail_clearly_and_write_nothing(
-    samples: Samples, inputs: Path, outputs: Path, name: str, make: object, message: str
+    samples: Samples, inputs: Path, outputs: Path, name: str, make: object, message: str, status: int
 ) -> None:
     make(inputs / name, samples)  # type: ignore[operator]
 
     outcome = run_in_process(inputs, outputs, AUTOSCENE_FILE=name)
 
-    assert outcome.status == 1
+    assert outcome.status == status  # 3: bad input, final; 1: may pass on a retry
     assert_failure_summary(outcome.summary, message)
     assert outcome.summary["outputs"] == {"count": 0, "bytes": 0, "paths": []}
     assert not (outputs / name.removesuffix(".mp4")).exists()
@@ -145,7 +149,7 @@ def test_a_failed_video_does_not_stop_the_others(samples: Samples, inputs: Path,
 
     outcome = run_in_process(inputs, outputs, EXTRACT_MAX_FRAMES="3")
 
-    assert outcome.status == 1
+    assert outcome.status == 3  # the only failure is bad input
     assert outcome.summary["message"].startswith("1 of 3 videos failed: b.mp4: not a readable video")
     assert outcome.summary["frames"] == 6
     assert outcome.images("a") == outcome.images("c") == [f"frame_00000{index}.jpg" for index in range(3)]
@@ -269,7 +273,7 @@ def test_termination_log_stays_within_4096_bytes(inputs: Path, outputs: Path) ->
     summary = json.loads(raw)
     assert set(summary) == SUMMARY_KEYS
     assert summary["message"].startswith("40 of 40 videos failed: 00-a very long")
-    assert outcome.status == 1
+    assert outcome.status == 3
 
 
 def test_termination_log_fitting_keeps_json_valid_with_multibyte_text() -> None:
@@ -331,3 +335,12 @@ def test_sigterm_finishes_the_manifest(inputs: Path, outputs: Path) -> None:
     summary = read_summary(outputs)
     assert summary["message"].startswith("long.mp4: stopped by SIGTERM")
     assert summary["frames"] == len(document["frames"])
+
+
+def test_bad_input_and_a_failure_that_may_pass_exit_1(samples: Samples, inputs: Path, outputs: Path) -> None:
+    (inputs / "a.mp4").write_bytes(b"not a video")
+    truncate(samples.path("faststart.mp4"), inputs / "b.mp4", 0.5)  # frames extracted, then cut short
+
+    outcome = run_in_process(inputs, outputs)
+
+    assert outcome.status == 1

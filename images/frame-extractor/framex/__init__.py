@@ -30,11 +30,22 @@ Settings: an environment variable, or the command-line flag beside it, which win
   EXTRACT_QUALITY            --quality          JPEG quality, 1-100 (default 90)
   EXTRACT_MAX_WIDTH          --max-width        shrink wider images to this width, keeping the aspect
   EXTRACT_MAX_HEIGHT         --max-height       shrink taller images to this height, likewise
+  EXTRACT_STREAM             --stream           the video stream to extract, by its index in the file
+                                                (as ffprobe lists it); default: the one ffmpeg picks
+                                                (default disposition first, then the largest)
   EXTRACT_WORKERS            --workers          image encoding threads (default: CPUs available)
 
 The keyframes mode decodes key frames only, so it is many times faster than the others. Images come
 out upright: the rotation stored in the video (portrait phone clips) is applied. A file name that
 starts with a dash is given as --file=-name.mp4.
 
-Exit status: 0 success, 1 a video could not be read (fully), 2 invalid settings, 143 terminated.
+Exit status:
+  0    every video extracted completely
+  1    a failure that running again may cure: a missing file, no permission, a disk error, a video
+       cut short or damaged after some frames were extracted
+  2    invalid settings
+  3    bad input, final: a file that is empty, not a video, an incomplete recording (no index),
+       without a video stream, or in a format that cannot be decoded (with several videos: every
+       failure was of this kind)
+  143  stopped by SIGTERM
 """

@@ -29,7 +29,20 @@ LARGE_FRAME_PIXELS = 1920 * 1088
 
 
 class VideoError(Exception):
-    """The video cannot be read at all."""
+    """The video cannot be read at all. `bad_input`: the file itself is at fault (empty, not a video,
+    unsupported, incomplete), so trying again cannot help; false for what may pass (a missing file,
+    permissions)."""
+
+    def __init__(self, message: str, *, bad_input: bool = True) -> None:
+        super().__init__(message)
+        self.bad_input = bad_input
+
+
+INCOMPLETE_RECORDING = (
+    "recording is incomplete: its index (moov) was never written — was the upload or the recording cut off?"
+)
+# The top-level boxes an MP4 (ISO/IEC 14496-12) or QuickTime file starts with.
+MP4_FIRST_BOXES = {b"ftyp", b"mdat", b"free", b"skip", b"wide", b"moov", b"pnot", b"uuid"}
 
 
 def describe(error: BaseException) -> str:
@@ -55,8 +68,9 @@ def ffmpeg_messages() -> Iterator[None]:
 
 
 def open_video(path: Path) -> av.container.InputContainer:
+    """Opens the file for reading; VideoError says in plain words why it cannot be."""
     if not path.exists():
-        raise VideoError("no such file")
+        raise VideoError("no such file", bad_input=False)
     if path.is_dir():
         raise VideoError("is a folder, not a video")
     if path.stat().st_size == 0:
@@ -67,17 +81,48 @@ def open_video(path: Path) -> av.container.InputContainer:
             return av.open(str(path.absolute()), mode="r")
     except (av.FFmpegError, OSError) as error:
         if isinstance(error, PermissionError):
-            raise VideoError("permission denied") from None
-        raise VideoError(f"not a readable video ({describe(error)})") from None
+            raise VideoError("permission denied", bad_input=False) from None
+        words = describe(error)
+        if "moov atom not found" in words and starts_like_mp4(path):
+            raise VideoError(INCOMPLETE_RECORDING) from None
+        raise VideoError(f"not a readable video ({words})") from None
 
 
-def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
-    attached = av.stream.Disposition.attached_pic
-    for stream in container.streams.video:
-        if not stream.disposition & attached:  # cover art is not the video
-            return stream
-    kinds = ", ".join(sorted({str(stream.type) for stream in container.streams})) or "none"
-    raise VideoError(f"no video stream (streams: {kinds})")
+def starts_like_mp4(path: Path) -> bool:
+    """Whether the file begins with an MP4 box (size, then type): a recording, not some other file."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(8)[4:8] in MP4_FIRST_BOXES
+    except OSError:
+        return False
+
+
+def video_stream(
+    container: av.container.InputContainer, wanted: int | None = None
+) -> av.video.stream.VideoStream:
+    """The video stream to extract: `wanted` (an index in the file, as ffprobe lists it), else the one
+    the ffmpeg command picks. ffmpeg (fftools, `-map` unset) scores each video stream by its area in
+    pixels, with a bonus for the default disposition, and cover art last; here default streams come
+    first outright, then the largest, then the first in the file."""
+    attached, default = av.stream.Disposition.attached_pic, av.stream.Disposition.default
+    videos = [stream for stream in container.streams.video if not stream.disposition & attached]
+    if wanted is not None:
+        chosen = [stream for stream in container.streams.video if stream.index == wanted]
+        if not chosen:
+            listed = ", ".join(str(stream.index) for stream in container.streams.video) or "none"
+            raise VideoError(f"no video stream {wanted} (video streams: {listed})")
+        return chosen[0]
+    if not videos:
+        kinds = ", ".join(sorted({str(stream.type) for stream in container.streams})) or "none"
+        raise VideoError(f"no video stream (streams: {kinds})")
+    return max(
+        videos,
+        key=lambda stream: (
+            bool(stream.disposition & default),
+            stream.codec_context.width * stream.codec_context.height,
+            -stream.index,
+        ),
+    )
 
 
 class Timeline:
@@ -295,6 +340,11 @@ class Extraction:
             self._last_good_seconds(),
             self.frames_decoded / elapsed,
         )
+
+    @property
+    def bad_input(self) -> bool:
+        """Nothing in the file could be decoded: it is not a video this program can read."""
+        return self.damage.found and not self.records
 
     def failure(self) -> str | None:
         if not self.damage.found:

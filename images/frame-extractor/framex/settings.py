@@ -55,6 +55,7 @@ class Settings:
     image: ImageOptions
     workers: int
     cpus: int
+    stream: int | None = None  # the video stream's index in the file; None: the one ffmpeg picks
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,13 @@ def positive_int(text: str) -> int:
     value = whole_number(text)
     if value < 1:
         raise ValueError("must be a whole number of at least 1")
+    return value
+
+
+def stream_index(text: str) -> int:
+    value = whole_number(text)
+    if value < 0:
+        raise ValueError("must be a stream index, 0 or more (as ffprobe lists the streams)")
     return value
 
 
@@ -151,6 +159,7 @@ OPTIONS = (
     Option("quality", "EXTRACT_QUALITY", jpeg_quality, DEFAULT_QUALITY, "JPEG quality, 1-100"),
     Option("max-width", "EXTRACT_MAX_WIDTH", positive_int, None, "shrink wider images to this width"),
     Option("max-height", "EXTRACT_MAX_HEIGHT", positive_int, None, "shrink taller images to this height"),
+    Option("stream", "EXTRACT_STREAM", stream_index, None, "video stream index (default: ffmpeg's choice)"),
     Option("workers", "EXTRACT_WORKERS", positive_int, None, "image encoding threads (default: CPUs)"),
 )
 
@@ -194,6 +203,7 @@ def read_settings(argv: Sequence[str] | None, environ: dict[str, str]) -> Settin
         image=ImageOptions(values["format"], values["quality"], values["max-width"], values["max-height"]),
         workers=values["workers"] or cpus,
         cpus=cpus,
+        stream=values["stream"],
     )
 
 

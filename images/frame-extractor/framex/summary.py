@@ -16,7 +16,10 @@ log = logging.getLogger("extract_frames")
 
 TERMINATION_LOG_LIMIT = 4096
 SUMMARY_PATHS = 5
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_TERMINATED = 0, 1, 2, 128 + signal.SIGTERM
+# The exit-code contract, documented in --help and the README: 3 tells a retry policy that running
+# again on the same input cannot help.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BAD_INPUT = 0, 1, 2, 3
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 @dataclass
@@ -39,7 +42,9 @@ class Run:
     def exit_status(self) -> int:
         if self.stopped:
             return EXIT_TERMINATED
-        return EXIT_FAILED if self.failure or self.failed else EXIT_OK
+        if self.failure or any(not result.bad_input for result in self.failed):
+            return EXIT_FAILED
+        return EXIT_BAD_INPUT if self.failed else EXIT_OK
 
 
 def frames_per_second(frames: int, seconds: float) -> float:

@@ -33,6 +33,7 @@ class VideoResult:
     frames: list[FrameRecord] = field(default_factory=list)
     manifest_bytes: int = 0
     error: str | None = None
+    bad_input: bool = False  # the error is the file's own: trying again cannot help
     seconds: float = 0.0
     decoded: int = 0
     video: dict[str, Any] = field(default_factory=dict)  # codec, size, fps, duration
@@ -59,12 +60,31 @@ def describe_video(stream: av.video.stream.VideoStream) -> dict[str, Any]:
     rate = stream.average_rate or stream.guessed_rate
     duration = stream.duration * stream.time_base if stream.duration and stream.time_base else None
     return {
+        "stream": stream.index,
         "codec": stream.codec_context.name,
         "width": stream.codec_context.width,
         "height": stream.codec_context.height,
         "fps": round(float(rate), 6) if rate else None,
         "durationSeconds": round(float(duration), 6) if duration is not None else None,
     }
+
+
+def log_stream_choice(
+    name: str, container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> None:
+    others = [other for other in container.streams.video if other.index != stream.index]
+    if others:
+        described = ", ".join(
+            f"{other.index} ({other.codec_context.width}x{other.codec_context.height})" for other in others
+        )
+        log.info(
+            "%s: video stream %d (%dx%d) chosen; also in the file: %s (EXTRACT_STREAM chooses another)",
+            name,
+            stream.index,
+            stream.codec_context.width,
+            stream.codec_context.height,
+            described,
+        )
 
 
 def manifest_document(result: VideoResult, settings: Settings, complete: bool) -> dict[str, Any]:
@@ -109,7 +129,8 @@ def extract_video(source: Path, relative: str, settings: Settings, pool: ThreadP
     prepared = False
     try:
         with open_video(source) as container:
-            stream = video_stream(container)
+            stream = video_stream(container, settings.stream)
+            log_stream_choice(relative, container, stream)
             result.video = describe_video(stream)
             configure_decoder(stream, settings)
             prepare_folder(folder)
@@ -120,9 +141,9 @@ def extract_video(source: Path, relative: str, settings: Settings, pool: ThreadP
                 extraction.run()
             finally:
                 result.frames, result.decoded = extraction.records, extraction.frames_decoded
-            result.error = extraction.failure()
+            result.error, result.bad_input = extraction.failure(), extraction.bad_input
     except VideoError as error:
-        result.error = str(error)
+        result.error, result.bad_input = str(error), error.bad_input
     except Terminated:
         result.error = f"stopped by SIGTERM (extracted {len(result.frames)} frames)"
     except OSError as error:
