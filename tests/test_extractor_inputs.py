@@ -344,3 +344,26 @@ def test_bad_input_and_a_failure_that_may_pass_exit_1(samples: Samples, inputs: 
     outcome = run_in_process(inputs, outputs)
 
     assert outcome.status == 1
+
+
+def test_batch_mode_takes_upper_case_extensions_and_skips_appledouble_sidecars(
+    samples: Samples, inputs: Path, outputs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    samples.copy("clip.mp4", inputs, "clip.mp4")
+    samples.copy("clip.mp4", inputs, "camera/GX010042.MP4")
+    # What macOS writes beside each file on a FAT or exFAT drive: AppleDouble magic, no video.
+    (inputs / "._clip.mp4").write_bytes(bytes.fromhex("00051607 00020000") + bytes(74))
+    (inputs / "camera" / "._GX010042.MP4").write_bytes(bytes.fromhex("00051607 00020000") + bytes(74))
+
+    with caplog.at_level("INFO", logger="extract_frames"):
+        outcome = run_in_process(inputs, outputs, EXTRACT_MAX_FRAMES="2")
+
+    assert outcome.status == 0, outcome.summary
+    assert outcome.summary["message"].startswith("extracted 4 frames from 2 videos")
+    assert (
+        outcome.images("clip")
+        == outcome.images("camera/GX010042")
+        == ["frame_000000.jpg", "frame_000001.jpg"]
+    )
+    assert "skipping 2 AppleDouble sidecar file(s)" in caplog.text
+    assert "camera/._GX010042.MP4" in caplog.text

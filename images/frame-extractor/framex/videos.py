@@ -168,11 +168,32 @@ def finish_manifest(folder: Path, result: VideoResult, settings: Settings) -> No
 
 
 def find_videos(settings: Settings) -> list[tuple[Path, str]]:
-    """(path, path relative to the input folder) of each video to process."""
+    """(path, path relative to the input folder) of each video to process: the named file, or every
+    `.mp4` under the input folder whatever the case of its extension (action cameras write `.MP4`),
+    in sorted order. AppleDouble sidecars (`._name.mp4`, the metadata macOS writes beside each file on
+    a drive that is not its own format) are skipped, and the log says so."""
     if settings.file is not None:
         return [(settings.input_folder / settings.file, settings.file)]
     if not settings.input_folder.is_dir():
-        raise VideoError(f"input folder {settings.input_folder} is not a folder")
-    found = [path for path in settings.input_folder.rglob("*") if path.suffix.lower() == ".mp4"]
-    relative = sorted(path.relative_to(settings.input_folder).as_posix() for path in found if path.is_file())
+        raise VideoError(f"input folder {settings.input_folder} is not a folder", bad_input=False)
+    found = [
+        path for path in settings.input_folder.rglob("*") if path.suffix.lower() == ".mp4" and path.is_file()
+    ]
+    sidecars = sorted(
+        path.relative_to(settings.input_folder).as_posix() for path in found if is_sidecar(path)
+    )
+    if sidecars:
+        log.info(
+            "skipping %d AppleDouble sidecar file(s) (._*, macOS metadata): %s",
+            len(sidecars),
+            ", ".join(sidecars[:5]),
+        )
+    relative = sorted(
+        path.relative_to(settings.input_folder).as_posix() for path in found if not is_sidecar(path)
+    )
     return [(settings.input_folder / name, name) for name in relative]
+
+
+def is_sidecar(path: Path) -> bool:
+    """An AppleDouble file: `._` and the name of the file whose metadata it holds."""
+    return path.name.startswith("._")
