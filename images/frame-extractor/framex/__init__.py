@@ -35,6 +35,11 @@ Settings: an environment variable, or the command-line flag beside it, which win
                                                 (default disposition first, then the largest)
   EXTRACT_WORKERS            --workers          image encoding threads (default: CPUs available)
 
+Threads and frames in flight follow the container: its cgroup CPU limit (without one, the node's CPUs,
+at most 8) and its memory limit, which bounds them again for large frames (4K, 8K).
+EXTRACT_CGROUP_ROOT and EXTRACT_NODE_CPUS stand in for /sys/fs/cgroup and the CPU count, to see how the
+program behaves on another machine.
+
 The keyframes mode decodes key frames only, so it is many times faster than the others. Images come
 out upright: the rotation stored in the video (portrait phone clips) is applied. A file name that
 starts with a dash is given as --file=-name.mp4.

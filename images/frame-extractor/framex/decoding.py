@@ -15,6 +15,7 @@ import av
 
 from framex.choice import Candidate, FramePositions, StartGate, chooser_for
 from framex.images import FrameRecord, write_image
+from framex.limits import threads_that_fit
 from framex.settings import Settings
 from framex.stopping import STOP_REQUESTED, Terminated
 
@@ -189,10 +190,11 @@ class Extraction:
         settings: Settings,
         pool: ThreadPoolExecutor,
         name: str,
+        threads: int,
     ) -> None:
         self.container, self.stream, self.folder, self.pool = container, stream, folder, pool
         self.name, self.selection, self.image = name, settings.selection, settings.image
-        self.workers = settings.workers
+        self.workers = threads
         self.in_flight_limit = 0  # set from the first frame's size
         self.timeline = Timeline(stream)
         self.positions = FramePositions()
@@ -356,12 +358,28 @@ class Extraction:
         return f"corrupt after {self.damage.after_seconds:.2f} s (extracted {len(self.records)} frames)"
 
 
-def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -> None:
+def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -> int:
+    """Sets the decoder's threads from the container's limits and the video's frame size; returns
+    that thread count, which also bounds the encoding threads' share and the frames in flight."""
     context = stream.codec_context
     context.thread_type = "AUTO"  # frame threads, or slice threads where frames cannot be threaded
     # FFmpeg's own default counts the node's CPUs, not the container's share: on a large node that
     # would mean a dozen frame threads, each holding frames in memory, fighting over a CPU or two.
+    threads = threads_that_fit(settings.limits, estimated_frame_bytes(context))
     large = context.width * context.height > LARGE_FRAME_PIXELS
-    context.thread_count = settings.cpus if large else settings.cpus + 1
+    context.thread_count = threads if large else threads + 1
     if settings.selection.mode == "keyframes":
         context.skip_frame = "NONKEY"
+    return min(threads, settings.workers)
+
+
+def estimated_frame_bytes(context: av.video.codeccontext.VideoCodecContext) -> int:
+    """Bytes of one decoded frame, from the stream's parameters (before any frame is decoded)."""
+    width, height = max(1, context.width), max(1, context.height)
+    video_format = context.format
+    if video_format is None:
+        return width * height * 3 // 2
+    deep = any(component.bits > 8 for component in video_format.components)
+    chroma = video_format.chroma_width(width) * video_format.chroma_height(height)
+    planes = 1 if len(video_format.components) == 1 else 3
+    return (width * height + (planes - 1) * chroma) * (2 if deep else 1)

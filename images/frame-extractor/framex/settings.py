@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import framex
-from framex.limits import available_cpus
+from framex.limits import Limits, limits_from
 
 MODES = ("all", "every-nth", "fps", "keyframes")
 FORMATS = {"jpeg": "jpg", "png": "png"}
@@ -54,7 +54,7 @@ class Settings:
     selection: Selection
     image: ImageOptions
     workers: int
-    cpus: int
+    limits: Limits
     stream: int | None = None  # the video stream's index in the file; None: the one ffmpeg picks
 
 
@@ -193,7 +193,7 @@ def read_settings(argv: Sequence[str] | None, environ: dict[str, str]) -> Settin
         max_frames=values["max-frames"],
     )
     check_selection(selection)
-    cpus = available_cpus()
+    limits = limits_from(environ)
     return Settings(
         input_folder=values["input-folder"],
         output_folder=values["output-folder"],
@@ -201,8 +201,8 @@ def read_settings(argv: Sequence[str] | None, environ: dict[str, str]) -> Settin
         termination_log=values["termination-log"],
         selection=selection,
         image=ImageOptions(values["format"], values["quality"], values["max-width"], values["max-height"]),
-        workers=values["workers"] or cpus,
-        cpus=cpus,
+        workers=values["workers"] or limits.cpus,
+        limits=limits,
         stream=values["stream"],
     )
 

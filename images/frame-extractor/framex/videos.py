@@ -132,11 +132,11 @@ def extract_video(source: Path, relative: str, settings: Settings, pool: ThreadP
             stream = video_stream(container, settings.stream)
             log_stream_choice(relative, container, stream)
             result.video = describe_video(stream)
-            configure_decoder(stream, settings)
+            threads = configure_decoder(stream, settings)
             prepare_folder(folder)
             prepared = True
             result.manifest_bytes = write_manifest(folder, manifest_document(result, settings, False))
-            extraction = Extraction(container, stream, folder, settings, pool, relative)
+            extraction = Extraction(container, stream, folder, settings, pool, relative, threads)
             try:
                 extraction.run()
             finally:
