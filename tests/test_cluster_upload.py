@@ -17,7 +17,7 @@ import pytest
 import websocket
 from kubernetes import client
 
-from autoscene import cluster_upload, kube, upload
+from autoscene import cluster_upload, files, kube, upload
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox import apiserver_exec
 from autoscene.sandbox.demo import sample_manifests
@@ -45,8 +45,10 @@ class Cluster:
         return cluster_upload.upload_via_exec(self.namespace, RECORD, planned, lambda _: None, **options)
 
     def registered(self, record: str = RECORD) -> dict[str, dict[str, Any]]:
-        body = kube.get_custom("records", self.namespace, record) or {}
-        return {entry["path"]: entry for entry in (body.get("status") or {}).get("files") or []}
+        """The Record's RecordFiles' specs, by path."""
+        selector = f"autoscene.io/record={record}"
+        listed = kube.list_custom(files.PLURAL, self.namespace, label_selector=selector)
+        return {item["spec"]["path"]: item["spec"] for item in listed}
 
     def uploader_pods(self) -> list[Any]:
         return list(self.core.list_namespaced_pod(self.namespace, label_selector=UPLOADERS).items)

@@ -4,12 +4,14 @@ operator ↔ API server ↔ Job controller and kubelet ↔ extractor ↔ files."
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import pytest
 
 from autoscene import GROUP, VERSION, kube
 from autoscene.sample_video import make_sample_video
+from autoscene.sandbox.session import wait_for
 
 from .conftest import RunningSandbox
 
@@ -50,6 +52,21 @@ def test_upload_makes_a_succeeded_invocation_with_every_frame(cluster: RunningSa
     assert status["outputs"]["bytes"] > 0
     trigger = kube.get_custom("triggers", cluster.namespace, "auto-extract-images")
     assert trigger is not None and trigger["status"]["fired"] == 1
+    # The file is an object of its own; the Record keeps totals.
+    [registered] = kube.list_custom(
+        "recordfiles", cluster.namespace, label_selector="autoscene.io/record=recordings"
+    )
+    assert (registered["spec"]["path"], registered["spec"]["sha256"]) == (uploaded.path, uploaded.sha256)
+    assert (
+        registered["status"]["dispatchedSha256"] == uploaded.sha256
+        and registered["status"]["invocations"] == 1
+    )
+
+    def totals() -> dict[str, Any] | None:
+        record = kube.get_custom("records", cluster.namespace, "recordings") or {}
+        return record["status"] if (record.get("status") or {}).get("fileCount") == 1 else None
+
+    assert wait_for(totals, 30, "the record's totals")["bytes"] == clip.stat().st_size
 
 
 def test_a_file_not_matching_the_glob_fires_nothing(

@@ -1,9 +1,15 @@
 from typing import Any
 
-from autoscene.firing import invocations_due, mark_dispatched, unusable_triggers
+from autoscene import files, naming
+from autoscene.firing import invocations_due, unusable_triggers
 from autoscene.naming import invocation_name
 
 SHA = "c" * 64
+RECORD = {
+    "apiVersion": "autoscene.io/v1alpha1",
+    "kind": "Record",
+    "metadata": {"name": "recordings", "namespace": "lab", "uid": "u-1"},
+}
 
 
 def trigger(name: str, glob: str, created: str = "2026-01-01T10:00:00Z", **spec: Any) -> dict[str, Any]:
@@ -13,17 +19,18 @@ def trigger(name: str, glob: str, created: str = "2026-01-01T10:00:00Z", **spec:
     }
 
 
-def record(*files: tuple[str, str], labels: dict[str, str] | None = None) -> dict[str, Any]:
-    return {
-        "metadata": {"name": "recordings", "namespace": "lab", "labels": labels or {}},
-        "status": {
-            "files": [{"path": path, "sha256": SHA, "size": 1, "addedAt": added} for path, added in files]
-        },
-    }
+def file(path: str, added: str = "2026-01-01T10:00:05Z", sha256: str = SHA) -> dict[str, Any]:
+    return files.body(RECORD, path, 1, sha256, added)
+
+
+def fired(
+    paths: list[str], triggers: list[dict[str, Any]], labels: dict[str, str] | None = None
+) -> list[Any]:
+    return [due for path in paths for due in invocations_due(file(path), labels or {}, triggers)]
 
 
 def test_matching_file_makes_one_named_invocation() -> None:
-    due = invocations_due(record(("cam/clip.mp4", "2026-01-01T10:00:05.25Z")), [trigger("auto", "*.mp4")])
+    due = invocations_due(file("cam/clip.mp4", "2026-01-01T10:00:05.25Z"), {}, [trigger("auto", "*.mp4")])
     assert len(due) == 1
     invocation = due[0]
     assert invocation["metadata"]["name"] == invocation_name("auto", "recordings", "cam/clip.mp4", SHA)
@@ -36,14 +43,14 @@ def test_matching_file_makes_one_named_invocation() -> None:
         "trigger": "auto",
     }
     assert invocation["metadata"]["labels"]["autoscene.io/trigger"] == "auto"
+    assert invocation["metadata"]["annotations"]["autoscene.io/file-added-at"] == "2026-01-01T10:00:05.25Z"
 
 
 def test_non_matching_file_fires_nothing() -> None:
-    assert invocations_due(record(("notes.txt", "2026-01-01T10:00:05Z")), [trigger("auto", "*.mp4")]) == []
+    assert fired(["notes.txt"], [trigger("auto", "*.mp4")]) == []
 
 
 def test_an_unusable_trigger_is_named_and_does_not_hold_up_the_others() -> None:
-    files = record(("a.mp4", "2026-01-01T10:00:05Z"))
     broken_glob = trigger("typo", "[abc")
     broken_selector = trigger(
         "empty-in",
@@ -51,24 +58,22 @@ def test_an_unusable_trigger_is_named_and_does_not_hold_up_the_others() -> None:
         recordSelector={"matchExpressions": [{"key": "site", "operator": "In", "values": []}]},
     )
     triggers = [broken_glob, broken_selector, trigger("fine", "*.mp4")]
-    assert [due["spec"]["trigger"] for due in invocations_due(files, triggers)] == ["fine"]
+    assert [due["spec"]["trigger"] for due in fired(["a.mp4"], triggers)] == ["fine"]
     assert set(unusable_triggers(triggers)) == {"typo", "empty-in"}
     assert "unclosed character class" in unusable_triggers(triggers)["typo"]
 
 
 def test_suspended_and_unselected_triggers_do_not_fire() -> None:
-    files = record(("a.mp4", "2026-01-01T10:00:05Z"), labels={"site": "lab"})
     triggers = [
         trigger("paused", "*.mp4", suspend=True),
         trigger("elsewhere", "*.mp4", recordSelector={"matchLabels": {"site": "field"}}),
         trigger("here", "*.mp4", recordSelector={"matchLabels": {"site": "lab"}}),
     ]
-    assert [due["spec"]["trigger"] for due in invocations_due(files, triggers)] == ["here"]
+    assert [due["spec"]["trigger"] for due in fired(["a.mp4"], triggers, {"site": "lab"})] == ["here"]
 
 
 def test_every_matching_trigger_fires_once_per_file() -> None:
-    files = record(("a.mp4", "2026-01-01T10:00:05Z"), ("b.mp4", "2026-01-01T10:00:06Z"))
-    due = invocations_due(files, [trigger("one", "*.mp4"), trigger("two", "a.*")])
+    due = fired(["a.mp4", "b.mp4"], [trigger("one", "*.mp4"), trigger("two", "a.*")])
     assert sorted((d["spec"]["trigger"], d["spec"]["file"]) for d in due) == [
         ("one", "a.mp4"),
         ("one", "b.mp4"),
@@ -77,18 +82,39 @@ def test_every_matching_trigger_fires_once_per_file() -> None:
     assert len({d["metadata"]["name"] for d in due}) == 3
 
 
-def test_dispatched_files_never_fire_again() -> None:
-    files = record(("a.mp4", "2026-01-01T10:00:05Z"), ("b.mp4", "2026-01-01T10:00:06Z"))
-    files["status"]["files"][0]["dispatchedAt"] = "2026-01-01T10:00:07Z"
-    assert [d["spec"]["file"] for d in invocations_due(files, [trigger("auto", "*.mp4")])] == ["b.mp4"]
+def test_each_content_is_dispatched_once() -> None:
+    registered = file("a.mp4")
+    assert files.needs_dispatch(registered)
+    registered["status"] = {"dispatchedSha256": SHA}
+    assert not files.needs_dispatch(registered)
+    changed = {**registered, "spec": {**registered["spec"], "sha256": "d" * 64}}
+    assert files.needs_dispatch(changed)  # new content at the path is dispatched again
 
 
-def test_marking_dispatched_touches_only_the_same_content() -> None:
-    dispatched = [{"path": "a.mp4", "sha256": SHA}]
-    current = {"fileCount": 2, "files": [{"path": "a.mp4", "sha256": SHA}, {"path": "b.mp4", "sha256": SHA}]}
-    replaced = {"files": [{"path": "a.mp4", "sha256": "d" * 64}]}  # new content arrived meanwhile
-    assert mark_dispatched(current, dispatched, "T") == {
-        "fileCount": 2,
-        "files": [{"path": "a.mp4", "sha256": SHA, "dispatchedAt": "T"}, {"path": "b.mp4", "sha256": SHA}],
+def test_the_same_content_again_is_no_change_and_new_content_is() -> None:
+    existing = file("a.mp4", "2026-01-01T10:00:05Z")
+    assert files.content_changed(existing, file("a.mp4", "2026-02-02T00:00:00Z")) is None
+    assert files.content_changed(existing, file("a.mp4", "2026-02-02T00:00:00Z", "d" * 64)) == {
+        "size": 1,
+        "sha256": "d" * 64,
+        "addedAt": "2026-02-02T00:00:00Z",
     }
-    assert mark_dispatched(replaced, dispatched, "T") == replaced
+
+
+def test_a_file_object_is_named_from_record_and_path_and_owned_by_the_record() -> None:
+    body = file("day1/Cam 0.mp4")
+    assert body["metadata"]["name"] == naming.file_name("recordings", "day1/Cam 0.mp4")
+    assert body["metadata"]["name"].startswith("recordings-day1-cam-0-mp4-")
+    assert body["metadata"]["labels"]["autoscene.io/record"] == "recordings"
+    [owner] = body["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["uid"], owner["blockOwnerDeletion"]) == ("Record", "u-1", False)
+    # Paths that read alike still get names of their own.
+    assert naming.file_name("r", "a b.mp4") != naming.file_name("r", "a-b.mp4")
+
+
+def test_totals_count_bytes_and_the_newest_registration() -> None:
+    totals = files.totals(
+        [(10, "2026-01-01T10:00:05Z"), (5, "2026-01-02T00:00:00.5Z"), (1, "2025-12-31T23:59:59Z")]
+    )
+    assert totals.as_status() == {"fileCount": 3, "bytes": 16, "lastFileAt": "2026-01-02T00:00:00.5Z"}
+    assert files.totals([]).as_status() == {"fileCount": 0, "bytes": 0}

@@ -121,6 +121,7 @@ def test_the_folders_hold_what_they_should() -> None:
     assert [path.name for path in CRD_FILES] == [
         "actions.yaml",
         "invocations.yaml",
+        "recordfiles.yaml",
         "records.yaml",
         "triggers.yaml",
     ]
@@ -173,6 +174,7 @@ NAMES = {
     "actions.yaml": ("Action", "actions", "act"),
     "triggers.yaml": ("Trigger", "triggers", "trg"),
     "records.yaml": ("Record", "records", "rec"),
+    "recordfiles.yaml": ("RecordFile", "recordfiles", "rf"),
     "invocations.yaml": ("Invocation", "invocations", "inv"),
 }
 INT_OR_STRING = "int-or-string"
@@ -233,13 +235,21 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.claimName": "string",
         "status.message": "string",
         "status.fileCount": "integer",
-        "status.files": "array",
-        "status.files[]": "object",
-        "status.files[].path": "string",
-        "status.files[].size": "integer",
-        "status.files[].sha256": "string",
-        "status.files[].addedAt": "string",
-        "status.files[].dispatchedAt": "string",
+        "status.bytes": "integer",
+        "status.lastFileAt": "string",
+    },
+    "RecordFile": {
+        "spec": "object",
+        "spec.record": "string",
+        "spec.path": "string",
+        "spec.size": "integer",
+        "spec.sha256": "string",
+        "spec.addedAt": "string",
+        "spec.uploader": "string",
+        "status": "object",
+        "status.dispatchedSha256": "string",
+        "status.dispatchedAt": "string",
+        "status.invocations": "integer",
     },
     "Invocation": {
         "spec": "object",
@@ -274,7 +284,8 @@ REQUIRED = {
         "spec": ["action", "fileGlob"],
         "spec.recordSelector.matchExpressions[]": ["key", "operator"],
     },
-    "Record": {"": ["spec"], "spec": ["storage"], "status.files[]": ["path"]},
+    "Record": {"": ["spec"], "spec": ["storage"]},
+    "RecordFile": {"": ["spec"], "spec": ["record", "path", "size", "sha256", "addedAt"]},
     "Invocation": {"": ["spec"], "spec": ["action", "record", "file"]},
 }
 ENUMS = {
@@ -284,7 +295,8 @@ ENUMS = {
 }
 DATE_TIMES = {
     "Trigger": ["status.lastFiredAt"],
-    "Record": ["status.files[].addedAt"],
+    "Record": ["status.lastFileAt"],
+    "RecordFile": ["spec.addedAt", "status.dispatchedAt"],
     "Invocation": ["status.startTime", "status.completionTime"],
 }
 # (name, jsonPath, type, priority) of `kubectl get` columns.
@@ -300,6 +312,12 @@ COLUMNS = {
     "Record": [
         ("Files", ".status.fileCount", "integer", 0),
         ("Phase", ".status.phase", "string", 0),
+        ("Age", ".metadata.creationTimestamp", "date", 0),
+    ],
+    "RecordFile": [
+        ("Record", ".spec.record", "string", 1),
+        ("Path", ".spec.path", "string", 0),
+        ("Size", ".spec.size", "integer", 0),
         ("Age", ".metadata.creationTimestamp", "date", 0),
     ],
     "Invocation": [
@@ -627,9 +645,7 @@ INVALID = {
     ),
     "record-size-and-claim.yaml": "spec.storage: set exactly one of size or claimName, not both",
     "record-no-size-nor-claim.yaml": "spec.storage: set exactly one of size or claimName (none is set)",
-    "record-bad-file-hash.yaml": (
-        "status.files[0].sha256: must be 64 lower-case hexadecimal digits, not 'not-a-hash'"
-    ),
+    "recordfile-bad-hash.yaml": "spec.sha256: must be 64 lower-case hexadecimal digits, not 'not-a-hash'",
     "invocation-bad-phase.yaml": (
         "status.phase: must be one of Pending, Running, Succeeded, Failed, not 'Done'"
     ),
@@ -942,6 +958,8 @@ GRANTS = {
     (GROUP, "triggers"): {"get", "list", "watch", "patch"},
     (GROUP, "records"): {"get", "list", "watch", "patch"},
     (GROUP, "records/status"): {"get", "patch", "update"},
+    (GROUP, "recordfiles"): {"get", "list", "watch"},
+    (GROUP, "recordfiles/status"): {"get", "patch"},
     (GROUP, "records/finalizers"): {"update"},
     (GROUP, "invocations/finalizers"): {"update"},
     (GROUP, "triggers/status"): {"get", "patch", "update"},

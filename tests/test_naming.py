@@ -30,3 +30,36 @@ def test_names_are_readable_and_valid_job_names() -> None:
     for candidate in (name, long, invocation_name("x", "y", "____.mp4", SHA_A)):
         assert len(candidate) <= MAX_INVOCATION_NAME
         assert DNS_LABEL.match(candidate), candidate
+
+
+DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def test_long_record_names_get_claims_of_their_own() -> None:
+    """Two Records whose names share their first 246 characters must not share a volume claim."""
+    from autoscene.naming import claim_name
+
+    first, second = "r" * 246 + "-north", "r" * 246 + "-south"
+    assert claim_name(first) != claim_name(second)
+    for name in (claim_name(first), claim_name(second), claim_name("recordings")):
+        assert len(name) <= 253 and DNS_SUBDOMAIN.match(name), name
+    assert claim_name("recordings") == "record-recordings"  # short names stay as they were
+
+
+def test_file_names_are_valid_unique_and_bounded() -> None:
+    from autoscene.naming import file_name
+
+    names = {
+        file_name("rec", path) for path in ("a.mp4", "A.mp4", "a b.mp4", "a-b.mp4", "x/" * 2000 + "a.mp4")
+    }
+    assert len(names) == 5
+    for name in names | {file_name("r" * 253, "ü" * 4000)}:
+        assert len(name) <= 253 and DNS_SUBDOMAIN.match(name), name
+
+
+def test_long_names_become_distinct_label_values() -> None:
+    from autoscene.labels import is_label_value, value_of
+
+    first, second = "r" * 70 + "-north", "r" * 70 + "-south"
+    assert value_of(first) != value_of(second)
+    assert is_label_value(value_of(first)) and value_of("recordings") == "recordings"

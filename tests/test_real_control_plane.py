@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
 
 from autoscene import kube
 from autoscene.sandbox.realcluster import OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE, RealCluster
@@ -85,7 +86,8 @@ def test_the_operator_may_do_what_its_cluster_role_grants_and_nothing_more(real_
         ("delete", "pods"),
         ("create", "pods/exec"),
         ("delete", "persistentvolumeclaims"),
-        ("patch", "records.autoscene.io"),
+        ("create", "records.autoscene.io"),
+        ("patch", "recordfiles.autoscene.io"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ):
         assert not can(verb, resource), f"the operator may {verb} {resource}"
@@ -162,14 +164,10 @@ def test_the_operator_runs_as_its_deployment_with_its_own_token(real_cluster: Re
     assert pod.spec.node_name == real_cluster.plane.node_name
     # The ServiceAccount admission plugin gave it a projected token, which the node agent mounted.
     assert any(volume.projected for volume in pod.spec.volumes)
-    lease = kube.api_client().call_api(
-        f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/{OPERATOR_DEPLOYMENT}",
-        "GET",
-        auth_settings=["BearerToken"],
-        response_type="object",
-        _return_http_data_only=True,
+    lease = client.CoordinationV1Api(kube.api_client()).read_namespaced_lease(
+        OPERATOR_DEPLOYMENT, OPERATOR_NAMESPACE
     )
-    assert lease["spec"]["holderIdentity"] == pod.metadata.name
+    assert lease.spec.holder_identity == pod.metadata.name
 
 
 def test_binaries_are_the_pinned_release(real_cluster: RealCluster) -> None:

@@ -1,4 +1,4 @@
-"""Which Invocations a Record's files call for: the Trigger rules, free of any I/O."""
+"""Which Invocations a file calls for: the Trigger rules, free of any I/O."""
 
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -6,26 +6,26 @@ from typing import Any
 from . import API_VERSION, globs, labels, naming, selectors
 
 
-def invocations_due(record: Mapping[str, Any], triggers: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """The Invocation bodies for every (new file, Trigger) pair that fires, named deterministically.
+def invocations_due(
+    file: Mapping[str, Any], record_labels: Mapping[str, str] | None, triggers: Iterable[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """The Invocation bodies for every Trigger that fires on this RecordFile's content, named
+    deterministically (the same content at the same path always gets the same names).
 
-    Only files not yet dispatched count: a file is dispatched once, to the Triggers that exist when
-    the operator first sees it, so a Trigger created later never fires on files that were already
-    there. A Trigger fires on a file when it is not suspended, selects the Record, and its glob matches
-    the file's path. A Trigger whose glob or selector cannot be used is left out (see
-    `unusable_triggers`), so it cannot hold up the others.
+    A Trigger fires on a file when it is not suspended, selects the file's Record (by the Record's
+    labels), and its glob matches the file's path. A Trigger whose glob or selector cannot be used is
+    left out (see `unusable_triggers`), so it cannot hold up the others.
     """
-    files = undispatched_files(record)
-    labels_of_record = record["metadata"].get("labels")
+    spec = file["spec"]
     due: list[dict[str, Any]] = []
     for trigger in triggers:
         try:
-            if not _is_armed_for(trigger, labels_of_record):
-                continue
-            matching = [file for file in files if globs.matches(trigger["spec"]["fileGlob"], file["path"])]
+            if _is_armed_for(trigger, record_labels) and globs.matches(
+                trigger["spec"]["fileGlob"], spec["path"]
+            ):
+                due.append(invocation_for(trigger, spec["record"], spec))
         except ValueError:
             continue
-        due.extend(invocation_for(trigger, record["metadata"]["name"], file) for file in matching)
     return due
 
 
@@ -42,23 +42,8 @@ def unusable_triggers(triggers: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return unusable
 
 
-def undispatched_files(record: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [file for file in (record.get("status") or {}).get("files") or [] if not file.get("dispatchedAt")]
-
-
-def mark_dispatched(
-    current_status: Mapping[str, Any], dispatched: Iterable[Mapping[str, Any]], moment: str
-) -> dict[str, Any]:
-    """The Record status with these files (same path and content) marked as dispatched at `moment`."""
-    done = {(file["path"], file.get("sha256")) for file in dispatched}
-    files = [
-        {**file, "dispatchedAt": moment} if (file["path"], file.get("sha256")) in done else file
-        for file in current_status.get("files") or []
-    ]
-    return {**current_status, "files": files}
-
-
 def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:
+    """The Invocation of `trigger` on a file (a RecordFile's spec: path, sha256, addedAt)."""
     trigger_name, namespace = trigger["metadata"]["name"], trigger["metadata"]["namespace"]
     action = trigger["spec"]["action"]
     name = naming.invocation_name(trigger_name, record, file["path"], file.get("sha256", ""))

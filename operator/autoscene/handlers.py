@@ -1,16 +1,31 @@
 """Every event the operator reacts to, on one screen. The work lives in the modules they call."""
 
+import asyncio
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import kopf
 
-from . import GROUP, VERSION, events, invocations, kube, labels, metrics, records, transitions
+from . import (
+    GROUP,
+    VERSION,
+    dispatching,
+    events,
+    files,
+    invocations,
+    kube,
+    labels,
+    metrics,
+    records,
+    transitions,
+)
 from . import settings as operator_settings
-from .reconciler import Reconciler, dispatch_and_announce
+from .reconciler import Reconciler
 
-ACTIONS, RECORDS, INVOCATIONS = "actions", "records", "invocations"
+ACTIONS, RECORDS, INVOCATIONS, TRIGGERS = "actions", "records", "invocations", "triggers"
+FILES = files.PLURAL
 # A failed API call is retried soon: most failures here are brief (a conflict, a restarting server).
 RETRY_SECONDS = 5
 Handler = TypeVar("Handler", bound=Callable[..., Any])
@@ -18,6 +33,18 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 def _counting_errors(handler: Handler) -> Handler:
     """Count a handler's failures for the metrics; kopf still logs (and, but for events, retries) them."""
+
+    if inspect.iscoroutinefunction(handler):
+
+        @functools.wraps(handler)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await handler(*args, **kwargs)
+            except Exception:
+                metrics.handler_errors.labels(handler.__name__).inc()
+                raise
+
+        return cast(Handler, awaited)
 
     @functools.wraps(handler)
     def counted(*args: Any, **kwargs: Any) -> Any:
@@ -37,6 +64,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     metrics.in_flight.clear()
     memo.reconciler = Reconciler()
     memo.reconciler.start()
+    memo.file_totals = records.FileTotals()
 
 
 @kopf.on.cleanup()
@@ -65,12 +93,55 @@ def record_created(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_:
         events.post(body, "ClaimReady", f'files are kept on PersistentVolumeClaim "{claim}"')
 
 
-@kopf.on.event(GROUP, VERSION, RECORDS)
+@kopf.index(GROUP, VERSION, RECORDS)
+def record_labels(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    """Each Record's labels, which Triggers' record selectors match."""
+    return {(namespace, name): dict(labels)}
+
+
+# Files -------------------------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, TRIGGERS)
+def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The Triggers of each namespace, so that a file's dispatch lists none."""
+    meta = body.metadata
+    return {
+        namespace: {
+            "apiVersion": body["apiVersion"],
+            "kind": body["kind"],
+            "metadata": {
+                "name": meta.name,
+                "namespace": namespace,
+                "uid": meta.uid,
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "spec": dict(body.spec),
+        }
+    }
+
+
+@kopf.index(GROUP, VERSION, FILES)
+def file_sizes(namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    """Each Record's files as (size, addedAt): all its status totals need, nothing more."""
+    return {(namespace, spec["record"]): (spec["size"], spec["addedAt"])}
+
+
+@kopf.on.event(GROUP, VERSION, FILES)
 @_counting_errors
-def record_changed(type: str, body: kopf.Body, **_: Any) -> None:
-    """Turn the Record's new files into Invocations: once each, whatever repeats the event."""
-    if type != "DELETED":
-        dispatch_and_announce(dict(body))
+async def file_changed(
+    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **indexes: Any
+) -> None:
+    """New content becomes Invocations, once; the Record's totals follow every change."""
+    record = body.spec["record"]
+    if namespace is None:
+        return
+    known_records: kopf.Index[Any, Any] = indexes["record_labels"]
+    if type != "DELETED" and files.needs_dispatch(body) and (namespace, record) in known_records:
+        [labels_of_record] = known_records[namespace, record]
+        triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
+        await asyncio.to_thread(dispatching.dispatch, dict(body), labels_of_record, triggers)
+    memo.file_totals.changed(namespace, record, indexes["file_sizes"])
 
 
 # Invocations -------------------------------------------------------------------------------------

@@ -114,7 +114,7 @@ def update_status(
             return None
         if refused is not None and current["metadata"]["resourceVersion"] == version:
             raise InvalidStatusError(
-                f'{plural} "{name}": the server refused its new status: {_message_of(refused)}'
+                f'{plural} "{name}": the server refused its new status: {message_of(refused)}'
             )
         version = current["metadata"]["resourceVersion"]
         patch = [
@@ -146,7 +146,8 @@ class InvalidStatusError(RuntimeError):
     """The API server refuses the status itself (its schema), not a race."""
 
 
-def _message_of(error: ApiException) -> str:
+def message_of(error: ApiException) -> str:
+    """The message of the Status the API server answered with, else the HTTP reason."""
     try:
         return str(json.loads(error.body).get("message") or error.reason)
     except (TypeError, ValueError):

@@ -2,6 +2,8 @@
 
 import re
 
+from . import naming
+
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "autoscene"
 INVOCATION = "autoscene.io/invocation"
@@ -22,9 +24,19 @@ def for_claim(record: str) -> dict[str, str]:
     return _usable({MANAGED_BY: MANAGER, RECORD: record})
 
 
+def for_file(record: str) -> dict[str, str]:
+    """Labels of a Record's RecordFiles: `kubectl get recordfiles -l autoscene.io/record=NAME`."""
+    return _usable({MANAGED_BY: MANAGER, RECORD: record})
+
+
+def value_of(name: str) -> str:
+    """An object name as a label value: itself when it fits (63 characters), else shortened with a
+    hash of the whole name, so that two long names never share a value."""
+    return name if is_label_value(name) else naming.fitted(name, 63)
+
+
 def _usable(candidates: dict[str, str]) -> dict[str, str]:
-    # Object names may be longer than a label value allows; such a name is left out, not mangled.
-    return {key: value for key, value in candidates.items() if value and is_label_value(value)}
+    return {key: value_of(value) for key, value in candidates.items() if value}
 
 
 def is_label_value(value: str) -> bool:

@@ -6,6 +6,7 @@ import re
 # Job names become the `job-name` label (63 characters at most) and the Job controller appends a
 # 6-character suffix for its Pods, so invocation (and Job) names stay within 52 characters.
 MAX_INVOCATION_NAME = 52
+MAX_OBJECT_NAME = 253
 _HASH_LENGTH = 10
 
 
@@ -15,7 +16,7 @@ def invocation_name(trigger: str, record: str, path: str, sha256: str) -> str:
     Readable parts (trigger, file stem) first, then a hash of all four inputs that makes it unique:
     the same content at the same path always gets the same name, different content a new one.
     """
-    digest = hashlib.sha256("\0".join((trigger, record, path, sha256)).encode()).hexdigest()[:_HASH_LENGTH]
+    digest = _digest(trigger, record, path, sha256)
     stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     room = MAX_INVOCATION_NAME - _HASH_LENGTH - 1
     readable = dns_label(f"{trigger}-{stem}")[:room].strip("-")
@@ -28,8 +29,31 @@ def dns_label(text: str) -> str:
 
 
 def claim_name(record: str) -> str:
-    """The PersistentVolumeClaim the operator creates for a Record's files."""
-    return f"record-{record}"[:253]
+    """The PersistentVolumeClaim the operator creates for a Record's files (a DNS subdomain)."""
+    return fitted(f"record-{record}", MAX_OBJECT_NAME)
+
+
+def file_name(record: str, path: str) -> str:
+    """The RecordFile object of `path` in `record`: readable parts, then a hash of both that makes it
+    unique (two paths that read alike, e.g. `a b.mp4` and `a-b.mp4`, get different names)."""
+    digest = _digest(record, path)
+    room = MAX_OBJECT_NAME - 2 * (_HASH_LENGTH + 1)
+    readable = f"{dns_label(record)[: room // 4]}-{dns_label(path)}"[:room].strip("-")
+    return f"{readable}-{digest}" if readable else digest
+
+
+def fitted(name: str, limit: int) -> str:
+    """`name` when it is within `limit` characters; else its first characters and a hash of all of
+    it, so that two long names never end up the same (Kubernetes limits: DNS labels 63, label values
+    63, DNS subdomains 253)."""
+    if len(name) <= limit:
+        return name
+    readable = name[: limit - _HASH_LENGTH - 1].rstrip("-.")
+    return f"{readable}-{_digest(name)}"
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:_HASH_LENGTH]
 
 
 def job_name(invocation: str) -> str:
@@ -39,6 +63,6 @@ def job_name(invocation: str) -> str:
     """
     if len(invocation) <= MAX_INVOCATION_NAME and dns_label(invocation) == invocation:
         return invocation
-    digest = hashlib.sha256(invocation.encode()).hexdigest()[:_HASH_LENGTH]
+    digest = _digest(invocation)
     readable = dns_label(invocation)[: MAX_INVOCATION_NAME - _HASH_LENGTH - 1].strip("-")
     return f"{readable}-{digest}" if readable else digest

@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, events, firing, invocations, kube, records, status, transitions, triggers
+from . import GROUP, VERSION, dispatching, files, invocations, kube, status, transitions, triggers
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ class Reconciler:
 
 
 def reconcile_once(prune: bool = False) -> None:
-    for record in _everywhere("records"):
-        if firing.undispatched_files(record):
-            dispatch_and_announce(record)
+    _dispatch_what_was_missed()
     for invocation in _everywhere(invocations.PLURAL):
         current = invocation.get("status") or {}
         if current.get("reason") == invocations.ACTION_NOT_FOUND:
@@ -66,19 +64,21 @@ def reconcile_once(prune: bool = False) -> None:
                 triggers.apply_retention(trigger["metadata"]["namespace"], trigger["metadata"]["name"])
 
 
-def dispatch_and_announce(record: dict[str, Any]) -> None:
-    """Dispatch the Record's new files; an Event and the firing count for each Invocation created."""
-    for invocation in records.dispatch(record):
-        spec, name = invocation["spec"], invocation["metadata"]["name"]
-        events.post(
-            record,
-            "TriggerFired",
-            f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {name}',
-        )
+def _dispatch_what_was_missed() -> None:
+    """Files whose content was never dispatched (a failed call, an event lost): dispatch them now."""
+    waiting = [file for file in _everywhere(files.PLURAL) if files.needs_dispatch(file)]
+    by_namespace: dict[str, list[dict[str, Any]]] = {}
+    for file in waiting:
+        namespace = file["metadata"]["namespace"]
+        if namespace not in by_namespace:
+            by_namespace[namespace] = kube.list_custom("triggers", namespace)
+        record = kube.get_custom("records", namespace, file["spec"]["record"])
+        if record is None:
+            continue  # its Record is gone: the garbage collector takes the file
         try:
-            triggers.count_firing(invocation["metadata"]["namespace"], spec["trigger"], name)
-        except Exception as error:  # a count is bookkeeping: the run itself is not at stake
-            logger.warning("could not count the firing of %s: %s", spec["trigger"], error)
+            dispatching.dispatch(file, record["metadata"].get("labels"), by_namespace[namespace])
+        except Exception as error:  # one file's trouble must not hold up the others
+            logger.warning("could not dispatch %s: %s", file["spec"]["path"], error)
 
 
 def _everywhere(plural: str) -> list[dict[str, Any]]:

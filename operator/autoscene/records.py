@@ -1,11 +1,12 @@
-"""Records: their volume claim, and firing Triggers on their new files."""
+"""Records: their volume claim, and the totals of their files in their status."""
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import events, firing, kube, labels, naming, ownership, timestamps
+from . import files, kube, labels, naming, ownership
 
 
 def claim_of(record: Mapping[str, Any]) -> str | None:
@@ -48,56 +49,38 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     return str(body["metadata"]["name"])
 
 
-def dispatch(record: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Create the Invocations the Record's new files call for, then mark those files dispatched.
+class FileTotals:
+    """Writes each Record's file totals (count, bytes, newest) into its status, at most once a second.
 
-    Idempotent: Invocation names are deterministic, so a repeated dispatch finds them there (409). A
-    file whose Invocation could not be created stays undispatched and is tried again later; a Trigger
-    that cannot fire (a glob that does not parse) gets a Warning Event and holds up nobody.
+    Called from the operator's event loop on every RecordFile event with the live index of file sizes
+    by Record; the totals are computed from the index when the write is due, so a burst of uploads
+    costs one status write per Record and second, and the totals are right whatever events were lost.
     """
-    files = firing.undispatched_files(record)
-    if not files or record["metadata"].get("deletionTimestamp"):
-        return []
-    namespace = record["metadata"]["namespace"]
-    triggers = kube.list_custom("triggers", namespace)
-    for trigger in triggers:
-        why = firing.unusable_triggers([trigger]).get(trigger["metadata"]["name"])
-        if why:
-            _warn_once(trigger, "TriggerUnusable", f"this Trigger cannot fire: {why}")
-    created, undone = [], set()
-    for invocation in firing.invocations_due(record, triggers):
+
+    def __init__(self, delay: float = 1.0) -> None:
+        self.delay = delay
+        self._due: set[tuple[str, str]] = set()
+        self._written: dict[tuple[str, str], files.Totals] = {}
+
+    def changed(self, namespace: str, record: str, index: Mapping[Any, Iterable[tuple[int, str]]]) -> None:
+        key = (namespace, record)
+        if key in self._due:
+            return
+        self._due.add(key)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, lambda: loop.create_task(self._write(key, index)))
+
+    async def _write(self, key: tuple[str, str], index: Mapping[Any, Iterable[tuple[int, str]]]) -> None:
+        self._due.discard(key)
+        totals = files.totals(index.get(key, ()))
+        if self._written.get(key) == totals:
+            return
         try:
-            if kube.create_custom("invocations", invocation):
-                created.append(invocation)
+            await asyncio.to_thread(kube.patch_custom_status, "records", key[0], key[1], totals.as_status())
         except ApiException as error:
-            undone.add(invocation["spec"]["file"])
-            events.post(
-                record, "DispatchFailed", f"{invocation['spec']['file']}: {error.reason}", warning=True
-            )
-    mark_dispatched(record, [file for file in files if file["path"] not in undone])
-    return created
-
-
-def mark_dispatched(record: Mapping[str, Any], dispatched: list[Mapping[str, Any]]) -> None:
-    """Note in the Record that these files were dispatched, so no later event makes them fire again."""
-    if not dispatched:
-        return
-    moment = timestamps.render_precise(timestamps.now())
-    meta = record["metadata"]
-    kube.update_status(
-        "records",
-        meta["namespace"],
-        meta["name"],
-        lambda current: firing.mark_dispatched(current, dispatched, moment),
-    )
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_once(obj: Mapping[str, Any], reason: str, message: str) -> None:
-    """One Warning per version of an object, not one per dispatch."""
-    key = (obj["metadata"].get("uid", ""), obj["metadata"].get("resourceVersion", ""))
-    if key not in _warned:
-        _warned.add(key)
-        events.post(obj, reason, message, warning=True)
+            if error.status == 404:
+                self._written.pop(key, None)  # the Record is gone
+                return
+            self.changed(key[0], key[1], index)  # try again a little later
+            return
+        self._written[key] = totals

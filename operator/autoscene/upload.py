@@ -1,4 +1,4 @@
-"""Uploads: copy files into a Record's volume and register them in `status.files` with their sha256."""
+"""Uploads: copy files into a Record's volume and register each as a RecordFile with its sha256."""
 
 import hashlib
 import posixpath
@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import jobs, kube, records, timestamps
+from kubernetes.client.exceptions import ApiException
+
+from . import GROUP, VERSION, files, jobs, kube, records, timestamps
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]
@@ -24,11 +26,6 @@ class UploadedFile:
     path: str
     size: int
     sha256: str
-
-    def entry(self) -> dict[str, Any]:
-        """The `status.files` entry that registers this file."""
-        added = timestamps.render_precise(timestamps.now())
-        return {"path": self.path, "size": self.size, "sha256": self.sha256, "addedAt": added}
 
 
 def record_path(name: str) -> str:
@@ -113,22 +110,47 @@ def upload_to_folder(
     return uploaded
 
 
-def register(namespace: str, record: str, uploaded: list[UploadedFile]) -> dict[str, Any]:
-    """Add (or replace, by path) the files in the Record's `status.files`."""
+def register(
+    namespace: str, record: str, uploaded: list[UploadedFile], uploader: str = ""
+) -> list[dict[str, Any]]:
+    """Create a RecordFile for each file, or update its content when the path held other content.
 
-    def with_files(current: dict[str, Any]) -> dict[str, Any]:
-        files = {entry["path"]: entry for entry in current.get("files") or []}
-        for file in uploaded:
-            # The same content registered again is the same file: its history stays as it was.
-            if files.get(file.path, {}).get("sha256") != file.sha256:
-                files[file.path] = file.entry()
-        return {
-            **current,
-            "files": sorted(files.values(), key=lambda entry: entry["path"]),
-            "fileCount": len(files),
-        }
-
-    updated = kube.update_status("records", namespace, record, with_files)
-    if updated is None:
+    The same content registered again changes nothing. The RecordFiles as they now are, in order.
+    """
+    owner = kube.get_custom("records", namespace, record)
+    if owner is None:
         raise UploadError(f'record "{record}" disappeared during the upload')
-    return updated
+    added = timestamps.render_precise(timestamps.now())
+    registered = []
+    for file in uploaded:
+        wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader)
+        name = wanted["metadata"]["name"]
+        try:
+            registered.append(
+                dict(
+                    kube.custom().create_namespaced_custom_object(
+                        GROUP, VERSION, namespace, files.PLURAL, wanted
+                    )
+                )
+            )
+            continue
+        except ApiException as error:
+            if error.status != 409:
+                raise UploadError(
+                    f"{file.path}: could not be registered: {kube.message_of(error)}"
+                ) from error
+        existing = kube.get_custom(files.PLURAL, namespace, name)
+        if existing is None:
+            raise UploadError(f"{file.path}: its registration was deleted meanwhile; upload it again")
+        change = files.content_changed(existing, wanted)
+        if change is None:
+            registered.append(existing)
+            continue
+        registered.append(
+            dict(
+                kube.custom().patch_namespaced_custom_object(
+                    GROUP, VERSION, namespace, files.PLURAL, name, {"spec": change}
+                )
+            )
+        )
+    return registered
