@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from kubernetes import watch
+from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from autoscene import GROUP, VERSION, kube
@@ -277,3 +277,56 @@ def test_deleting_an_owner_collects_its_dependents_unless_orphaned(server: Serve
         "the orphaned dependent to lose its owner reference",
     )
     assert kept.metadata.name == "of-orphaning"
+
+
+# Size limits (etcd's --max-request-bytes, 1.5 MiB; kube-apiserver's 3 MiB request body) -------------
+
+BLOB_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "blobs.conformance.autoscene.io"},
+    "spec": {
+        "group": "conformance.autoscene.io",
+        "scope": "Namespaced",
+        "names": {"kind": "Blob", "plural": "blobs"},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                },
+            }
+        ],
+    },
+}
+
+
+def test_objects_over_the_storage_limit_are_refused(server: Server) -> None:
+    extensions = client.ApiextensionsV1Api(kube.api_client())
+    try:
+        extensions.create_custom_resource_definition(BLOB_CRD)
+    except ApiException as error:
+        assert error.status == 409  # from an earlier test on this server
+    group = BLOB_CRD["spec"]["group"]
+
+    def create(name: str, size: int) -> Any:
+        body = {"apiVersion": f"{group}/v1", "kind": "Blob", "metadata": {"name": name}, "data": "a" * size}
+        return server.custom.create_namespaced_custom_object(group, "v1", server.namespace, "blobs", body)
+
+    wait_for(lambda: _created(lambda: create("fits", 1_400_000)), 30, "the Blob resource to be served")
+    stored = rejection(lambda: create("stored-too-large", 1_600_000))
+    assert (stored["code"], stored["message"]) == (500, "etcdserver: request is too large")
+    sent = rejection(lambda: create("sent-too-large", 3_200_000))
+    assert (sent["code"], sent["reason"]) == (413, "RequestEntityTooLarge")
+
+
+def _created(create: Any) -> bool | None:
+    try:
+        create()
+    except ApiException as error:
+        if error.status == 404:
+            return None  # the new resource is not served yet
+        raise
+    return True

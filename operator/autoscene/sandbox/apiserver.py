@@ -18,6 +18,7 @@ import logging
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import aiohttp.web
 import attrs
@@ -27,6 +28,7 @@ from kmock import KubernetesError
 
 from .apiserver_exec import ExecHandler, exec_request, serve_exec
 from .apiserver_http import (
+    MAX_REQUEST_BYTES,
     ApiTarget,
     delete_options,
     initial_events_end,
@@ -38,6 +40,7 @@ from .apiserver_http import (
     openapi_group_version,
     parse_resource_path,
     propagation_policy,
+    read_body,
     read_object,
     status_of,
     watch_line,
@@ -276,7 +279,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         assert target.name is not None
         content_type = raw_request.content_type
         patcher = patcher_for(content_type)
-        patch = parse_patch(content_type, await raw_request.read())
+        patch = parse_patch(content_type, await read_body(raw_request))
         dry_run = is_dry_run(raw_request.query)
         namespace = target.namespace if resource.namespaced else None
         missing = self.store.find(resource.group_resource, namespace, target.name) is None
@@ -520,7 +523,19 @@ class EmbeddedApiServer:
 
     async def _serve(self) -> None:
         await self.emulator.__aenter__()
-        server = aiohttp.web.Server(self.emulator, handler_cancellation=True, access_log=None)
+        loop = asyncio.get_running_loop()
+
+        def request(
+            message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+        ) -> aiohttp.web.BaseRequest:
+            # aiohttp reads bodies of 1 MiB at most by default; the API server takes up to 3 MiB.
+            return aiohttp.web.BaseRequest(
+                message, payload, protocol, writer, task, loop, client_max_size=MAX_REQUEST_BYTES + 1
+            )
+
+        server = aiohttp.web.Server(
+            self.emulator, request_factory=request, handler_cancellation=True, access_log=None
+        )
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()
         site = aiohttp.web.TCPSite(self._runner, self.host, self.port)

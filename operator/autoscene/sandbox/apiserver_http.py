@@ -120,8 +120,25 @@ def propagation_policy(options: Mapping[str, Any], query: Mapping[str, str]) -> 
     return str(options.get("propagationPolicy") or query.get("propagationPolicy") or "Background")
 
 
+# kube-apiserver refuses request bodies over 3 MiB (its MaxRequestBodyBytes) with 413.
+MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
+
+async def read_body(raw_request: aiohttp.web.BaseRequest) -> bytes:
+    """The request's body, or 413 as kube-apiserver answers a body over its limit."""
+    too_large = api_error(
+        413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BYTES}"
+    )
+    if (raw_request.content_length or 0) > MAX_REQUEST_BYTES:
+        raise too_large
+    body = await raw_request.read()
+    if len(body) > MAX_REQUEST_BYTES:
+        raise too_large
+    return body
+
+
 async def read_object(raw_request: aiohttp.web.BaseRequest) -> Any:
-    content_type, body = raw_request.content_type, await raw_request.read()
+    content_type, body = raw_request.content_type, await read_body(raw_request)
     if content_type == "application/vnd.kubernetes.protobuf":
         try:
             return decode_object(body)
@@ -136,7 +153,7 @@ async def read_object(raw_request: aiohttp.web.BaseRequest) -> Any:
 
 
 async def delete_options(raw_request: aiohttp.web.BaseRequest) -> dict[str, Any]:
-    body = await raw_request.read()
+    body = await read_body(raw_request)
     if not body.strip():
         return {}
     options = await read_object(raw_request)

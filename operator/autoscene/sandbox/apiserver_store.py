@@ -9,6 +9,7 @@ can be handed to responses and watch streams without copying.
 
 import asyncio
 import base64
+import json
 import random
 import re
 import uuid
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from kmock import KubernetesError
 
 from .. import schemas
 from .apiserver_defaults import default_job
@@ -53,6 +56,7 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's: no vowels, no look-alikes
 _INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
+MAX_OBJECT_BYTES = 1572864
 _SERVER_OWNED_METADATA = (
     "name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
     "resourceVersion",
@@ -529,6 +533,9 @@ class ObjectStore:
     def _commit(
         self, group_resource: GroupResource, key: ObjectKey, obj: Object, kind: str, previous: Object | None
     ) -> None:
+        if len(json.dumps(obj, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+            # What etcd answers (its --max-request-bytes, 1.5 MiB) and kube-apiserver passes on.
+            raise KubernetesError(status=500, message="etcdserver: request is too large")
         self._revision += 1
         obj["metadata"]["resourceVersion"] = str(self._revision)
         self._objects[group_resource][key] = obj
