@@ -79,6 +79,19 @@ def test_a_file_not_matching_the_glob_fires_nothing(
     assert [inv["spec"]["file"] for inv in cluster.invocations()] == [clip.name]
 
 
+def test_camera_files_fire_whatever_their_case_and_mac_sidecars_do_not(
+    cluster: RunningSandbox, clip: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "card").mkdir()
+    camera = tmp_path / "card" / "GOPR0001.MP4"
+    camera.write_bytes(clip.read_bytes())
+    sidecar = tmp_path / "card" / "._GOPR0001.MP4"
+    sidecar.write_bytes(b"\x00\x05\x16\x07" + bytes(4092))  # an AppleDouble header, no video
+    cluster.upload("recordings", sidecar, camera, prefix="card")
+    assert cluster.run_of("card/GOPR0001.MP4")["status"]["phase"] == "Succeeded"
+    assert [inv["spec"]["file"] for inv in cluster.invocations()] == ["card/GOPR0001.MP4"]
+
+
 def test_the_same_file_uploaded_twice_makes_one_invocation(
     cluster: RunningSandbox, clip: Path, tmp_path: Path
 ) -> None:

@@ -215,6 +215,9 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.recordSelector.matchExpressions[].values": "array",
         "spec.recordSelector.matchExpressions[].values[]": "string",
         "spec.suspend": "boolean",
+        "spec.exclude": "array",
+        "spec.exclude[]": "string",
+        "spec.ignoreCase": "boolean",
         "spec.retention": "object",
         "spec.retention.keepLast": "integer",
         "spec.retention.maxAgeDays": "integer",
@@ -1048,6 +1051,8 @@ def test_rendered_samples_validate_and_fit_together(
     assert trigger["spec"] == {
         "action": one(rendered_samples, "Action")["metadata"]["name"],
         "fileGlob": "*.mp4",
+        "ignoreCase": True,
+        "exclude": ["._*"],
     }
     record = one(rendered_samples, "Record")
     assert record["spec"] == {"storage": {"size": "10Gi"}}

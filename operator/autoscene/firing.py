@@ -20,9 +20,7 @@ def invocations_due(
     due: list[dict[str, Any]] = []
     for trigger in triggers:
         try:
-            if _is_armed_for(trigger, record_labels) and globs.matches(
-                trigger["spec"]["fileGlob"], spec["path"]
-            ):
+            if _is_armed_for(trigger, record_labels) and files_of(trigger).matches(spec["path"]):
                 due.append(invocation_for(trigger, spec["record"], spec))
         except ValueError:
             continue
@@ -35,7 +33,7 @@ def unusable_triggers(triggers: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     for trigger in triggers:
         spec = trigger.get("spec") or {}
         try:
-            globs.compile_glob(spec.get("fileGlob", ""))
+            files_of(trigger)
             selectors.selects(spec.get("recordSelector"), {})
         except ValueError as error:
             unusable[trigger["metadata"]["name"]] = str(error)
@@ -64,6 +62,14 @@ def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, A
             "trigger": trigger_name,
         },
     }
+
+
+def files_of(trigger: Mapping[str, Any]) -> globs.FileFilter:
+    """The files a Trigger fires on; `InvalidGlobError` when one of its globs cannot be used."""
+    spec = trigger.get("spec") or {}
+    return globs.file_filter(
+        spec.get("fileGlob", ""), tuple(spec.get("exclude") or ()), bool(spec.get("ignoreCase", False))
+    )
 
 
 def _is_armed_for(trigger: Mapping[str, Any], record_labels: Mapping[str, str] | None) -> bool:

@@ -1,62 +1,65 @@
 """File globs of Triggers, matched against a file's path inside its Record.
 
-Rules (documented on `Trigger.spec.fileGlob`):
+Rules (documented on `Trigger.spec.fileGlob`), carried out by wcmatch (a well-kept matcher, with
+GLOBSTAR, BRACE, MATCHBASE and DOTMATCH) rather than our own code:
 - `*` and `?` never cross `/`; `**` as a whole path segment matches any number of folders (also none);
 - a pattern without `/` matches the file name in any folder, like a `.gitignore` line;
-- `[abc]`, `[a-z]` and `[!abc]` are character classes; matching is case-sensitive.
+- `[abc]`, `[a-z]` and `[!abc]` are character classes; `{mp4,mkv}` is a list of alternatives;
+- `*` also matches names that start with a dot (`*.mp4` matches `._clip.mp4`: exclude such files);
+- matching is case-sensitive unless the Trigger asks otherwise (`ignoreCase`).
+A Trigger's `exclude` globs, by the same rules, take files back out.
 """
 
 import functools
-import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from wcmatch import glob
+
+_FLAGS = glob.GLOBSTAR | glob.BRACE | glob.MATCHBASE | glob.DOTMATCH
 
 
 class InvalidGlobError(ValueError):
     """The pattern cannot be used as a file glob."""
 
 
-def matches(pattern: str, path: str) -> bool:
-    """Whether the record path (relative, `/`-separated) matches the Trigger's glob."""
-    return compile_glob(pattern).fullmatch(path) is not None
+@dataclass(frozen=True)
+class FileFilter:
+    """The files a Trigger fires on: its glob, less its exclusions."""
+
+    include: glob.WcMatcher
+    exclude: glob.WcMatcher | None
+
+    def matches(self, path: str) -> bool:
+        """Whether the record path (relative, `/`-separated) is one of these files."""
+        return bool(self.include.match(path)) and not (self.exclude is not None and self.exclude.match(path))
+
+
+def matches(pattern: str, path: str, exclude: Sequence[str] = (), ignore_case: bool = False) -> bool:
+    """Whether the record path matches `pattern` and none of the `exclude` patterns."""
+    return file_filter(pattern, tuple(exclude), ignore_case).matches(path)
 
 
 @functools.lru_cache(maxsize=512)
-def compile_glob(pattern: str) -> re.Pattern[str]:
+def file_filter(pattern: str, exclude: tuple[str, ...] = (), ignore_case: bool = False) -> FileFilter:
+    """The compiled filter; `InvalidGlobError` saying which pattern cannot be used and why."""
+    for candidate in (pattern, *exclude):
+        _check(candidate)
+    flags = _FLAGS | (glob.IGNORECASE if ignore_case else 0)
+    return FileFilter(
+        glob.compile(pattern, flags=flags), glob.compile(list(exclude), flags=flags) if exclude else None
+    )
+
+
+def _check(pattern: str) -> None:
+    """What wcmatch would take literally but a person surely meant otherwise is refused instead."""
     if not pattern or pattern.startswith("/"):
         raise InvalidGlobError(f"file glob {pattern!r} must be a non-empty relative pattern")
-    anchored = "/" in pattern
-    segments = pattern.split("/")
-    # A trailing `**` matches everything below its folder.
-    last = len(segments) - 1
-    body = "/".join(
-        ".*" if segment == "**" and index == last else _segment_regex(segment)
-        for index, segment in enumerate(segments)
-    )
-    # `**/` segments expand to "(?:.*/)?", so joining leaves a doubled separator to fold.
-    body = body.replace("(?:.*/)?/", "(?:.*/)?")
-    return re.compile(body if anchored else f"(?:.*/)?{body}")
-
-
-def _segment_regex(segment: str) -> str:
-    if segment == "**":
-        return "(?:.*/)?"
-    regex, index = [], 0
-    while index < len(segment):
-        char = segment[index]
-        if char == "*":
-            regex.append("[^/]*")
-        elif char == "?":
-            regex.append("[^/]")
-        elif char == "[":
-            end = segment.find("]", index + 2 if segment[index + 1 : index + 2] in ("!", "]") else index + 1)
-            if end < 0:
+    for segment in pattern.split("/"):
+        opened = segment.find("[")
+        if opened >= 0:
+            start = opened + (2 if segment[opened + 1 : opened + 2] in ("!", "^", "]") else 1)
+            if segment.find("]", start) < 0:
                 raise InvalidGlobError(f"unclosed character class in file glob segment {segment!r}")
-            members = segment[index + 1 : end]
-            negated = members.startswith("!")
-            members = members[1:] if negated else members
-            escaped = members.replace("\\", "\\\\").replace("^", "\\^")
-            regex.append(f"[^/{escaped}]" if negated else f"[{escaped}]")
-            index = end
-        else:
-            regex.append(re.escape(char))
-        index += 1
-    return "".join(regex)
+    if pattern.count("{") != pattern.count("}"):
+        raise InvalidGlobError(f"unbalanced braces in file glob {pattern!r}")

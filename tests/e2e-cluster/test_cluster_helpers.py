@@ -107,7 +107,12 @@ def test_prepared_samples_run_the_chosen_image_on_the_suites_claim() -> None:
     assert action["resources"]["limits"] == {"cpu": 2, "memory": "1Gi"}
     assert action["command"] == ["python", "/app/extract_frames.py"]
     assert by_kind["Record"]["spec"] == {"storage": {"claimName": TEST_CLAIM}}
-    assert by_kind["Trigger"]["spec"] == {"action": ACTION, "fileGlob": "*.mp4"}
+    assert by_kind["Trigger"]["spec"] == {
+        "action": ACTION,
+        "fileGlob": "*.mp4",
+        "ignoreCase": True,
+        "exclude": ["._*"],
+    }
     assert "namespace" not in documents[0]["metadata"], "the samples read are left as they were"
     assert documents[0]["spec"]["image"] == "autoscene/frame-extractor:0.1.0"
 
