@@ -13,7 +13,7 @@
   ServiceAccount admission plugin adds included, requested through the TokenRequest API) are written
   into the Pod's folder. Clients read a service-account token by its fixed path, so mounts under
   `/var/run/secrets/` are bind-mounted there in a private mount namespace (root only); every other
-  path is mapped by rewriting the command line and variables (`jobrunner.container_paths`).
+  path is mapped by rewriting the command line and variables (`containers.container_paths`).
 - Deleting a Pod stops its processes (SIGTERM, then SIGKILL after the grace period) and, against a
   real API server, confirms the deletion as the kubelet does (a delete with grace period 0).
 - `pods/<name>/exec` commands of any running Pod run as local processes, with the container's paths
@@ -43,7 +43,7 @@ from kubernetes.client.exceptions import ApiException
 from .. import timestamps
 from . import watching
 from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
-from .jobrunner import (
+from .containers import (
     LOCAL_IP,
     LocalImage,
     LogSink,

@@ -43,7 +43,7 @@ from multidict import MultiDict
 from .. import timestamps
 from . import watching
 from .apiserver_exec import exec_request, serve_exec
-from .jobrunner import LOCAL_IP, LocalImage
+from .containers import LOCAL_IP, LocalImage
 from .kubelet import FINISHED_PHASES, LocalKubelet
 
 logger = logging.getLogger(__name__)

@@ -23,7 +23,7 @@ import yaml
 
 from .. import cluster_upload, kube, paths, upload
 from . import controlplane, nodeagent
-from .jobrunner import LocalImage
+from .containers import LocalImage
 from .session import local_images, wait_for
 
 OPERATOR_NAMESPACE = "autoscene-system"

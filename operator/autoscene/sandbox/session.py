@@ -22,7 +22,8 @@ import kopf
 from .. import kube, paths, schemas, upload
 from . import apply as applying
 from .apiserver import EmbeddedApiServer, write_kubeconfig
-from .jobrunner import LocalImage, LocalJobRunner
+from .containers import LocalImage
+from .jobcontroller import LocalJobController
 from .kubelet import LocalKubelet
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ class Sandbox:
         self._operator_stop = threading.Event()
         self._operator_ready = threading.Event()
         self._operator: threading.Thread | None = None
-        self._runner: LocalJobRunner | None = None
+        self._runner: LocalJobController | None = None
         self._kubelet: LocalKubelet | None = None
 
     def __enter__(self) -> "Sandbox":
@@ -86,13 +87,11 @@ class Sandbox:
         os.environ["KUBECONFIG"] = str(self.kubeconfig)
         self.api = kube.configure(str(self.kubeconfig))
         self.apply(applying.documents(paths.CRDS))
-        self._runner = LocalJobRunner(
-            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
-        )
+        self._runner = LocalJobController(self.api)
         self._runner.start()
-        # Bare Pods (the uploader's) run here too, and `exec` into them runs locally.
+        # Every Pod runs here (Jobs' and bare ones, such as the uploader's), and `exec` into them.
         self._kubelet = LocalKubelet(
-            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
+            self.api, self.volumes, local_images(), runs=lambda pod: True, log_sink=self._server.set_pod_log
         )
         self._server.set_exec_handler(self._kubelet.exec_in_container)
         self._kubelet.start()

@@ -1,0 +1,223 @@
+"""A container's command, environment and file system as a local process sees them.
+
+What a container runtime would isolate is mapped instead, for the sandbox's kubelet:
+- a container image maps to a local folder that stands for the image's files (e.g. `/app`), and to
+  local programs for the commands it names;
+- volume mounts map to local folders: a PersistentVolumeClaim to `<volumes>/<namespace>/<claim>`
+  (with `subPath`), emptyDir, configMap, secret, downwardAPI and projected volumes to folders of the
+  Pod's own;
+- paths under a mount or an image folder, in the command, the arguments and environment values, are
+  rewritten to the local folders, and `python` runs this interpreter;
+- the termination message path maps to a file of the Pod's own.
+Security contexts and resource limits are not enforced locally.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TERMINATION_MESSAGE_LIMIT = 4096
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+LogSink = Callable[[str, str, str], None]
+# Every Pod here shares the host network: the address of the node, and of each Pod.
+LOCAL_IP = "127.0.0.1"
+# Volumes that live in the Pod's own folder: emptyDirs, and those the kubelet writes from the API.
+POD_FOLDER_VOLUMES = ("emptyDir", "configMap", "secret", "downwardAPI", "projected")
+
+
+class UnrunnableContainer(Exception):
+    """The container cannot be run locally (unknown image, unsupported volume or variable source)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """What stands for a container image here: local folders for the image's own paths, and local
+    executables for the programs its commands name (e.g. the operator image's `autoscene`)."""
+
+    folders: Mapping[str, Path] = field(default_factory=dict)
+    programs: Mapping[str, Path] = field(default_factory=dict)
+
+
+def image_repository(image: str) -> str:
+    """`registry/name:tag@digest` → `registry/name`, the part an image table is keyed by."""
+    without_digest = image.split("@", 1)[0]
+    last = without_digest.rsplit("/", 1)[-1]
+    return without_digest[: len(without_digest) - len(last)] + last.split(":", 1)[0]
+
+
+class PathMap:
+    """Container paths → local paths, longest prefix first, for command lines and variables."""
+
+    def __init__(self, mapping: Mapping[str, Path], programs: Mapping[str, Path] | None = None) -> None:
+        self.programs = dict(programs or {})
+        self._prefixes = sorted(
+            ((prefix.rstrip("/"), local) for prefix, local in mapping.items()),
+            key=lambda item: len(item[0]),
+            reverse=True,
+        )
+
+    def local(self, value: str) -> str:
+        for prefix, local in self._prefixes:
+            if value == prefix:
+                return str(local)
+            if value.startswith(prefix + "/"):
+                return str(local / value[len(prefix) + 1 :])
+        return value
+
+
+def container_paths(
+    pod: Mapping[str, Any],
+    container: Mapping[str, Any],
+    volumes: Path,
+    images: Mapping[str, LocalImage],
+    pod_dir: Path,
+    message_file: Path | None = None,
+) -> PathMap:
+    """The container's view of the file system, as local paths: its image's folders and its mounts."""
+    image = images.get(image_repository(container["image"]))
+    if image is None:
+        known = ", ".join(sorted(images)) or "none"
+        raise UnrunnableContainer(
+            "ErrImagePull", f'image "{container["image"]}" has no local stand-in (known: {known})'
+        )
+    mapping: dict[str, Path] = dict(image.folders)
+    declared = {volume["name"]: volume for volume in pod["spec"].get("volumes") or []}
+    namespace = pod["metadata"]["namespace"]
+    for mount in container.get("volumeMounts") or []:
+        volume = declared.get(mount["name"])
+        if volume is None:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError", f'volume "{mount["name"]}" is not declared'
+            )
+        if "persistentVolumeClaim" in volume:
+            root = volumes / namespace / volume["persistentVolumeClaim"]["claimName"]
+        elif any(kind in volume for kind in POD_FOLDER_VOLUMES):
+            root = pod_dir / "volumes" / mount["name"]
+        else:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError",
+                f'volume "{mount["name"]}" is of a kind the local runner cannot mount',
+            )
+        local = root / mount["subPath"] if mount.get("subPath") else root
+        local.mkdir(parents=True, exist_ok=True)  # as the kubelet does for a missing subPath
+        mapping[mount["mountPath"]] = local
+    if message_file is not None:
+        mapping[container.get("terminationMessagePath", "/dev/termination-log")] = message_file
+    return PathMap(mapping, image.programs)
+
+
+def container_environment(
+    container: Mapping[str, Any],
+    paths: PathMap,
+    folder: Path,
+    pod: Mapping[str, Any] | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> tuple[dict[str, str], str]:
+    """The variables and working folder of a container's process, its paths mapped to local ones.
+
+    `extra` comes first (the kubelet's service variables), then the container's own `env`, whose
+    `valueFrom.fieldRef` is read from `pod` (the downward API); other sources are not supported here.
+    """
+    home = folder / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
+    env.update(extra or {})
+    for variable in container.get("env") or []:
+        source = variable.get("valueFrom") if "value" not in variable else None
+        if source and "fieldRef" in source and pod is not None:
+            env[variable["name"]] = downward_api_value(pod, source["fieldRef"]["fieldPath"])
+            continue
+        if source:
+            raise UnrunnableContainer(
+                "CreateContainerConfigError",
+                f'variable "{variable["name"]}" uses valueFrom, not supported locally',
+            )
+        env[variable["name"]] = paths.local(str(variable.get("value", "")))
+    working_dir = container.get("workingDir")
+    return env, paths.local(working_dir) if working_dir else str(home)
+
+
+def downward_api_value(pod: Mapping[str, Any], path: str) -> str:
+    """A downward-API field of the Pod (the fields `fieldRef` accepts for env and volumes)."""
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    keyed = re.fullmatch(r"metadata\.(labels|annotations)\['([^']+)'\]", path)
+    if keyed:
+        return str((meta.get(keyed.group(1)) or {}).get(keyed.group(2), ""))
+    values = {
+        "metadata.name": meta.get("name", ""),
+        "metadata.namespace": meta.get("namespace", ""),
+        "metadata.uid": meta.get("uid", ""),
+        "spec.nodeName": spec.get("nodeName", ""),
+        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
+        "status.hostIP": LOCAL_IP,
+        "status.podIP": LOCAL_IP,
+        "status.hostIPs": LOCAL_IP,
+        "status.podIPs": LOCAL_IP,
+    }
+    if path not in values:
+        raise UnrunnableContainer("CreateContainerConfigError", f'field "{path}" is not supported locally')
+    return str(values[path])
+
+
+def local_argv(command: list[str], paths: PathMap) -> list[str]:
+    """A container's command line, runnable here: executables and paths mapped to local ones."""
+    return [_local_executable(command[0], paths)] + [paths.local(arg) for arg in command[1:]]
+
+
+def _local_executable(program: str, paths: PathMap) -> str:
+    if program in ("python", "python3", "/usr/local/bin/python", "/usr/bin/python3"):
+        return sys.executable
+    if program in paths.programs:
+        return str(paths.programs[program])
+    mapped = paths.local(program)
+    if mapped != program:
+        return mapped
+    found = shutil.which(program)
+    if found is None:
+        raise UnrunnableContainer("StartError", f'executable "{program}" is not available locally')
+    return found
+
+
+def termination_message(
+    container: Mapping[str, Any], message_file: Path, log_text: str, exit_code: int
+) -> str:
+    """What the container wrote to its terminationMessagePath (4 KiB at most), else, when it failed
+    under `FallbackToLogsOnError`, the end of its log (80 lines, 2 KiB), as the kubelet does."""
+    message = (
+        message_file.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace")
+        if message_file.exists()
+        else ""
+    )
+    if (
+        not message.strip()
+        and exit_code != 0
+        and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+    ):
+        tail = "\n".join(log_text.splitlines()[-FALLBACK_LOG_LINES:])
+        message = tail.encode()[-FALLBACK_LOG_BYTES:].decode(errors="replace")
+    return message
+
+
+def container_identity(container: Mapping[str, Any], started: bool = True) -> dict[str, str]:
+    """The fields a container status always carries; the image ID names the local stand-in once it ran."""
+    image_id = f"local://{container['image']}" if started else ""
+    return {"name": container["name"], "image": container["image"], "imageID": image_id}
+
+
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,329 @@
+"""The sandbox's Job controller: Pods for Jobs, and the Jobs' status from their Pods.
+
+It follows Jobs and their Pods with watches (no polling) and does what Kubernetes' Job controller does
+for Jobs of one Pod at a time (the operator's shape): it creates a Pod from the template (named
+`<job>-<5 random characters>`, labelled and owned by the Job) unless the Job is suspended or finished;
+counts `active`, `succeeded` and `failed`; replaces a failed Pod until `backoffLimit` failures are
+exceeded; fails the Job when `activeDeadlineSeconds` passes (deleting its Pod); writes the conditions
+the real one writes (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then `Failed`, with reason
+`BackoffLimitExceeded` or `DeadlineExceeded`), `startTime` and `completionTime`; and deletes a
+finished Job after `ttlSecondsAfterFinished` (the TTL-after-finished controller), its Pods going with
+it by garbage collection. The Pods are run by the sandbox's kubelet, like any other Pod.
+
+Not done: `parallelism` or `completions` above one, indexed Jobs, `podFailurePolicy`, and the back-off
+delay between retries (the next Pod starts at once).
+"""
+
+import heapq
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from .. import ownership, timestamps
+from . import watching
+
+logger = logging.getLogger(__name__)
+CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
+FINISHED_PHASES = ("Succeeded", "Failed")
+
+
+@dataclass
+class JobState:
+    """What the controller knows of one Job: its Pods' phases, by Pod name."""
+
+    job: dict[str, Any]
+    pods: dict[str, str] = field(default_factory=dict)
+    counted: set[str] = field(default_factory=set)  # Pods whose end is in the Job's status
+    succeeded: int = 0
+    failed: int = 0
+    finished: bool = False
+
+
+class LocalJobController:
+    """Runs until stopped: `start()`, `stop()`."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._batch = client.BatchV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._jobs: dict[str, JobState] = {}  # by Job uid
+        self._timers: list[tuple[float, int, str, str]] = []  # (when, tiebreak, what, job uid)
+        self._wake = threading.Condition()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for name, target in (
+            ("jobs", self._follow_jobs),
+            ("pods", self._follow_pods),
+            ("timers", self._run_timers),
+        ):
+            thread = threading.Thread(target=target, name=f"job-controller-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    # Following ---------------------------------------------------------------------------------------
+
+    def _follow_jobs(self) -> None:
+        watching.follow(
+            self._batch.list_job_for_all_namespaces, self._on_job, self._on_job_deleted, self._stop
+        )
+
+    def _follow_pods(self) -> None:
+        watching.follow(
+            self._core.list_pod_for_all_namespaces,
+            self._on_pod,
+            self._on_pod_deleted,
+            self._stop,
+            label_selector=CONTROLLER_UID,
+        )
+
+    def _on_job(self, job: dict[str, Any]) -> None:
+        uid = job["metadata"]["uid"]
+        with self._lock:
+            state = self._jobs.get(uid)
+            if state is None:
+                state = self._jobs[uid] = JobState(job, finished=_finished(job))
+                status = job.get("status") or {}
+                state.succeeded, state.failed = (
+                    int(status.get("succeeded") or 0),
+                    int(status.get("failed") or 0),
+                )
+                if state.finished:
+                    self._schedule_ttl(state)
+                    return
+            state.job = job
+            if job["metadata"].get("deletionTimestamp"):
+                return
+            self._reconcile(state)
+
+    def _on_job_deleted(self, job: dict[str, Any]) -> None:
+        with self._lock:
+            self._jobs.pop(job["metadata"]["uid"], None)
+
+    def _on_pod(self, pod: dict[str, Any]) -> None:
+        uid = (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID)
+        with self._lock:
+            state = self._jobs.get(uid or "")
+            if state is None or state.finished:
+                return
+            state.pods[pod["metadata"]["name"]] = (pod.get("status") or {}).get("phase") or "Pending"
+            self._reconcile(state)
+
+    def _on_pod_deleted(self, pod: dict[str, Any]) -> None:
+        uid = (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID)
+        with self._lock:
+            state = self._jobs.get(uid or "")
+            if state is None:
+                return
+            phase = state.pods.pop(pod["metadata"]["name"], None)
+            # A Pod deleted before it ended counts as failed, as the Job controller counts it.
+            if (
+                phase not in FINISHED_PHASES
+                and pod["metadata"]["name"] not in state.counted
+                and not state.finished
+            ):
+                state.counted.add(pod["metadata"]["name"])
+                state.failed += 1
+                self._reconcile(state)
+
+    # The Job controller's decisions ------------------------------------------------------------------
+
+    def _reconcile(self, state: JobState) -> None:
+        """Count the Pods' ends, then finish the Job, or keep one Pod running for it."""
+        spec, meta = state.job["spec"], state.job["metadata"]
+        for name, phase in state.pods.items():
+            if phase in FINISHED_PHASES and name not in state.counted:
+                state.counted.add(name)
+                if phase == "Succeeded":
+                    state.succeeded += 1
+                else:
+                    state.failed += 1
+        active = [name for name, phase in state.pods.items() if phase not in FINISHED_PHASES]
+        now = timestamps.render(timestamps.now())
+        if state.succeeded:
+            self._finish(state, "SuccessCriteriaMet", "Complete", "CompletionsReached",
+                         "Reached expected number of succeeded pods", now)  # fmt: skip
+            return
+        if state.failed > int(spec.get("backoffLimit", 6)):
+            self._finish(state, "FailureTarget", "Failed", "BackoffLimitExceeded",
+                         "Job has reached the specified backoff limit", now)  # fmt: skip
+            return
+        job_status = state.job.get("status") or {}
+        started = job_status.get("startTime")
+        if spec.get("suspend"):
+            for name in active:
+                self._delete_pod(meta["namespace"], name)
+            self._patch(
+                state,
+                {
+                    "active": 0,
+                    "failed": state.failed,
+                    "conditions": [_condition("Suspended", "JobSuspended", "Job suspended", now)],
+                },
+            )
+            return
+        if not active:
+            pod = _pod_for(state.job)
+            state.pods[pod["metadata"]["name"]] = "Pending"
+            try:
+                self._core.create_namespaced_pod(meta["namespace"], pod)
+            except ApiException as error:
+                state.pods.pop(pod["metadata"]["name"], None)
+                if error.status != 404:
+                    logger.warning("could not create a pod for job %s: %s", meta["name"], error)
+                return
+            active = [pod["metadata"]["name"]]
+        update: dict[str, Any] = {"active": len(active), "failed": state.failed, "succeeded": 0}
+        if any(
+            c.get("type") == "Suspended" and c.get("status") == "True"
+            for c in job_status.get("conditions") or []
+        ):
+            update["conditions"] = [
+                {**_condition("Suspended", "JobResumed", "Job resumed", now), "status": "False"}
+            ]
+        if not started:
+            update["startTime"] = now
+            deadline = spec.get("activeDeadlineSeconds")
+            if deadline is not None:
+                self._schedule(time.monotonic() + float(deadline), "deadline", meta["uid"])
+        if any(job_status.get(key) != value for key, value in update.items()):
+            self._patch(state, update)
+
+    def _finish(self, state: JobState, interim: str, final: str, reason: str, message: str, now: str) -> None:
+        state.finished = True
+        conditions = [_condition(interim, reason, message, now), _condition(final, reason, message, now)]
+        update: dict[str, Any] = {
+            "active": 0,
+            "succeeded": state.succeeded,
+            "failed": state.failed,
+            "conditions": conditions,
+        }
+        if final == "Complete":
+            update["completionTime"] = now
+        self._patch(state, update)
+        self._schedule_ttl(state)
+
+    def _deadline_passed(self, uid: str) -> None:
+        with self._lock:
+            state = self._jobs.get(uid)
+            if state is None or state.finished:
+                return
+            deadline = state.job["spec"].get("activeDeadlineSeconds")
+            for name, phase in list(state.pods.items()):
+                if phase not in FINISHED_PHASES:
+                    state.counted.add(name)
+                    self._delete_pod(state.job["metadata"]["namespace"], name)
+            state.failed += 1
+            now = timestamps.render(timestamps.now())
+            self._finish(state, "FailureTarget", "Failed", "DeadlineExceeded",
+                         f"Job was active longer than specified deadline ({deadline}s)", now)  # fmt: skip
+
+    def _schedule_ttl(self, state: JobState) -> None:
+        ttl = state.job["spec"].get("ttlSecondsAfterFinished")
+        if ttl is not None:
+            self._schedule(time.monotonic() + float(ttl), "ttl", state.job["metadata"]["uid"])
+
+    def _expire(self, uid: str) -> None:
+        with self._lock:
+            state = self._jobs.get(uid)
+        if state is None:
+            return
+        meta = state.job["metadata"]
+        try:
+            self._batch.delete_namespaced_job(
+                meta["name"], meta["namespace"], propagation_policy="Background"
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    # Writing -------------------------------------------------------------------------------------------
+
+    def _patch(self, state: JobState, job_status: dict[str, Any]) -> None:
+        meta = state.job["metadata"]
+        try:
+            self._batch.patch_namespaced_job_status(meta["name"], meta["namespace"], {"status": job_status})
+        except ApiException as error:
+            if error.status != 404:  # a Job deleted meanwhile simply goes away
+                raise
+
+    def _delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self._core.delete_namespaced_pod(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    # Timers (deadlines, TTLs): one thread and a heap, not a sleeping thread per Job --------------------
+
+    def _schedule(self, when: float, what: str, uid: str) -> None:
+        with self._wake:
+            heapq.heappush(self._timers, (when, secrets.randbits(32), what, uid))
+            self._wake.notify()
+
+    def _run_timers(self) -> None:
+        while not self._stop.is_set():
+            with self._wake:
+                due = self._timers[0][0] - time.monotonic() if self._timers else None
+                if due is None or due > 0:
+                    self._wake.wait(timeout=due)
+                    continue
+                _, _, what, uid = heapq.heappop(self._timers)
+            try:
+                self._deadline_passed(uid) if what == "deadline" else self._expire(uid)
+            except Exception:
+                logger.exception("job %s timer (%s) failed", uid, what)
+
+
+def _pod_for(job: Mapping[str, Any]) -> dict[str, Any]:
+    """The Pod the Job controller makes from the Job's template."""
+    meta, template = job["metadata"], job["spec"]["template"]
+    labels = {
+        **((template.get("metadata") or {}).get("labels") or {}),
+        "job-name": meta["name"],
+        "batch.kubernetes.io/job-name": meta["name"],
+        "controller-uid": meta["uid"],
+        CONTROLLER_UID: meta["uid"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{meta['name']}-{secrets.token_hex(3)[:5]}",
+            "namespace": meta["namespace"],
+            "labels": labels,
+            "ownerReferences": ownership.owned_by(job),
+        },
+        "spec": dict(template["spec"]),
+    }
+
+
+def _condition(kind: str, reason: str, message: str, now: str) -> dict[str, Any]:
+    return {
+        "type": kind,
+        "status": "True",
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": now,
+        "lastTransitionTime": now,
+    }
+
+
+def _finished(job: Mapping[str, Any]) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or []
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
