@@ -1,5 +1,5 @@
-"""Shared fixtures: a running sandbox (API server, operator, Job runner), the real control plane with
-a node agent, and the extractor's folders.
+"""Shared fixtures: a running sandbox (API server, operator, Job controller, kubelet), the real
+control plane with a node agent, and the extractor's folders.
 
 `cluster` runs a test on both: the embedded sandbox and the real control plane (built by
 hack/build-control-plane.sh). Without the binaries, or without root (the node agent bind-mounts a

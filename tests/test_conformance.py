@@ -330,3 +330,53 @@ def _created(create: Any) -> bool | None:
             return None  # the new resource is not served yet
         raise
     return True
+
+
+def test_a_pod_failure_policy_decides_which_failures_are_final(server: Server) -> None:
+    def job(name: str, exit_code: int) -> dict[str, Any]:
+        return {
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": 2,
+                "podFailurePolicy": {
+                    "rules": [
+                        {
+                            "action": "Count",
+                            "onExitCodes": {"containerName": "main", "operator": "In", "values": [75]},
+                        },
+                        {
+                            "action": "FailJob",
+                            "onExitCodes": {"containerName": "main", "operator": "NotIn", "values": [0]},
+                        },
+                    ]
+                },
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "busybox:1.36.1",
+                                "command": ["sh", "-c", f"exit {exit_code}"],
+                            }
+                        ],
+                    }
+                },
+            },
+        }
+
+    for name, code in (("final", 3), ("retried", 75)):
+        server.batch.create_namespaced_job(server.namespace, job(name, code))
+
+    def failed(name: str) -> Any:
+        found = server.batch.read_namespaced_job(name, server.namespace)
+        conditions = {c.type: c for c in (found.status.conditions or []) if c.status == "True"}
+        return found if "Failed" in conditions else None
+
+    final = wait_for(lambda: failed("final"), 60, "the job to fail")
+    [condition] = [c for c in final.status.conditions if c.type == "Failed"]
+    assert (condition.reason, final.status.failed) == ("PodFailurePolicy", 1)
+    assert "failed with exit code 3 matching FailJob rule at index 1" in condition.message
+    retried = wait_for(lambda: failed("retried"), 120, "the retried job to fail")
+    [condition] = [c for c in retried.status.conditions if c.type == "Failed"]
+    assert (condition.reason, retried.status.failed) == ("BackoffLimitExceeded", 3)

@@ -122,6 +122,9 @@ def test_a_corrupt_video_fails_with_a_message_and_the_next_upload_succeeds(
     assert failed["status"]["exitCode"] != 0
     assert "broken.mp4" in failed["status"]["message"]
     assert "Traceback" not in failed["status"]["message"]
+    # Bad input is final (the extractor's exit 3, the Job's pod failure policy): one attempt, not retried.
+    assert (failed["status"]["exitCode"], failed["status"]["reason"]) == (3, "PodFailurePolicy")
+    assert failed["status"]["attempts"] == 1
     cluster.upload("recordings", clip)
     assert cluster.run_of(clip.name)["status"]["phase"] == "Succeeded"
 

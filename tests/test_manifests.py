@@ -199,6 +199,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.resources.limits{}": INT_OR_STRING,
         "spec.timeoutSeconds": "integer",
         "spec.retries": "integer",
+        "spec.retryExitCodes": "array",
+        "spec.retryExitCodes[]": "integer",
         "status": "object",
     },
     "Trigger": {

@@ -45,7 +45,7 @@ def sandbox(
         ),
     ] = ControlPlaneKind.embedded,
 ) -> None:
-    """Run the whole flow with no cluster: API server, operator, Job runner, an upload, its frames."""
+    """Run the whole flow with no cluster: API server, operator, Jobs, an upload, its frames."""
     from .sandbox.demo import run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -39,6 +39,7 @@ def build_job(
     action_spec = action["spec"]
     job_spec: dict[str, Any] = {
         "backoffLimit": int(action_spec.get("retries", 0)),
+        "podFailurePolicy": pod_failure_policy(action_spec),
         "template": {
             "metadata": {"labels": job_labels},
             "spec": _pod_spec(meta["name"], spec["file"], action_spec, claim),
@@ -127,6 +128,35 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+
+
+def pod_failure_policy(action_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Which failed Pods count against `retries`, as the Job controller reads it (Kubernetes docs,
+    "Handling retriable and non-retriable pod failures with Pod failure policy"), rules in order:
+
+    1. an exit code listed in the Action's `retryExitCodes`: counted, so retried up to `retries`;
+    2. any other non-zero exit of the action's container: the run fails at once (reason
+       PodFailurePolicy): running the same action on the same input again gives the same answer;
+    3. a Pod disrupted (evicted, preempted: condition DisruptionTarget): replaced, not counted.
+    Other failures (an init container's, a Pod deleted) count as usual.
+    """
+    rules: list[dict[str, Any]] = []
+    retried = sorted(set(action_spec.get("retryExitCodes") or []))
+    if retried:
+        rules.append(
+            {
+                "action": "Count",
+                "onExitCodes": {"containerName": ACTION_CONTAINER, "operator": "In", "values": retried},
+            }
+        )
+    rules.append(
+        {
+            "action": "FailJob",
+            "onExitCodes": {"containerName": ACTION_CONTAINER, "operator": "NotIn", "values": [0]},
+        }
+    )
+    rules.append({"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]})
+    return {"rules": rules}
 
 
 def quantities_as_strings(resources: Mapping[str, Any]) -> dict[str, dict[str, str]]:

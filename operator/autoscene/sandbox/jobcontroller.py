@@ -10,8 +10,11 @@ the real one writes (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then 
 finished Job after `ttlSecondsAfterFinished` (the TTL-after-finished controller), its Pods going with
 it by garbage collection. The Pods are run by the sandbox's kubelet, like any other Pod.
 
-Not done: `parallelism` or `completions` above one, indexed Jobs, `podFailurePolicy`, and the back-off
-delay between retries (the next Pod starts at once).
+A failed Pod is judged by the Job's `podFailurePolicy`: `FailJob` ends the Job (reason
+`PodFailurePolicy`), `Ignore` replaces the Pod without counting it, `Count` counts it.
+
+Not done: `parallelism` or `completions` above one, indexed Jobs, and the back-off delay between
+retries (the next Pod starts at once).
 """
 
 import heapq
@@ -36,10 +39,10 @@ FINISHED_PHASES = ("Succeeded", "Failed")
 
 @dataclass
 class JobState:
-    """What the controller knows of one Job: its Pods' phases, by Pod name."""
+    """What the controller knows of one Job: its Pods as last seen, by name."""
 
     job: dict[str, Any]
-    pods: dict[str, str] = field(default_factory=dict)
+    pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)  # Pods whose end is in the Job's status
     succeeded: int = 0
     failed: int = 0
@@ -121,7 +124,7 @@ class LocalJobController:
             state = self._jobs.get(uid or "")
             if state is None or state.finished:
                 return
-            state.pods[pod["metadata"]["name"]] = (pod.get("status") or {}).get("phase") or "Pending"
+            state.pods[pod["metadata"]["name"]] = pod
             self._reconcile(state)
 
     def _on_pod_deleted(self, pod: dict[str, Any]) -> None:
@@ -130,10 +133,10 @@ class LocalJobController:
             state = self._jobs.get(uid or "")
             if state is None:
                 return
-            phase = state.pods.pop(pod["metadata"]["name"], None)
+            known = state.pods.pop(pod["metadata"]["name"], None)
             # A Pod deleted before it ended counts as failed, as the Job controller counts it.
             if (
-                phase not in FINISHED_PHASES
+                _phase(known) not in FINISHED_PHASES
                 and pod["metadata"]["name"] not in state.counted
                 and not state.finished
             ):
@@ -145,16 +148,26 @@ class LocalJobController:
 
     def _reconcile(self, state: JobState) -> None:
         """Count the Pods' ends, then finish the Job, or keep one Pod running for it."""
+        if state.finished:
+            return
         spec, meta = state.job["spec"], state.job["metadata"]
-        for name, phase in state.pods.items():
-            if phase in FINISHED_PHASES and name not in state.counted:
-                state.counted.add(name)
-                if phase == "Succeeded":
-                    state.succeeded += 1
-                else:
-                    state.failed += 1
-        active = [name for name, phase in state.pods.items() if phase not in FINISHED_PHASES]
         now = timestamps.render(timestamps.now())
+        for name, pod in state.pods.items():
+            phase = _phase(pod)
+            if phase not in FINISHED_PHASES or name in state.counted:
+                continue
+            state.counted.add(name)
+            if phase == "Succeeded":
+                state.succeeded += 1
+                continue
+            verdict, message = failure_verdict(spec.get("podFailurePolicy"), pod)
+            if verdict == "FailJob":
+                state.failed += 1
+                self._finish(state, "FailureTarget", "Failed", "PodFailurePolicy", message, now)
+                return
+            if verdict != "Ignore":
+                state.failed += 1
+        active = [name for name, pod in state.pods.items() if _phase(pod) not in FINISHED_PHASES]
         if state.succeeded:
             self._finish(state, "SuccessCriteriaMet", "Complete", "CompletionsReached",
                          "Reached expected number of succeeded pods", now)  # fmt: skip
@@ -179,7 +192,7 @@ class LocalJobController:
             return
         if not active:
             pod = _pod_for(state.job)
-            state.pods[pod["metadata"]["name"]] = "Pending"
+            state.pods[pod["metadata"]["name"]] = pod
             try:
                 self._core.create_namespaced_pod(meta["namespace"], pod)
             except ApiException as error:
@@ -224,8 +237,8 @@ class LocalJobController:
             if state is None or state.finished:
                 return
             deadline = state.job["spec"].get("activeDeadlineSeconds")
-            for name, phase in list(state.pods.items()):
-                if phase not in FINISHED_PHASES:
+            for name, pod in list(state.pods.items()):
+                if _phase(pod) not in FINISHED_PHASES:
                     state.counted.add(name)
                     self._delete_pod(state.job["metadata"]["namespace"], name)
             state.failed += 1
@@ -311,6 +324,40 @@ def _pod_for(job: Mapping[str, Any]) -> dict[str, Any]:
         },
         "spec": dict(template["spec"]),
     }
+
+
+def failure_verdict(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) -> tuple[str, str]:
+    """What a Job's `podFailurePolicy` says of a failed Pod: the first rule that matches decides
+    (`FailJob`, `Ignore`, `Count`), with the Job controller's message; `Count` when none does
+    (Kubernetes docs, "Pod failure policy")."""
+    status, meta = pod.get("status") or {}, pod["metadata"]
+    for index, rule in enumerate((policy or {}).get("rules") or []):
+        codes = rule.get("onExitCodes")
+        for container in status.get("containerStatuses") or [] if codes else []:
+            code = ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+            if codes.get("containerName") not in (None, container["name"]) or not code:
+                continue
+            if (code in (codes.get("values") or [])) == (codes.get("operator") == "In"):
+                where = f"Container {container['name']} for pod {meta['namespace']}/{meta['name']}"
+                return rule[
+                    "action"
+                ], f"{where} failed with exit code {code} matching {rule['action']} rule at index {index}"
+        for wanted in rule.get("onPodConditions") or []:
+            for condition in status.get("conditions") or []:
+                if condition.get("type") == wanted["type"] and condition.get("status") == wanted.get(
+                    "status", "True"
+                ):
+                    where = f"Pod {meta['namespace']}/{meta['name']}"
+                    return (
+                        rule["action"],
+                        f"{where} has condition {wanted['type']} matching {rule['action']} rule "
+                        f"at index {index}",
+                    )
+    return "Count", ""
+
+
+def _phase(pod: Mapping[str, Any] | None) -> str:
+    return str(((pod or {}).get("status") or {}).get("phase") or "Pending")
 
 
 def _condition(kind: str, reason: str, message: str, now: str) -> dict[str, Any]:

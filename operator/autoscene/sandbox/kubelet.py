@@ -125,15 +125,10 @@ class Ended:
         }
 
 
-def is_bare(pod: Mapping[str, Any]) -> bool:
-    """A Pod no Job controls: the sandbox's Job runner runs the others."""
-    return not any(ref.get("kind") == "Job" for ref in pod["metadata"].get("ownerReferences") or [])
-
-
 class LocalKubelet:
     """Runs the Pods it follows as local processes, and serves exec into them, until stopped.
 
-    `field_selector` and `runs` choose the Pods (the sandbox: bare Pods; a node agent: its node's).
+    `field_selector` chooses the Pods (the sandbox: all; a node agent: its node's, `spec.nodeName=`).
     `service` is the API server's address that Pods reach as the `kubernetes` Service
     (`KUBERNETES_SERVICE_HOST` / `_PORT`), when there is one to reach in-cluster; `hosts` (address →
     names) go into each Pod's kubelet-managed /etc/hosts, standing in for cluster DNS (root only).
@@ -145,7 +140,6 @@ class LocalKubelet:
         volumes: Path,
         images: Mapping[str, LocalImage],
         *,
-        runs: Callable[[Mapping[str, Any]], bool] = is_bare,
         field_selector: str = "",
         log_sink: LogSink | None = None,
         service: tuple[str, int] | None = None,
@@ -155,7 +149,6 @@ class LocalKubelet:
         self._core = client.CoreV1Api(api)
         self._volumes = volumes
         self._images = dict(images)
-        self._runs = runs
         self._selectors = {"field_selector": field_selector} if field_selector else {}
         self._log_sink = log_sink
         self._service = service
@@ -253,8 +246,6 @@ class LocalKubelet:
             self._forget(self._pods[uid])
 
     def _on_pod(self, pod: dict[str, Any]) -> None:
-        if not self._runs(pod):
-            return
         meta = pod["metadata"]
         self._known[(meta["namespace"], meta["name"])] = pod
         uid = meta["uid"]

@@ -116,7 +116,6 @@ class NodeAgent:
             self._node_api,
             volumes,
             images,
-            runs=lambda pod: True,
             field_selector=f"spec.nodeName={name}",
             service=service,
             confirm_deletion=True,

@@ -1,4 +1,4 @@
-"""The sandbox: an embedded API server, the operator and the local Job runner, in one process tree.
+"""The sandbox: an embedded API server, the operator, a Job controller and a kubelet, in one process tree.
 
 Its folder holds everything a user may want to look at or point tools at:
 - `kubeconfig`: for `kubectl --kubeconfig` (or `KUBECONFIG=`) against the sandbox's API server;
@@ -91,7 +91,7 @@ class Sandbox:
         self._runner.start()
         # Every Pod runs here (Jobs' and bare ones, such as the uploader's), and `exec` into them.
         self._kubelet = LocalKubelet(
-            self.api, self.volumes, local_images(), runs=lambda pod: True, log_sink=self._server.set_pod_log
+            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
         )
         self._server.set_exec_handler(self._kubelet.exec_in_container)
         self._kubelet.start()
