@@ -199,6 +199,8 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.resources.limits{}": INT_OR_STRING,
         "spec.timeoutSeconds": "integer",
         "spec.retries": "integer",
+        "spec.concurrency": "integer",
+        "spec.queueName": "string",
         "spec.retryExitCodes": "array",
         "spec.retryExitCodes[]": "integer",
         "status": "object",
@@ -296,7 +298,7 @@ REQUIRED = {
 ENUMS = {
     "Trigger": {"spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"]},
     "Record": {"status.phase": ["Pending", "Ready", "Failed"]},
-    "Invocation": {"status.phase": ["Pending", "Running", "Succeeded", "Failed"]},
+    "Invocation": {"status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"]},
 }
 DATE_TIMES = {
     "Trigger": ["status.lastFiredAt"],
@@ -635,7 +637,9 @@ INVALID = {
     "action-without-image.yaml": "spec.image: required field is missing",
     "action-negative-timeout.yaml": "spec.timeoutSeconds: must be at least 1, not -5",
     "action-too-many-retries.yaml": "spec.retries: must be at most 20, not 100",
-    "action-misspelled-field.yaml": "spec.timeout: unknown field (known fields: args, command, env,",
+    "action-misspelled-field.yaml": (
+        "spec.timeout: unknown field (known fields: args, command, concurrency, env,"
+    ),
     "action-duplicate-env.yaml": (
         "spec.env[1]: duplicate entry: name 'EXTRACT_QUALITY' is already used by spec.env[0]"
     ),
@@ -652,7 +656,7 @@ INVALID = {
     "record-no-size-nor-claim.yaml": "spec.storage: set exactly one of size or claimName (none is set)",
     "recordfile-bad-hash.yaml": "spec.sha256: must be 64 lower-case hexadecimal digits, not 'not-a-hash'",
     "invocation-bad-phase.yaml": (
-        "status.phase: must be one of Pending, Running, Succeeded, Failed, not 'Done'"
+        "status.phase: must be one of Pending, Queued, Running, Succeeded, Failed, not 'Done'"
     ),
     "invocation-without-file.yaml": "spec.file: required field is missing",
 }

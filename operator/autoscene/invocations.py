@@ -7,7 +7,7 @@ from typing import Any
 
 import kopf
 
-from . import config, jobs, kube, labels, metrics, records, status, timestamps
+from . import config, jobs, kube, labels, metrics, queueing, records, status, timestamps
 
 logger = logging.getLogger(__name__)
 PLURAL = "invocations"
@@ -54,6 +54,26 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     claim = records.claim_of(record)
     if claim is None:
         raise kopf.TemporaryError(f'Record "{spec["record"]}" has no volume yet', delay=2)
+    limit = int(action["spec"].get("concurrency") or 0)
+    if not limit:
+        return _run(invocation, action, claim)
+    # Taking a slot, creating the Job and noting it in the status happen as one step, so that no
+    # recount (`Slots.recount`) sees a slot taken but not yet visible in the API.
+    with SLOTS.lock:
+        place = SLOTS.acquire(invocation, limit)
+        if place is not None:
+            return write(invocation, queueing.queued(spec["action"], limit, place))
+        try:
+            return _run(invocation, action, claim)
+        except Exception:
+            SLOTS.release(namespace, spec["action"], meta["name"])
+            raise
+
+
+def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -> Transition | None:
+    """Create the Invocation's Job (once), and write the status that says so."""
+    meta = invocation["metadata"]
+    namespace = meta["namespace"]
     body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds)
     job_name = body["metadata"]["name"]
     if kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body)):
@@ -63,6 +83,45 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
         raise kopf.TemporaryError(f'an older job "{job_name}" is still being deleted', delay=5)
     update = {**status.waiting("JobCreated", f'job "{job_name}" created'), "jobName": job_name}
     return write(invocation, {**update, "completionTime": None})
+
+
+def start_next(namespace: str, action: str, finished: str) -> Transition | None:
+    """A run of `action` is over: start the oldest run queued behind it, if any."""
+    following = SLOTS.release(namespace, action, finished)
+    if following is None:
+        return None
+    invocation = kube.get_custom(PLURAL, namespace, following)
+    if invocation is None:  # deleted while it waited: its turn passes on
+        return start_next(namespace, action, following)
+    return start(invocation)
+
+
+def start_queued(namespace: str, action: Mapping[str, Any]) -> list[Transition]:
+    """Start the Action's queued runs while it has free slots (the reconciliation pass's repair)."""
+    limit = int((action.get("spec") or {}).get("concurrency") or 0)
+    name = action["metadata"]["name"]
+    runs = list_runs(namespace, name)
+    waiting = sorted(
+        (run for run in runs if (run.get("status") or {}).get("phase") == status.QUEUED),
+        key=lambda run: run["metadata"].get("creationTimestamp", ""),
+    )
+    started = []
+    SLOTS.recount(namespace, name)
+    for run in waiting:
+        if limit and SLOTS.holding(namespace, name) >= limit:
+            break
+        transition = start(run)
+        if transition is not None:
+            started.append(transition)
+    return started
+
+
+def list_runs(namespace: str, action: str) -> list[dict[str, Any]]:
+    """Every Invocation of the Action in the namespace (by the label the operator sets)."""
+    return kube.list_custom(PLURAL, namespace, label_selector=f"{labels.ACTION}={labels.value_of(action)}")
+
+
+SLOTS = queueing.Slots(list_runs)
 
 
 def needs_start(current: Mapping[str, Any]) -> bool:

@@ -12,6 +12,7 @@ TERMINATION_LOG = "/dev/termination-log"
 FILES_SUBPATH = "files"
 OUTPUTS_SUBPATH = "outputs"
 ACTION_CONTAINER = "action"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # Creates the Invocation's output folder as the run's own user before the action starts: the kubelet
 # would create a missing subPath owned by root, which a non-root action could not write to.
 PREPARE_IMAGE = "busybox:1.36.1"
@@ -47,6 +48,9 @@ def build_job(
     }
     if ttl_seconds is not None:
         job_spec["ttlSecondsAfterFinished"] = ttl_seconds
+    if action_spec.get("queueName"):
+        # Kueue admits a Job by unsuspending it (kueue.sigs.k8s.io: "Run a Kubernetes Job").
+        job_spec["suspend"] = True
     if action_spec.get("timeoutSeconds"):
         job_spec["activeDeadlineSeconds"] = int(action_spec["timeoutSeconds"])
     return {
@@ -55,7 +59,7 @@ def build_job(
         "metadata": {
             "name": name,
             "namespace": meta["namespace"],
-            "labels": job_labels,
+            "labels": {**job_labels, **_queue_label(action_spec)},
             "ownerReferences": ownership.owned_by(invocation),
         },
         "spec": job_spec,
@@ -128,6 +132,10 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+
+
+def _queue_label(action_spec: Mapping[str, Any]) -> dict[str, str]:
+    return {KUEUE_QUEUE_LABEL: action_spec["queueName"]} if action_spec.get("queueName") else {}
 
 
 def pod_failure_policy(action_spec: Mapping[str, Any]) -> dict[str, Any]:

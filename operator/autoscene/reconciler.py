@@ -47,6 +47,10 @@ class Reconciler:
 
 def reconcile_once(prune: bool = False) -> None:
     _dispatch_what_was_missed()
+    for action in _everywhere("actions"):
+        if (action.get("spec") or {}).get("concurrency"):
+            for started in invocations.start_queued(action["metadata"]["namespace"], action):
+                transitions.announce(started)
     for invocation in _everywhere(invocations.PLURAL):
         current = invocation.get("status") or {}
         if current.get("reason") == invocations.ACTION_NOT_FOUND:

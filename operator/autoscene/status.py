@@ -6,7 +6,7 @@ from typing import Any
 
 from . import jobs, timestamps
 
-PENDING, RUNNING, SUCCEEDED, FAILED = "Pending", "Running", "Succeeded", "Failed"
+PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED = "Pending", "Queued", "Running", "Succeeded", "Failed"
 FINISHED = frozenset({SUCCEEDED, FAILED})
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 2048

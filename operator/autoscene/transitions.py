@@ -21,6 +21,11 @@ def announce(transition: invocations.Transition | None) -> None:
     if "phase" not in update or phase not in status.FINISHED or reason == invocations.ACTION_NOT_FOUND:
         return
     spec, final = invocation["spec"], invocation.get("status") or {}
+    meta = invocation["metadata"]
+    try:
+        announce(invocations.start_next(meta["namespace"], spec["action"], meta["name"]))
+    except Exception as error:  # the reconciliation pass starts queued runs too
+        logger.warning("could not start the run queued after %s: %s", meta["name"], error)
     metrics.invocations_finished.labels(spec["action"], phase).inc()
     if final.get("startTime") and final.get("completionTime"):
         elapsed = timestamps.parse(final["completionTime"]) - timestamps.parse(final["startTime"])
