@@ -67,6 +67,42 @@ def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
     assert frames and f"{len(frames)} JPEG frames" in result.stdout
 
 
+def test_a_second_sandbox_in_the_same_folder_refuses_and_leaves_the_first_alone(
+    sandbox: RunningSandbox,
+) -> None:
+    folder = sandbox.sandbox.folder
+    kubeconfig = (folder / "kubeconfig").read_text()
+    executable = Path(sys.executable).with_name("autoscene")
+    for kind in ("embedded", "real"):
+        result = subprocess.run(
+            [str(executable), "sandbox", "--dir", str(folder), "--control-plane", kind],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "COLUMNS": "300", "AUTOSCENE_CONTROL_PLANE_DIR": str(folder / "none")},
+        )
+        said = " ".join(result.stdout.split())
+        assert result.returncode == 1, said
+        assert kind == "real" or f"a sandbox is already running in {folder} (pid {os.getpid()})" in said
+    assert (folder / "kubeconfig").read_text() == kubeconfig
+    assert kube.list_custom("records", sandbox.namespace)  # the first one still answers
+
+
+def test_the_real_control_plane_without_its_binaries_says_how_to_build_them(tmp_path: Path) -> None:
+    executable = Path(sys.executable).with_name("autoscene")
+    result = subprocess.run(
+        [str(executable), "sandbox", "--dir", str(tmp_path / "real"), "--control-plane", "real"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "300", "AUTOSCENE_CONTROL_PLANE_DIR": str(tmp_path / "empty")},
+    )
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and result.stdout.count("\n") == 1, result.stdout + result.stderr
+    assert "no etcd, kube-apiserver, kube-controller-manager, kubectl in" in said
+    assert "hack/build-control-plane.sh" in said and "Traceback" not in result.stderr
+
+
 def test_upload_through_the_api_when_the_kubeconfig_is_not_a_sandboxs(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:

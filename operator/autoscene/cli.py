@@ -1,5 +1,6 @@
 """The `autoscene` command: the sandbox, uploads, the run history, and the operator itself."""
 
+import contextlib
 import enum
 import logging
 import os
@@ -51,7 +52,15 @@ def sandbox(
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The operator runs on a thread of its own here, so kopf cannot (and need not) handle OS signals.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
-    with _cluster(control_plane, folder) as running:
+    from .sandbox.session import SandboxBusy
+
+    stack = contextlib.ExitStack()
+    try:
+        running = stack.enter_context(_cluster(control_plane, folder))
+    except SandboxBusy as error:
+        console.print(f"[red]error:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from error
+    with stack:
         console.print(
             f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
         )

@@ -24,7 +24,7 @@ import yaml
 from .. import cluster_upload, kube, paths, upload
 from . import controlplane, nodeagent
 from .containers import LocalImage
-from .session import local_images, wait_for
+from .session import FolderLock, local_images, wait_for
 
 OPERATOR_NAMESPACE = "autoscene-system"
 OPERATOR_DEPLOYMENT = "autoscene-operator"
@@ -51,6 +51,7 @@ class RealCluster:
         self.kubeconfig = self.folder / "kubeconfig"
         self.volumes = self.folder / "volumes"
         self.agent: nodeagent.NodeAgent | None = None
+        self._lock = FolderLock(self.folder)
 
     def __enter__(self) -> "RealCluster":
         try:
@@ -70,6 +71,7 @@ class RealCluster:
         return self.plane.url
 
     def start(self) -> None:
+        self._lock.acquire()
         self.plane.start()
         self.kubeconfig.write_text(self.plane.kubeconfig.read_text())
         self.api = kube.configure(str(self.kubeconfig))
@@ -115,9 +117,12 @@ class RealCluster:
         )
 
     def stop(self) -> None:
+        if not self._lock.held:
+            return  # never started: the folder is another sandbox's
         if self.agent is not None:
             self.agent.stop()
         self.plane.stop()
+        self._lock.release()
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         """This release's kubectl as the admin; its output, or `RuntimeError` with what it said."""

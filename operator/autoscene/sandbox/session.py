@@ -7,6 +7,7 @@ Its folder holds everything a user may want to look at or point tools at:
 """
 
 import asyncio
+import fcntl
 import json
 import logging
 import os
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import kopf
 
@@ -28,6 +29,7 @@ from .kubelet import LocalKubelet
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sandbox.json"
+LOCK_FILE = "sandbox.lock"
 Found = TypeVar("Found")
 
 
@@ -38,6 +40,47 @@ def local_images() -> dict[str, LocalImage]:
         # Used to prepare output folders; its `mkdir` is the host's.
         "busybox": LocalImage(),
     }
+
+
+class SandboxBusy(RuntimeError):
+    """Another sandbox runs in the folder; starting a second would overwrite its kubeconfig."""
+
+
+class FolderLock:
+    """The right to use a sandbox folder, held while the sandbox runs (an flock, so a sandbox that
+    died leaves no stale lock behind)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_FILE
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            raise SandboxBusy(
+                f"a sandbox is already running in {self.path.parent} ({holder}): stop it first, "
+                "or start this one with --dir OTHER_FOLDER"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()  # closing drops the lock
+            self._file = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
 
 
 def volumes_of(kubeconfig: Path) -> Path | None:
@@ -64,6 +107,7 @@ class Sandbox:
         self._operator: threading.Thread | None = None
         self._runner: LocalJobController | None = None
         self._kubelet: LocalKubelet | None = None
+        self._lock = FolderLock(self.folder)
 
     def __enter__(self) -> "Sandbox":
         try:
@@ -79,6 +123,7 @@ class Sandbox:
         self.stop()
 
     def start(self) -> None:
+        self._lock.acquire()
         self.folder.mkdir(parents=True, exist_ok=True)
         self.volumes.mkdir(exist_ok=True)
         self.url = self._server.start()
@@ -100,6 +145,8 @@ class Sandbox:
         (self.folder / STATE_FILE).write_text(json.dumps({"url": self.url, "volumes": str(self.volumes)}))
 
     def stop(self) -> None:
+        if not self._lock.held:
+            return  # never started: the folder is another sandbox's
         (self.folder / STATE_FILE).unlink(missing_ok=True)
         self._operator_stop.set()
         if self._operator is not None:
@@ -110,6 +157,7 @@ class Sandbox:
             self._server.set_exec_handler(None)
             self._kubelet.stop()
         self._server.stop()
+        self._lock.release()
 
     @property
     def server(self) -> EmbeddedApiServer:
