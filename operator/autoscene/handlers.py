@@ -71,6 +71,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     if "reconciler" in memo:
         memo.reconciler.stop()
+    if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit
+        memo.stop.set()
 
 
 @kopf.on.login()

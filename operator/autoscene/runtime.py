@@ -68,6 +68,10 @@ def run_operator(
             # The Lease makes this the only active replica; kopf's own peering is not needed.
             standalone=True,
             stop_flag=stop,
+            # kopf waits for `stop` on a thread of its executor, which it then waits for as it exits:
+            # stopped by a signal (SIGTERM from a Pod's deletion), it would hang there. Its cleanup
+            # handler sets `stop` (handlers.stop_reconciling), so the process exits.
+            memo=kopf.Memo(stop=stop),
         )
     finally:
         stop.set()

@@ -6,7 +6,8 @@ for Jobs of one Pod at a time (the operator's shape): it creates a Pod from the 
 counts `active`, `succeeded` and `failed`; replaces a failed Pod until `backoffLimit` failures are
 exceeded; fails the Job when `activeDeadlineSeconds` passes (deleting its Pod); writes the conditions
 the real one writes (`SuccessCriteriaMet` then `Complete`; `FailureTarget` then `Failed`, with reason
-`BackoffLimitExceeded` or `DeadlineExceeded`), `startTime` and `completionTime`; and deletes a
+`BackoffLimitExceeded` or `DeadlineExceeded`), `startTime`, `completionTime` and `ready` (the Pods
+whose Ready condition holds, so a Job's watchers learn when its Pod runs); and deletes a
 finished Job after `ttlSecondsAfterFinished` (the TTL-after-finished controller), its Pods going with
 it by garbage collection. The Pods are run by the sandbox's kubelet, like any other Pod.
 
@@ -201,7 +202,13 @@ class LocalJobController:
                     logger.warning("could not create a pod for job %s: %s", meta["name"], error)
                 return
             active = [pod["metadata"]["name"]]
-        update: dict[str, Any] = {"active": len(active), "failed": state.failed, "succeeded": 0}
+        ready = sum(1 for name in active if _ready(state.pods.get(name)))
+        update: dict[str, Any] = {
+            "active": len(active),
+            "ready": ready,
+            "failed": state.failed,
+            "succeeded": 0,
+        }
         if any(
             c.get("type") == "Suspended" and c.get("status") == "True"
             for c in job_status.get("conditions") or []
@@ -224,6 +231,7 @@ class LocalJobController:
             "active": 0,
             "succeeded": state.succeeded,
             "failed": state.failed,
+            "ready": 0,
             "conditions": conditions,
         }
         if final == "Complete":
@@ -354,6 +362,12 @@ def failure_verdict(policy: Mapping[str, Any] | None, pod: Mapping[str, Any]) ->
                         f"at index {index}",
                     )
     return "Count", ""
+
+
+def _ready(pod: Mapping[str, Any] | None) -> bool:
+    """The Pod's Ready condition, which the Job controller counts in `status.ready`."""
+    conditions = ((pod or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
 def _phase(pod: Mapping[str, Any] | None) -> str:

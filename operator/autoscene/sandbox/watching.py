@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes import watch
 
 logger = logging.getLogger(__name__)
-WATCH_SECONDS = 5
+WATCH_SECONDS = 1
 Handler = Callable[[dict[str, Any]], None]
 
 
