@@ -16,15 +16,21 @@ Then it measures, from that registration:
   cp CPU s      CPU seconds of the API server side (embedded: this process; real: etcd,
                 kube-apiserver, kube-controller-manager) and of the operator (real: its Pod)
 
-Usage: python bench/fanout.py [--files 100,1000] [--control-planes embedded,real] [--timeout 900]
+The same N also goes through a minimal kopf operator (bench/minimal_operator.py: one Job per file,
+two writes) on the same control plane, for the ratio of the time to all Jobs complete.
+
+Usage: python bench/fanout.py [--files 100,1000] [--control-planes embedded,real]
+                              [--operators autoscene,minimal] [--timeout 900]
 The real control plane needs hack/build-control-plane.sh and root.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import threading
@@ -39,9 +45,9 @@ sys.path.insert(0, str(ROOT / "operator"))
 from kubernetes import watch  # noqa: E402
 
 from autoscene import kube, upload  # noqa: E402
-from autoscene.sandbox.session import wait_for  # noqa: E402
 
-RECORD, ACTION, TRIGGER = "fanout", "noop", "on-bin"
+RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
+MINIMAL = Path(__file__).with_name("minimal_operator.py")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -79,6 +85,7 @@ class Observed:
 
     invocations: dict[str, float] = field(default_factory=dict)
     jobs: dict[str, float] = field(default_factory=dict)
+    jobs_done: dict[str, float] = field(default_factory=dict)
     succeeded: dict[str, float] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)
     most_active: int = 0
@@ -102,6 +109,8 @@ def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[th
             for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=5):
                 job, now = event["object"], time.monotonic()
                 observed.jobs.setdefault(job.metadata.name, now)
+                if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
+                    observed.jobs_done.setdefault(job.metadata.name, now)
                 if (job.status.active or 0) > 0 and event["type"] != "DELETED":
                     observed.active.add(job.metadata.name)
                 else:
@@ -133,21 +142,28 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def run_once(plane: str, files: int, timeout: float) -> dict[str, Any]:
+def run_once(plane: str, operator: str, files: int, timeout: float) -> dict[str, Any]:
     from autoscene.sandbox.realcluster import RealCluster
     from autoscene.sandbox.session import Sandbox
 
-    folder = Path(tempfile.mkdtemp(prefix=f"fanout-{plane}-"))
-    cluster: Any = Sandbox(folder / "cluster") if plane == "embedded" else RealCluster(folder / "cluster")
+    folder = Path(tempfile.mkdtemp(prefix=f"fanout-{plane}-{operator}-"))
+    ours = operator == "autoscene"
+    cluster: Any = (
+        Sandbox(folder / "cluster", with_operator=ours)
+        if plane == "embedded"
+        else RealCluster(folder / "cluster", with_operator=ours)
+    )
     with cluster:
         cluster.apply(manifests())
-        wait_for(
-            lambda: ((kube.get_custom("records", cluster.namespace, RECORD) or {}).get("status") or {}).get(
-                "claimName"
-            ),
-            60,
-            "the record's claim",
-        )
+        minimal = None
+        if not ours:
+            minimal = subprocess.Popen(
+                [sys.executable, str(MINIMAL), cluster.namespace, "busybox:1.36.1", "true"],
+                env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(3)  # its start-up and first listing
         sources = folder / "files"
         sources.mkdir()
         for index in range(files):
@@ -159,25 +175,29 @@ def run_once(plane: str, files: int, timeout: float) -> dict[str, Any]:
         cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
         registered = time.monotonic()
         deadline = registered + timeout
-        while len(observed.succeeded) < files and time.monotonic() < deadline:
+        finished = observed.succeeded if ours else observed.jobs_done
+        while len(finished) < files and time.monotonic() < deadline:
             time.sleep(0.2)
-        finished = time.monotonic()
-        operator_pid = None if plane == "embedded" else _operator_pid(cluster)
+        operator_pid = minimal.pid if minimal else (None if plane == "embedded" else _operator_pid(cluster))
         result = {
             "plane": plane,
+            "operator": operator,
             "files": files,
-            "done": len(observed.succeeded),
-            "invocations": _span(observed.invocations, files, registered),
+            "done": len(finished),
+            "invocations": _span(observed.invocations, files, registered) if ours else float("nan"),
             "jobs": _span(observed.jobs, files, registered),
-            "succeeded": _span(observed.succeeded, files, registered),
+            "jobs_done": _span(observed.jobs_done, files, registered),
+            "succeeded": _span(observed.succeeded, files, registered) if ours else float("nan"),
             "latencies": [seen - registered for seen in observed.jobs.values()],
             "most_running": observed.most_active,
             "operator_mb": peak_rss_mb(operator_pid or os.getpid()),
             "cp_cpu": _cpu(plane, components) - cpu_before,
             "operator_cpu": process_cpu_seconds(operator_pid) if operator_pid else float("nan"),
-            "wall": finished - registered,
         }
         stop.set()
+        if minimal is not None:
+            minimal.terminate()
+            minimal.wait(timeout=30)
         return result
 
 
@@ -205,37 +225,55 @@ def main() -> None:
     )
     parser.add_argument("--files", default="100,1000")
     parser.add_argument("--control-planes", default="embedded,real")
+    parser.add_argument("--operators", default="autoscene,minimal")
     parser.add_argument("--timeout", type=float, default=900)
     options = parser.parse_args()
-    import logging
-
     logging.basicConfig(level=logging.ERROR)
     results = []
     for files in (int(part) for part in options.files.split(",")):
         for plane in options.control_planes.split(","):
-            print(f"running {files} files on the {plane} control plane ...", flush=True)
-            results.append(run_once(plane, files, options.timeout))
+            for operator in options.operators.split(","):
+                print(
+                    f"running {files} files on the {plane} control plane with the {operator} operator ...",
+                    flush=True,
+                )
+                results.append(run_once(plane, operator, files, options.timeout))
     header = (
-        f"{'plane':<9} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} {'succ. s':>8} "
-        f"{'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} {'cp CPU s':>8} {'op. CPU s':>9}"
+        f"{'plane':<9} {'operator':<9} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} "
+        f"{'jobs ok s':>9} {'succ. s':>8} {'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} "
+        f"{'cp CPU s':>8} {'op. CPU s':>9}"
     )
     print("\n" + header)
     for row in results:
-        latencies = row["latencies"]
-        quantiles = "/".join(f"{percentile(latencies, share):.2f}" for share in (0.5, 0.95, 0.99))
+        quantiles = "/".join(f"{percentile(row['latencies'], share):.2f}" for share in (0.5, 0.95, 0.99))
         print(
-            f"{row['plane']:<9} {row['files']:>6} {row['done']:>6} "
-            f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} "
-            f"{row['succeeded']:>8.1f} {quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "
+            f"{row['plane']:<9} {row['operator']:<9} {row['files']:>6} {row['done']:>6} "
+            f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} {row['jobs_done']:>9.1f} "
+            f"{row['succeeded']:>8.1f} "
+            f"{quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "
             f"{row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}"
         )
-    by_key = {(row["plane"], row["files"]): row for row in results}
+    by_key = {(row["plane"], row["operator"], row["files"]): row for row in results}
+    print()
+    for plane in options.control_planes.split(","):
+        for files in sorted({row["files"] for row in results}):
+            ours, minimal = by_key.get((plane, "autoscene", files)), by_key.get((plane, "minimal", files))
+            if ours and minimal:
+                ratio = ours["jobs_done"] / minimal["jobs_done"]
+                print(
+                    f"{plane}, {files} files: autoscene / minimal operator, "
+                    f"time to all Jobs complete = {ratio:.2f}"
+                )
     for files in sorted({row["files"] for row in results}):
-        embedded, real = by_key.get(("embedded", files)), by_key.get(("real", files))
+        embedded, real = (
+            by_key.get(("embedded", "autoscene", files)),
+            by_key.get(("real", "autoscene", files)),
+        )
         if embedded and real:
+            ratio = real["succeeded"] / embedded["succeeded"]
             print(
-                f"{files} files: real / embedded time to all Succeeded = "
-                f"{real['succeeded'] / embedded['succeeded']:.2f}"
+                f"{files} files: real / embedded control plane, "
+                f"time to all Invocations Succeeded = {ratio:.2f}"
             )
     print("one run each: these machines vary by ±20 %, so compare the rows of one run, not of two")
 

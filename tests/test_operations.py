@@ -152,7 +152,7 @@ def test_transitions_and_errors_are_kubernetes_events(sandbox: RunningSandbox, t
         }
 
     eventually(
-        lambda: ("Warning", "BackoffLimitExceeded") in reasons("Invocation", name), what="a failure Event"
+        lambda: ("Warning", "PodFailurePolicy") in reasons("Invocation", name), what="a failure Event"
     )
     assert ("Normal", "JobCreated") in reasons("Invocation", name)
     assert ("Normal", "TriggerFired") in reasons("Record", "recordings")

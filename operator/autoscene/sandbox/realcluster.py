@@ -99,11 +99,10 @@ class RealCluster:
             "-l",
             "app.kubernetes.io/part-of=autoscene",
         )
-        if self.with_operator:
-            self.deploy_operator()
+        self.deploy_operator(replicas=1 if self.with_operator else 0)
 
     def deploy_operator(self, replicas: int = 1) -> None:
-        """Scale the operator's Deployment and wait until it is available."""
+        """Scale the operator's Deployment (0: no operator) and wait until it is rolled out."""
         self.kubectl(
             "scale", "-n", OPERATOR_NAMESPACE, f"deployment/{OPERATOR_DEPLOYMENT}", f"--replicas={replicas}"
         )
