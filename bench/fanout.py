@@ -51,6 +51,15 @@ MINIMAL = Path(__file__).with_name("minimal_operator.py")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def claim() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+
 def manifests() -> list[dict[str, Any]]:
     group = "autoscene.io/v1alpha1"
     return [
@@ -70,11 +79,12 @@ def manifests() -> list[dict[str, Any]]:
             "metadata": {"name": TRIGGER},
             "spec": {"action": ACTION, "fileGlob": "*.bin"},
         },
+        # On a claim of its own, so that uploads work with either operator (the minimal one makes none).
         {
             "apiVersion": group,
             "kind": "Record",
             "metadata": {"name": RECORD},
-            "spec": {"storage": {"size": "1Gi"}},
+            "spec": {"storage": {"claimName": CLAIM}},
         },
     ]
 
@@ -154,6 +164,7 @@ def run_once(plane: str, operator: str, files: int, timeout: float) -> dict[str,
         else RealCluster(folder / "cluster", with_operator=ours)
     )
     with cluster:
+        kube.core().create_namespaced_persistent_volume_claim(cluster.namespace, claim())
         cluster.apply(manifests())
         minimal = None
         if not ours:

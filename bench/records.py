@@ -44,6 +44,15 @@ from autoscene.sandbox.session import Sandbox, wait_for  # noqa: E402
 RECORD, CLAIM = "big", "big-files"
 
 
+def claim() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": CLAIM},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+
+
 def manifests() -> list[dict[str, Any]]:
     group = "autoscene.io/v1alpha1"
     return [
@@ -64,12 +73,6 @@ def manifests() -> list[dict[str, Any]]:
             "kind": "Record",
             "metadata": {"name": RECORD},
             "spec": {"storage": {"claimName": CLAIM}},
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "PersistentVolumeClaim",
-            "metadata": {"name": CLAIM},
-            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
         },
     ]
 
@@ -98,6 +101,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="records-bench-"))
     with Sandbox(folder / "sandbox", with_operator=False) as sandbox:
         namespace = sandbox.namespace
+        kube.core().create_namespaced_persistent_volume_claim(namespace, claim())
         sandbox.apply(manifests())
         operator = subprocess.Popen(
             [str(Path(sys.executable).with_name("autoscene")), "operator", "-A", "--no-leader-election"],

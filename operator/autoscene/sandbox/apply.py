@@ -14,7 +14,13 @@ from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION, schemas
 
-PLURALS = {"Action": "actions", "Trigger": "triggers", "Record": "records", "Invocation": "invocations"}
+PLURALS = {
+    "Action": "actions",
+    "Trigger": "triggers",
+    "Record": "records",
+    "RecordFile": "recordfiles",
+    "Invocation": "invocations",
+}
 
 
 class InvalidManifestError(ValueError):

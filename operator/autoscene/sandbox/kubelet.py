@@ -322,6 +322,10 @@ class LocalKubelet:
             except ApiException as error:
                 if error.status == 404:
                     return str(claim)
+                if error.status == 403:
+                    # The Node authorizer learns of a just-bound Pod's claims a moment later; the
+                    # scheduler already found them bound.
+                    continue
                 raise
         return None
 
