@@ -103,31 +103,37 @@ class Observed:
 
 def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Thread]:
     def invocations() -> None:
-        while not stop.is_set():
-            stream = watch.Watch().stream(
-                kube.custom().list_namespaced_custom_object,
-                "autoscene.io", "v1alpha1", namespace, "invocations", timeout_seconds=5,
-            )  # fmt: skip
-            for event in stream:
-                name, now = event["object"]["metadata"]["name"], time.monotonic()
-                observed.invocations.setdefault(name, now)
-                if (event["object"].get("status") or {}).get("phase") == "Succeeded":
-                    observed.succeeded.setdefault(name, now)
+        stream = watch.Watch().stream(
+            kube.custom().list_namespaced_custom_object,
+            "autoscene.io", "v1alpha1", namespace, "invocations", timeout_seconds=5,
+        )  # fmt: skip
+        for event in stream:
+            name, now = event["object"]["metadata"]["name"], time.monotonic()
+            observed.invocations.setdefault(name, now)
+            if (event["object"].get("status") or {}).get("phase") == "Succeeded":
+                observed.succeeded.setdefault(name, now)
 
     def jobs() -> None:
-        while not stop.is_set():
-            for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=5):
-                job, now = event["object"], time.monotonic()
-                observed.jobs.setdefault(job.metadata.name, now)
-                if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
-                    observed.jobs_done.setdefault(job.metadata.name, now)
-                if (job.status.active or 0) > 0 and event["type"] != "DELETED":
-                    observed.active.add(job.metadata.name)
-                else:
-                    observed.active.discard(job.metadata.name)
-                observed.most_active = max(observed.most_active, len(observed.active))
+        for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=5):
+            job, now = event["object"], time.monotonic()
+            observed.jobs.setdefault(job.metadata.name, now)
+            if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
+                observed.jobs_done.setdefault(job.metadata.name, now)
+            if (job.status.active or 0) > 0 and event["type"] != "DELETED":
+                observed.active.add(job.metadata.name)
+            else:
+                observed.active.discard(job.metadata.name)
+            observed.most_active = max(observed.most_active, len(observed.active))
 
-    threads = [threading.Thread(target=target, daemon=True) for target in (invocations, jobs)]
+    def forever(body: Any) -> None:
+        while not stop.is_set():
+            try:
+                body()
+            except Exception as error:  # a dropped stream: watch again
+                print(f"watch: {error}", file=sys.stderr)
+                time.sleep(0.5)
+
+    threads = [threading.Thread(target=forever, args=(body,), daemon=True) for body in (invocations, jobs)]
     for thread in threads:
         thread.start()
     return threads
@@ -221,8 +227,9 @@ def _cpu(plane: str, components: list[Any]) -> float:
 
 def _operator_pid(cluster: Any) -> int | None:
     for local in cluster.agent.kubelet._pods.values():
-        if local.name.startswith("autoscene-operator-") and local.processes:
-            return int(local.processes[0].pid)
+        alive = [process for process in local.processes if process.poll() is None]
+        if local.name.startswith("autoscene-operator-") and alive:
+            return int(alive[-1].pid)
     return None
 
 
