@@ -38,6 +38,8 @@ def test_upload_makes_a_succeeded_invocation_with_every_frame(cluster: RunningSa
     status = invocation["status"]
     assert status["phase"] == "Succeeded", status
     assert status["exitCode"] == 0
+    [condition] = status["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == ("Succeeded", "True", "Completed")
     assert status["startTime"] <= status["completionTime"]
     assert invocation["spec"]["trigger"] == "auto-extract-images"
     assert invocation["spec"]["sha256"] == uploaded.sha256
@@ -125,6 +127,12 @@ def test_a_corrupt_video_fails_with_a_message_and_the_next_upload_succeeds(
     # Bad input is final (the extractor's exit 3, the Job's pod failure policy): one attempt, not retried.
     assert (failed["status"]["exitCode"], failed["status"]["reason"]) == (3, "PodFailurePolicy")
     assert failed["status"]["attempts"] == 1
+    [condition] = failed["status"]["conditions"]
+    assert (condition["type"], condition["status"], condition["reason"]) == (
+        "Succeeded",
+        "False",
+        "PodFailurePolicy",
+    )
     cluster.upload("recordings", clip)
     assert cluster.run_of(clip.name)["status"]["phase"] == "Succeeded"
 

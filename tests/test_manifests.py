@@ -282,6 +282,14 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.outputs.paths[]": "string",
         "status.logTail": "string",
         "status.observedGeneration": "integer",
+        "status.conditions": "array",
+        "status.conditions[]": "object",
+        "status.conditions[].type": "string",
+        "status.conditions[].status": "string",
+        "status.conditions[].reason": "string",
+        "status.conditions[].message": "string",
+        "status.conditions[].lastTransitionTime": "string",
+        "status.conditions[].observedGeneration": "integer",
     },
 }
 REQUIRED = {
@@ -293,18 +301,25 @@ REQUIRED = {
     },
     "Record": {"": ["spec"], "spec": ["storage"]},
     "RecordFile": {"": ["spec"], "spec": ["record", "path", "size", "sha256", "addedAt"]},
-    "Invocation": {"": ["spec"], "spec": ["action", "record", "file"]},
+    "Invocation": {
+        "": ["spec"],
+        "spec": ["action", "record", "file"],
+        "status.conditions[]": ["type", "status"],
+    },
 }
 ENUMS = {
     "Trigger": {"spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"]},
     "Record": {"status.phase": ["Pending", "Ready", "Failed"]},
-    "Invocation": {"status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"]},
+    "Invocation": {
+        "status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"],
+        "status.conditions[].status": ["True", "False", "Unknown"],
+    },
 }
 DATE_TIMES = {
     "Trigger": ["status.lastFiredAt"],
     "Record": ["status.lastFileAt"],
     "RecordFile": ["spec.addedAt", "status.dispatchedAt"],
-    "Invocation": ["status.startTime", "status.completionTime"],
+    "Invocation": ["status.startTime", "status.completionTime", "status.conditions[].lastTransitionTime"],
 }
 # (name, jsonPath, type, priority) of `kubectl get` columns.
 COLUMNS = {

@@ -151,9 +151,7 @@ def test_transitions_and_errors_are_kubernetes_events(sandbox: RunningSandbox, t
             if event.involved_object.kind == kind and event.involved_object.name == object_name
         }
 
-    eventually(
-        lambda: ("Warning", "PodFailurePolicy") in reasons("Invocation", name), what="a failure Event"
-    )
+    eventually(lambda: ("Warning", "PodFailurePolicy") in reasons("Invocation", name), what="a failure Event")
     assert ("Normal", "JobCreated") in reasons("Invocation", name)
     assert ("Normal", "TriggerFired") in reasons("Record", "recordings")
     assert ("Normal", "ClaimReady") in reasons("Record", "recordings")

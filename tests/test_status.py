@@ -108,3 +108,30 @@ def test_termination_messages() -> None:
     assert parse_termination_message('{"message": "ok"}') == {"message": "ok"}
     assert parse_termination_message("Traceback\nValueError: bad")["message"] == "ValueError: bad"
     assert parse_termination_message("[1, 2]")["message"] == "[1, 2]"
+
+
+def test_the_succeeded_condition_follows_the_phase_and_keeps_its_transition_time() -> None:
+    from autoscene.status import with_condition
+
+    pending = with_condition({}, {"phase": "Pending", "reason": "JobCreated", "message": "m"}, 1, "T1")
+    assert pending["conditions"] == [
+        {
+            "type": "Succeeded",
+            "status": "Unknown",
+            "reason": "JobCreated",
+            "message": "m",
+            "lastTransitionTime": "T1",
+            "observedGeneration": 1,
+        }
+    ]
+    running = with_condition(pending, {**pending, "phase": "Running", "reason": "Running"}, 1, "T2")
+    assert running["conditions"][0]["lastTransitionTime"] == "T1"  # still Unknown: no transition
+    failed = with_condition(running, {**running, "phase": "Failed", "reason": "PodFailurePolicy"}, 1, "T3")
+    [condition] = failed["conditions"]
+    assert (condition["status"], condition["reason"], condition["lastTransitionTime"]) == (
+        "False",
+        "PodFailurePolicy",
+        "T3",
+    )
+    done = with_condition({}, {"phase": "Succeeded", "reason": "Completed"}, None, "T4")
+    assert done["conditions"][0]["status"] == "True" and "observedGeneration" not in done["conditions"][0]

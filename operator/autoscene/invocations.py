@@ -158,7 +158,11 @@ def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transitio
     def merged(current: dict[str, Any]) -> dict[str, Any]:
         seen.clear()
         seen.update(current)
-        return {**current, **changed_fields(current, wanted)}
+        changed = changed_fields(current, wanted)
+        if not changed:
+            return current
+        now = timestamps.render(timestamps.now())
+        return status.with_condition(current, {**current, **changed}, meta.get("generation"), now)
 
     written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged)
     if written is None:

@@ -144,3 +144,30 @@ def failed(reason: str, message: str) -> dict[str, Any]:
         "message": message,
         "completionTime": timestamps.render(timestamps.now()),
     }
+
+
+SUCCEEDED_CONDITION = "Succeeded"
+
+
+def with_condition(
+    previous: Mapping[str, Any], updated: dict[str, Any], generation: int | None, now: str
+) -> dict[str, Any]:
+    """`updated` with its `Succeeded` condition (Kubernetes API conventions: type, status
+    True/False/Unknown, reason, message, lastTransitionTime, observedGeneration): Unknown until the run
+    ends, then True or False. The transition time moves only when the condition's status changes."""
+    phase = updated.get("phase")
+    state = {SUCCEEDED: "True", FAILED: "False"}.get(phase or "", "Unknown")
+    before = next((c for c in previous.get("conditions") or [] if c.get("type") == SUCCEEDED_CONDITION), None)
+    condition: dict[str, Any] = {
+        "type": SUCCEEDED_CONDITION,
+        "status": state,
+        "reason": updated.get("reason") or phase or "Pending",
+        "message": updated.get("message") or "",
+        "lastTransitionTime": before["lastTransitionTime"]
+        if before and before.get("status") == state
+        else now,
+    }
+    if generation is not None:
+        condition["observedGeneration"] = generation
+    others = [c for c in previous.get("conditions") or [] if c.get("type") != SUCCEEDED_CONDITION]
+    return {**updated, "conditions": [*others, condition]}
