@@ -46,11 +46,12 @@ def bare_sandbox(tmp_path: Path) -> Iterator[RunningSandbox]:
         yield RunningSandbox(running)
 
 
-def start_replica(sandbox: RunningSandbox, name: str) -> subprocess.Popen[bytes]:
+def start_replica(sandbox: RunningSandbox, name: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     executable = Path(sys.executable).with_name("autoscene")
     env = {**os.environ, "KUBECONFIG": str(sandbox.sandbox.kubeconfig), "POD_NAME": name}
     command = [str(executable), "operator", "-A", "--lease-seconds", "2", "--renew-seconds", "0.3"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    output = log.open("wb") if log else subprocess.DEVNULL
+    return subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
 
 
 def lease_holder() -> str | None:
@@ -101,3 +102,34 @@ def test_a_second_replica_does_not_double_handle_and_takes_over(
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def test_a_replica_that_loses_the_lead_stops_acting_then_leads_again(
+    bare_sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    log = tmp_path / "replica-a.log"
+    replica = start_replica(bare_sandbox, "replica-a", log)
+    leases = client.CoordinationV1Api(kube.api_client())
+    try:
+        wait_for(lambda: lease_holder() == "replica-a" or None, 30, "the replica to take the Lease")
+        wait_for(lambda: record_ready(bare_sandbox.namespace), 30, "the leader to prepare the record")
+        # Another holder takes the Lease (as after an API outage longer than the lease): the replica's
+        # renewals fail, it stops acting, and it campaigns again rather than exit.
+        stolen = kube.sanitized(leases.read_namespaced_lease("autoscene-operator", "default"))
+        stolen["spec"].update(
+            holderIdentity="thief", renewTime=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        )
+        leases.replace_namespaced_lease("autoscene-operator", "default", stolen)
+        wait_for(lambda: "stopped acting after losing the lead" in log.read_text() or None, 30, "the loss")
+        wait_for(lambda: lease_holder() == "replica-a" or None, 30, "the replica to lead again")
+        assert replica.poll() is None, "the replica exited instead of campaigning again"
+        clip = make_sample_video(tmp_path / "after.mp4", width=64, height=48, frames=6)
+        bare_sandbox.upload("recordings", clip)
+        assert bare_sandbox.run_of(clip.name)["status"]["phase"] == "Succeeded"
+        assert replica.poll() is None
+    finally:
+        replica.terminate()
+        try:
+            replica.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            replica.kill()

@@ -39,45 +39,51 @@ def run_operator(
     metrics_port: int | None,
     leadership: Leadership | None,
 ) -> int:
-    """Run until stopped; exit status 1 when the lead was lost (the replica restarts and waits)."""
+    """Run until stopped (exit status 0). A replica that loses the lead stops acting, stands by and
+    campaigns again, without a restart from outside."""
     from . import handlers  # noqa: F401  (registers the handlers with kopf)
 
     api = kube.configure()
     if metrics_port:
         metrics.serve(metrics_port)
-    stop, lost = threading.Event(), threading.Event()
-    elector = None
-    if leadership is not None:
-        elector = LeaderElector(
-            api,
-            leadership.namespace,
-            leadership.name,
-            identity(),
-            leadership.lease_seconds,
-            leadership.renew_seconds,
-        )
-        with standby_health(liveness):
-            if not elector.wait_until_leading(stop):
-                return 0
-        threading.Thread(target=_keep_leading, args=(elector, stop, lost), daemon=True, name="lease").start()
-    try:
-        kopf.run(
-            clusterwide=all_namespaces,
-            namespaces=namespaces,
-            liveness_endpoint=liveness,
-            # The Lease makes this the only active replica; kopf's own peering is not needed.
-            standalone=True,
-            stop_flag=stop,
-            # kopf waits for `stop` on a thread of its executor, which it then waits for as it exits:
-            # stopped by a signal (SIGTERM from a Pod's deletion), it would hang there. Its cleanup
-            # handler sets `stop` (handlers.stop_reconciling), so the process exits.
-            memo=kopf.Memo(stop=stop),
-        )
-    finally:
-        stop.set()
-        if elector is not None and not lost.is_set():
-            elector.release()
-    return 1 if lost.is_set() else 0
+    while True:
+        stop, lost = threading.Event(), threading.Event()
+        elector = None
+        if leadership is not None:
+            elector = LeaderElector(
+                api,
+                leadership.namespace,
+                leadership.name,
+                identity(),
+                leadership.lease_seconds,
+                leadership.renew_seconds,
+            )
+            with standby_health(liveness):
+                if not elector.wait_until_leading(stop):
+                    return 0
+            threading.Thread(
+                target=_keep_leading, args=(elector, stop, lost), daemon=True, name="lease"
+            ).start()
+        try:
+            kopf.run(
+                clusterwide=all_namespaces,
+                namespaces=namespaces,
+                liveness_endpoint=liveness,
+                # The Lease makes this the only active replica; kopf's own peering is not needed.
+                standalone=True,
+                stop_flag=stop,
+                # kopf waits for `stop` on a thread of its executor, which it then waits for as it
+                # exits: stopped by a signal (SIGTERM from a Pod's deletion), it would hang there.
+                # Its cleanup handler sets `stop` (handlers.stop_reconciling), so the process exits.
+                memo=kopf.Memo(stop=stop),
+            )
+        finally:
+            stop.set()
+            if elector is not None and not lost.is_set():
+                elector.release()
+        if not lost.is_set():
+            return 0
+        logger.warning("stopped acting after losing the lead; standing by to campaign again")
 
 
 def _keep_leading(elector: LeaderElector, stop: threading.Event, lost: threading.Event) -> None:
