@@ -1,0 +1,108 @@
+"""Exactly once under faults: the operator killed at random moments during a burst of uploads.
+
+The operator runs as a process of its own against the embedded API server, as it runs in a cluster.
+Small numbers here (100 files, 3 kills); bench/chaos.py runs the same with more.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from autoscene import API_VERSION, kube, status, upload
+from autoscene.sandbox.demo import sample_manifests
+from autoscene.sandbox.session import Sandbox, wait_for
+
+
+def start_operator(sandbox: Sandbox) -> subprocess.Popen[bytes]:
+    executable = Path(sys.executable).with_name("autoscene")
+    return subprocess.Popen(
+        [str(executable), "operator", "-A", "--no-leader-election"],
+        env={**os.environ, "KUBECONFIG": str(sandbox.kubeconfig)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def burst_with_kills(folder: Path, files: int, kills: int, seed: int = 7) -> dict[str, Any]:
+    """Upload `files` files in batches while killing the operator `kills` times; what came of it."""
+    chance = random.Random(seed)
+    with Sandbox(folder / "sandbox", with_operator=False) as sandbox:
+        namespace = sandbox.namespace
+        sandbox.apply(list(sample_manifests()))
+        sandbox.apply(
+            [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Action",
+                    "metadata": {"name": "noop"},
+                    "spec": {"image": "busybox:1.36.1", "command": ["true"]},
+                },
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "Trigger",
+                    "metadata": {"name": "on-bin"},
+                    "spec": {"action": "noop", "fileGlob": "*.bin"},
+                },
+            ]
+        )
+        operator = start_operator(sandbox)
+        wait_for(
+            lambda: ((kube.get_custom("records", namespace, "recordings") or {}).get("status") or {}).get(
+                "claimName"
+            ),
+            60,
+            "the record's claim",
+        )
+        sources = folder / "files"
+        sources.mkdir()
+        paths = []
+        for index in range(files):
+            path = sources / f"{index:04d}.bin"
+            path.write_bytes(index.to_bytes(4, "big"))
+            paths.append(path)
+        batches = [paths[start : start + 10] for start in range(0, files, 10)]
+        kill_after = sorted(chance.sample(range(1, len(batches)), kills))
+        for number, batch in enumerate(batches):
+            sandbox.upload("recordings", upload.plan(batch))
+            if kill_after and number == kill_after[0]:
+                kill_after.pop(0)
+                time.sleep(chance.uniform(0, 0.5))
+                operator.send_signal(signal.SIGKILL)
+                operator.wait()
+                operator = start_operator(sandbox)
+        try:
+
+            def settled() -> list[dict[str, Any]] | None:
+                runs = [
+                    inv
+                    for inv in kube.list_custom("invocations", namespace)
+                    if inv["spec"]["action"] == "noop"
+                ]
+                final = [run for run in runs if (run.get("status") or {}).get("phase") in status.FINISHED]
+                return runs if len(runs) >= files and len(final) == len(runs) else None
+
+            runs = wait_for(settled, 180, "every file's run to finish")
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+        jobs = [job.metadata.name for job in kube.batch().list_namespaced_job(namespace).items]
+        return {"runs": runs, "jobs": jobs}
+
+
+def test_the_operator_killed_during_a_burst_doubles_and_loses_nothing(tmp_path: Path) -> None:
+    files = 100
+    outcome = burst_with_kills(tmp_path, files, kills=3)
+    runs = outcome["runs"]
+    by_file: dict[str, int] = {}
+    for run in runs:
+        by_file[run["spec"]["file"]] = by_file.get(run["spec"]["file"], 0) + 1
+    assert sorted(by_file) == [f"{index:04d}.bin" for index in range(files)]
+    assert set(by_file.values()) == {1}, {path: count for path, count in by_file.items() if count != 1}
+    assert all(run["status"]["phase"] == status.SUCCEEDED for run in runs)
+    noop_jobs = [name for name in outcome["jobs"] if name.startswith("on-bin-")]
+    assert len(noop_jobs) == len(set(noop_jobs)) == files
