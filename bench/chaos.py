@@ -41,7 +41,8 @@ def main() -> None:
     print(f"{options.files} files, {options.kills} kills, {time.monotonic() - started:.0f} s")
     print(f"files with exactly one Invocation: {once} of {options.files}")
     print(
-        f"Invocations: {len(runs)}, Jobs: {len(jobs)} ({len(set(jobs))} distinct), not Succeeded: {len(unfinished)}"
+        f"Invocations: {len(runs)}, Jobs: {len(jobs)} ({len(set(jobs))} distinct), "
+        f"not Succeeded: {len(unfinished)}"
     )
     ok = once == options.files == len(runs) == len(set(jobs)) == len(jobs) and not unfinished
     print("exactly once: yes" if ok else "exactly once: NO")
