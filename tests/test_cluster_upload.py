@@ -433,3 +433,18 @@ def _running(cluster: Cluster, name: str) -> Any:
 def _finished(cluster: Cluster, name: str) -> Any:
     pod = cluster.core.read_namespaced_pod(name, cluster.namespace)
     return pod if pod.status and pod.status.phase in ("Succeeded", "Failed") else None
+
+
+def test_hundreds_of_files_go_in_one_upload(cluster: Cluster, tmp_path: Path) -> None:
+    """Every file's path and checksum travel in the exec's command line, far past 8 KiB here."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    sources = []
+    for index in range(300):
+        source = folder / f"frame-{index:04d}.bin"
+        source.write_bytes(index.to_bytes(2, "big"))
+        sources.append(source)
+    uploaded = cluster.upload(upload.plan(sources, "many"))
+    assert len(uploaded) == 300
+    registered = cluster.registered()
+    assert all(registered[f"many/{source.name}"]["sha256"] == sha256_of(source) for source in sources)

@@ -134,6 +134,9 @@ def test_logs_and_exec_go_through_the_api_server_to_the_node(
         input="piped in\n",
     )
     assert done.stdout == "piped in\n" and "done" in done.stderr and done.returncode == 3
+    # A command line longer than a default HTTP server takes (it travels in the URL): 32 KiB.
+    long = kubectl(real_cluster, "exec", "-n", namespace, "talker", "--", "echo", "x" * 32768)
+    assert long.returncode == 0 and long.stdout.strip() == "x" * 32768, long.stderr
     missing = kubectl(real_cluster, "exec", "-n", namespace, "talker", "--", "no-such-program")
     assert missing.returncode != 0 and "no-such-program" in missing.stderr
 

@@ -534,7 +534,13 @@ class EmbeddedApiServer:
             )
 
         server = aiohttp.web.Server(
-            self.emulator, request_factory=request, handler_cancellation=True, access_log=None
+            self.emulator,
+            request_factory=request,
+            handler_cancellation=True,
+            access_log=None,
+            # Go servers (kube-apiserver) take request lines and headers up to 1 MB; aiohttp 8 KiB.
+            max_line_size=1 << 20,
+            max_field_size=1 << 20,
         )
         self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
         await self._runner.setup()

@@ -64,6 +64,9 @@ RETRY_SECONDS = 0.5
 ASSUMED_SECONDS = 30
 HEARTBEAT_SECONDS = 30
 LOG_FOLLOW_SECONDS = 0.2
+# An exec's command travels in the URL (one `command=` per argument); the kubelet, like any Go
+# server, takes request lines and headers up to 1 MB, where aiohttp stops at 8 KiB by default.
+MAX_REQUEST_LINE = 1 << 20
 # The kubelet API's query names for exec (k8s.io/api/core/v1: ExecStdinParam, ...).
 EXEC_FLAGS = {"input": "stdin", "output": "stdout", "error": "stderr", "tty": "tty"}
 
@@ -446,7 +449,13 @@ class NodeAgent:
         def serve() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
-            self._runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
+            self._runner = aiohttp.web.AppRunner(
+                app,
+                handle_signals=False,
+                access_log=None,
+                max_line_size=MAX_REQUEST_LINE,
+                max_field_size=MAX_REQUEST_LINE,
+            )
             loop.run_until_complete(self._runner.setup())
             site = aiohttp.web.TCPSite(self._runner, LOCAL_IP, 0, ssl_context=tls)
             loop.run_until_complete(site.start())
