@@ -26,13 +26,13 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 import yaml
 
 from .. import paths
 from . import pki as pki_module
+from .service import Service
 
 logger = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def service_address() -> tuple[str, int]:
     return "127.0.0.1", free_port()
 
 
-class ControlPlane:
+class ControlPlane(Service):
     """Start with `with ControlPlane(folder) as plane:`; every process stops when the block ends.
 
     `folder` receives `pki/`, `logs/<component>.log`, the etcd data and one kubeconfig per identity
@@ -146,19 +146,6 @@ class ControlPlane:
         self.logs = self.folder / "logs"
         self._processes: list[tuple[str, subprocess.Popen[bytes], IO[bytes]]] = []
         self._tokens = {identity: secrets.token_hex(24) for identity in IDENTITIES}
-
-    def __enter__(self) -> "ControlPlane":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -45,6 +45,7 @@ from . import watching
 from .apiserver_exec import exec_request, serve_exec
 from .containers import LOCAL_IP, LocalImage
 from .kubelet import FINISHED_PHASES, LocalKubelet
+from .service import Service
 
 logger = logging.getLogger(__name__)
 STORAGE_CLASS = "autoscene-local"
@@ -89,7 +90,7 @@ class Serving:
     client_ca: Path
 
 
-class NodeAgent:
+class NodeAgent(Service):
     """Start with `with NodeAgent(...) as agent:`; its Pods' processes stop when the block ends."""
 
     def __init__(
@@ -133,17 +134,6 @@ class NodeAgent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: aiohttp.web.AppRunner | None = None
         self.port = 0
-
-    def __enter__(self) -> "NodeAgent":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def start(self) -> None:
         self.volumes.mkdir(parents=True, exist_ok=True)

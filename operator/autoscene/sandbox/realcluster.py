@@ -16,7 +16,6 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
@@ -24,6 +23,7 @@ import yaml
 from .. import cluster_upload, kube, paths, upload
 from . import controlplane, nodeagent
 from .containers import LocalImage
+from .service import Service
 from .session import FolderLock, local_images, wait_for
 
 OPERATOR_NAMESPACE = "autoscene-system"
@@ -36,7 +36,7 @@ def real_images() -> dict[str, LocalImage]:
     return {**local_images(), "autoscene/operator": LocalImage(programs={"autoscene": program})}
 
 
-class RealCluster:
+class RealCluster(Service):
     """Start with `with RealCluster(folder) as cluster:`; everything stops when the block ends.
 
     The same verbs as the embedded `Sandbox` (`apply`, `upload`, `kubeconfig`, `volumes`, `namespace`),
@@ -52,19 +52,6 @@ class RealCluster:
         self.volumes = self.folder / "volumes"
         self.agent: nodeagent.NodeAgent | None = None
         self._lock = FolderLock(self.folder)
-
-    def __enter__(self) -> "RealCluster":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, TypeVar
 
 import kopf
@@ -26,6 +25,7 @@ from .apiserver import EmbeddedApiServer, write_kubeconfig
 from .containers import LocalImage
 from .jobcontroller import LocalJobController
 from .kubelet import LocalKubelet
+from .service import Service
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "sandbox.json"
@@ -91,7 +91,7 @@ def volumes_of(kubeconfig: Path) -> Path | None:
     return Path(json.loads(state.read_text())["volumes"])
 
 
-class Sandbox:
+class Sandbox(Service):
     """Start with `with Sandbox(folder) as sandbox:`; everything stops when the block ends."""
 
     def __init__(self, folder: Path, namespace: str = "default", with_operator: bool = True) -> None:
@@ -108,19 +108,6 @@ class Sandbox:
         self._runner: LocalJobController | None = None
         self._kubelet: LocalKubelet | None = None
         self._lock = FolderLock(self.folder)
-
-    def __enter__(self) -> "Sandbox":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         self._lock.acquire()
