@@ -51,11 +51,12 @@ MINIMAL = Path(__file__).with_name("minimal_operator.py")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def claim() -> dict[str, Any]:
+def claim(name: str = CLAIM) -> dict[str, Any]:
+    """A claim for a Record of the benchmark, which works with or without the autoscene operator."""
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": {"name": CLAIM},
+        "metadata": {"name": name},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
 

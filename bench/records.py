@@ -40,17 +40,9 @@ from kubernetes import watch  # noqa: E402
 
 from autoscene import files, kube, upload  # noqa: E402
 from autoscene.sandbox.session import Sandbox, wait_for  # noqa: E402
+from fanout import claim, peak_rss_mb  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RECORD, CLAIM = "big", "big-files"
-
-
-def claim() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolumeClaim",
-        "metadata": {"name": CLAIM},
-        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
-    }
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -81,14 +73,6 @@ def fake(path: str) -> upload.UploadedFile:
     return upload.UploadedFile(path, 1024, hashlib.sha256(path.encode()).hexdigest())
 
 
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,7 +85,7 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp(prefix="records-bench-"))
     with Sandbox(folder / "sandbox", with_operator=False) as sandbox:
         namespace = sandbox.namespace
-        kube.core().create_namespaced_persistent_volume_claim(namespace, claim())
+        kube.core().create_namespaced_persistent_volume_claim(namespace, claim(CLAIM))
         sandbox.apply(manifests())
         operator = subprocess.Popen(
             [str(Path(sys.executable).with_name("autoscene")), "operator", "-A", "--no-leader-election"],
