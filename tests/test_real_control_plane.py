@@ -33,13 +33,7 @@ def namespace(real_cluster: RealCluster) -> Iterator[str]:
 
 
 def kubectl(cluster: RealCluster, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(cluster.plane.binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig), *args],
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=120,
-    )
+    return cluster.plane.kubectl(*args, input=input)
 
 
 def restricted_pod(name: str, *command: str, cpu: str = "10m") -> dict[str, object]:

@@ -195,17 +195,14 @@ class ControlPlane(Service):
     def token(self, identity: str) -> str:
         return self._tokens[identity]
 
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run this release's kubectl as the admin."""
+    def kubectl(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run this release's kubectl as the admin; what it answered, whatever its exit code."""
         return subprocess.run(
             [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-            check=check,
             capture_output=True,
             text=True,
             input=input,
-            timeout=120,
+            timeout=180,  # above the 120 s that `kubectl rollout status --timeout` waits
         )
 
     def log_tail(self, component: str, lines: int = 20) -> str:

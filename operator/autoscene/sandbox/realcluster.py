@@ -12,7 +12,6 @@ the host's network and two replicas would both listen on ports 8080 and 9090.
 """
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -112,13 +111,7 @@ class RealCluster(Service):
 
     def kubectl(self, *args: str, input: str | None = None) -> str:
         """This release's kubectl as the admin; its output, or `RuntimeError` with what it said."""
-        done = subprocess.run(
-            [str(self.plane.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=180,
-        )
+        done = self.plane.kubectl(*args, input=input)
         if done.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
         return done.stdout
