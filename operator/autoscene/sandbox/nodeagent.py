@@ -306,7 +306,7 @@ class NodeAgent(Service):
                 raise
             return
         # Counted as the node's until the kubelet sees it, as the scheduler's assume cache does.
-        self._assumed[meta["uid"]] = (time.monotonic(), {**_requests(pod), "pods": Decimal(1)})
+        self._assumed[meta["uid"]] = (time.monotonic(), _requests(pod))
 
     def _unschedulable_because(self, core: client.CoreV1Api, pod: dict[str, Any]) -> str | None:
         """Why the Pod cannot go to this node now, worded as the scheduler words it; None if it can."""
@@ -323,7 +323,7 @@ class NodeAgent(Service):
                 raise
             if (found.status.phase if found.status else None) != "Bound":
                 return "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
-        wanted = {**_requests(pod), "pods": Decimal(1)}
+        wanted = _requests(pod)
         used = self._requested_on_node()
         short = [
             resource
@@ -348,7 +348,7 @@ class NodeAgent(Service):
                 del self._assumed[uid]  # the kubelet's view counts it now, or it went away unseen
         total: dict[str, Decimal] = {}
         assumed = [amounts for _, amounts in self._assumed.values()]
-        for amounts in [{**_requests(pod), "pods": Decimal(1)} for pod in running.values()] + assumed:
+        for amounts in [_requests(pod) for pod in running.values()] + assumed:
             for resource, amount in amounts.items():
                 total[resource] = total.get(resource, Decimal(0)) + amount
         return total
@@ -531,14 +531,15 @@ def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
 
 
 def _requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:
-    """The Pod's effective requests: its containers' sum, or its largest init container's if more."""
+    """What the Pod takes of the node: its effective CPU and memory requests (its containers' sum, or
+    its largest init container's if more) and one of the node's Pods."""
     spec = pod.get("spec") or {}
 
     def of(container: Mapping[str, Any]) -> dict[str, Decimal]:
         requests = ((container.get("resources") or {}).get("requests")) or {}
         return {name: parse_quantity(requests[name]) for name in ("cpu", "memory") if name in requests}
 
-    total: dict[str, Decimal] = {}
+    total: dict[str, Decimal] = {"pods": Decimal(1)}
     for container in spec.get("containers") or []:
         for name, amount in of(container).items():
             total[name] = total.get(name, Decimal(0)) + amount
