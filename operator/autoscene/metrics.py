@@ -1,6 +1,11 @@
-"""Prometheus metrics of the operator, served on their own port (`autoscene operator --metrics-port`)."""
+"""Prometheus metrics of the operator, served on their own port (`autoscene operator --metrics-port`).
+
+Every replica serves them; only the one holding the Lease acts, so only its counters move. The
+monitoring kit (`manifests/components/monitoring`) alerts and draws its dashboard from these names.
+"""
 
 import threading
+import time
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -26,16 +31,66 @@ dispatch_latency = Histogram(
 )
 queue_depth = Gauge("autoscene_invocations_in_flight", "Invocations not finished yet, per phase.", ["phase"])
 handler_errors = Counter("autoscene_handler_errors", "Handler calls that raised, per handler.", ["handler"])
+leader = Gauge("autoscene_leader", "1 while this replica acts (holds the Lease), 0 while it stands by.")
+watch_events = Counter(
+    "autoscene_watch_events", "Watch events the operator's handlers received, per resource.", ["resource"]
+)
+watch_last_event = Gauge(
+    "autoscene_watch_last_event_timestamp_seconds",
+    "Unix time of the last watch event received, per resource.",
+    ["resource"],
+)
+reconcile_passes = Counter(
+    "autoscene_reconcile_passes", "Periodic reconciliation passes, per result (ok, error).", ["result"]
+)
+reconcile_last_success = Gauge(
+    "autoscene_reconcile_last_success_timestamp_seconds",
+    "Unix time at which the last periodic reconciliation pass completed without error.",
+)
+reconcile_repairs = Counter(
+    "autoscene_reconcile_repairs",
+    "Changes the periodic pass made that a watch event should have made, per kind "
+    "(file: a file dispatched late; invocation: a run synced with its Job late).",
+    ["kind"],
+)
 
 
 def serve(port: int) -> None:
     start_http_server(port)
 
 
+def set_leading(leading: bool) -> None:
+    """Whether this replica acts now: set on taking the Lease, cleared on losing or releasing it."""
+    leader.set(1 if leading else 0)
+
+
+def watch_event(resource: str) -> None:
+    """A watch event arrived for `resource` (a plural: "invocations", "jobs", "recordfiles", ...).
+
+    Called first thing in each event handler; the alerts take a leader whose events stop while the
+    periodic pass keeps repairing for a stalled watch."""
+    watch_events.labels(resource).inc()
+    watch_last_event.labels(resource).set(time.time())
+
+
+def reconciled(ok: bool) -> None:
+    """One periodic reconciliation pass ended, without error (`ok`) or with one."""
+    reconcile_passes.labels("ok" if ok else "error").inc()
+    if ok:
+        reconcile_last_success.set_to_current_time()
+
+
+def repaired(kind: str, count: int = 1) -> None:
+    """The periodic pass did `count` things of `kind` ("file", "invocation") a watch event should have
+    done: a missed dispatch or a finished Job whose run was not synced."""
+    if count:
+        reconcile_repairs.labels(kind).inc(count)
+
+
 class InFlight:
     """Invocations by phase as last seen, so the queue-depth gauge needs no listing."""
 
-    TRACKED = ("Pending", "Running")
+    TRACKED = ("Pending", "Queued", "Running")
 
     def __init__(self) -> None:
         self._phases: dict[str, str] = {}
@@ -63,3 +118,6 @@ class InFlight:
 
 
 in_flight = InFlight()
+# Zero from the start, so the dashboard and the alerts see a series before the first run.
+in_flight.clear()
+set_leading(False)

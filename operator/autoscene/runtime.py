@@ -64,6 +64,7 @@ def run_operator(
             threading.Thread(
                 target=_keep_leading, args=(elector, stop, lost), daemon=True, name="lease"
             ).start()
+        metrics.set_leading(True)
         try:
             kopf.run(
                 clusterwide=all_namespaces,
@@ -78,6 +79,7 @@ def run_operator(
                 memo=kopf.Memo(stop=stop),
             )
         finally:
+            metrics.set_leading(False)
             stop.set()
             if elector is not None and not lost.is_set():
                 elector.release()
@@ -89,6 +91,7 @@ def run_operator(
 def _keep_leading(elector: LeaderElector, stop: threading.Event, lost: threading.Event) -> None:
     elector.keep_leading(stop)
     if not stop.is_set():
+        metrics.set_leading(False)  # at once: kopf may take a moment to stop
         lost.set()
         stop.set()
 
