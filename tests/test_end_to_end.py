@@ -147,14 +147,20 @@ def test_a_manual_invocation_runs(cluster: RunningSandbox, clip: Path) -> None:
     assert len(list((cluster.outputs_of(done) / "manual" / clip.stem).glob("*.jpg"))) == frames_in(clip)
 
 
-def test_an_invocation_of_a_missing_action_fails_then_recovers(cluster: RunningSandbox, clip: Path) -> None:
+def test_an_invocation_of_a_missing_action_waits_for_it(cluster: RunningSandbox, clip: Path) -> None:
     cluster.upload("recordings", clip)
     cluster.run_of(clip.name)
     create_invocation(cluster, "early", action="extract-later", file=clip.name)
-    failed = cluster.finished("early")
-    assert failed["status"]["phase"] == "Failed"
-    assert failed["status"]["reason"] == "ActionNotFound"
-    assert 'Action "extract-later" does not exist' in failed["status"]["message"]
+
+    def waiting() -> dict[str, Any] | None:
+        found = cluster.invocation("early")
+        return found if found and (found.get("status") or {}).get("reason") == "ActionNotFound" else None
+
+    pending = wait_for(waiting, 60, "the invocation to wait for its action")
+    assert pending["status"]["phase"] == "Pending"
+    assert 'Action "extract-later" does not exist' in pending["status"]["message"]
+    [condition] = pending["status"]["conditions"]
+    assert (condition["type"], condition["status"]) == ("Succeeded", "Unknown")
     action = kube.get_custom("actions", cluster.namespace, "extract-images")
     assert action is not None
     later = {

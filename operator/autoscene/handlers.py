@@ -1,9 +1,10 @@
 """Every event the operator reacts to, on one screen. The work lives in the modules they call."""
 
 import asyncio
+import contextlib
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar, cast
 
 import kopf
@@ -19,7 +20,6 @@ from . import (
     labels,
     metrics,
     records,
-    transitions,
 )
 from . import settings as operator_settings
 from .reconciler import Reconciler
@@ -55,6 +55,15 @@ def _counting_errors(handler: Handler) -> Handler:
             raise
 
     return cast(Handler, counted)
+
+
+@contextlib.contextmanager
+def _retried_soon() -> Iterator[None]:
+    """The core's "not yet" (`invocations.NotReady`) in kopf's words: retry the handler after a delay."""
+    try:
+        yield
+    except invocations.NotReady as error:
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error
 
 
 @kopf.on.startup()
@@ -157,7 +166,8 @@ def invocation_created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_:
     missing = {key: value for key, value in wanted.items() if body.metadata.labels.get(key) != value}
     if missing:
         patch.metadata.labels.update(missing)
-    transitions.announce(invocations.start(dict(body)))
+    with _retried_soon():
+        invocations.start(dict(body))
 
 
 @kopf.on.event(GROUP, VERSION, INVOCATIONS)
@@ -176,7 +186,7 @@ def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> 
     if owner is None or namespace is None:
         return
     job = None if type == "DELETED" else dict(body)
-    transitions.announce(invocations.sync_with_job(namespace, job, *owner))
+    invocations.sync_with_job(namespace, job, *owner)
 
 
 # Actions -----------------------------------------------------------------------------------------
@@ -190,6 +200,6 @@ def action_changed(type: str, name: str, namespace: str | None, logger: kopf.Log
         return
     for invocation in invocations.waiting_for_action(namespace, name):
         try:
-            transitions.announce(invocations.start(invocation))
+            invocations.start(invocation)
         except Exception as error:  # one run's trouble must not keep the others waiting
             logger.warning(f"could not start {invocation['metadata']['name']}: {error}")

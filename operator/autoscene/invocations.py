@@ -2,12 +2,10 @@
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import kopf
-
-from . import config, jobs, kube, labels, metrics, queueing, records, status, timestamps
+from . import config, jobs, kube, labels, lifecycle, queueing, records, status, timestamps, transitions
+from .transitions import Transition
 
 logger = logging.getLogger(__name__)
 PLURAL = "invocations"
@@ -16,20 +14,20 @@ RECORD_NOT_FOUND = "RecordNotFound"
 JOB_LOST = "JobLost"
 
 
-@dataclass(frozen=True)
-class Transition:
-    """A status written to an Invocation: the status it replaced, and the fields that changed."""
+class NotReady(Exception):
+    """The run cannot start yet for a reason that passes by itself; try again after `delay` seconds."""
 
-    invocation: dict[str, Any]
-    previous: dict[str, Any]
-    update: dict[str, Any]
+    def __init__(self, message: str, delay: float) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 def start(invocation: Mapping[str, Any]) -> Transition | None:
     """Create the Invocation's Job unless it has one, and write the status that says so.
 
-    A missing Action fails the Invocation until the Action appears (see `waiting_for_action`); a
-    missing Record fails it for good, since the file it names cannot be in a Record made later.
+    A missing Action keeps the Invocation Pending (reason ActionNotFound) until the Action appears (see
+    `waiting_for_action`); a missing Record fails it for good, since the file it names cannot be in a
+    Record made later. `NotReady` when the Record's volume is not there yet.
     """
     meta, spec = invocation["metadata"], invocation["spec"]
     if not needs_start(invocation.get("status") or {}):
@@ -37,7 +35,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     namespace = meta["namespace"]
     action = kube.get_custom("actions", namespace, spec["action"])
     if action is None:
-        update = status.failed(
+        update = status.waiting(
             ACTION_NOT_FOUND,
             f'Action "{spec["action"]}" does not exist in namespace "{namespace}"; '
             "this invocation starts as soon as it is created",
@@ -53,7 +51,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
         return write(invocation, update)
     claim = records.claim_of(record)
     if claim is None:
-        raise kopf.TemporaryError(f'Record "{spec["record"]}" has no volume yet', delay=2)
+        raise NotReady(f'Record "{spec["record"]}" has no volume yet', delay=2)
     limit = int(action["spec"].get("concurrency") or 0)
     if not limit:
         return _run(invocation, action, claim)
@@ -76,12 +74,14 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
     namespace = meta["namespace"]
     body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds)
     job_name = body["metadata"]["name"]
-    if kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body)):
-        _count_dispatch(invocation)
-    elif _owner_uid(kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))) != meta["uid"]:
+    created = kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
+    if (
+        not created
+        and _owner_uid(kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))) != meta["uid"]
+    ):
         # A Job of that name from an earlier Invocation of the same name is still being deleted.
-        raise kopf.TemporaryError(f'an older job "{job_name}" is still being deleted', delay=5)
-    update = {**status.waiting("JobCreated", f'job "{job_name}" created'), "jobName": job_name}
+        raise NotReady(f'an older job "{job_name}" is still being deleted', delay=5)
+    update = {**status.waiting(lifecycle.JOB_CREATED, f'job "{job_name}" created'), "jobName": job_name}
     return write(invocation, {**update, "completionTime": None})
 
 
@@ -125,10 +125,8 @@ SLOTS = queueing.Slots(list_runs)
 
 
 def needs_start(current: Mapping[str, Any]) -> bool:
-    """No Job yet, and not finished (a run that failed for want of its Action may start later)."""
-    if current.get("jobName"):
-        return False
-    return current.get("phase") not in status.FINISHED or current.get("reason") == ACTION_NOT_FOUND
+    """No Job yet, and not finished."""
+    return not current.get("jobName") and not lifecycle.is_finished(current)
 
 
 def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid: str) -> Transition | None:
@@ -147,7 +145,8 @@ def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid:
 
 
 def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transition | None:
-    """Write the fields of `wanted` that differ from the current status, never rewriting a finished run.
+    """Write the fields of `wanted` that the lifecycle lets change, then carry out what the move sets
+    off (`transitions.carry_out`); the Transition written, or None when nothing changed.
 
     A compare-and-swap against the latest status: a late or repeated write (a retried start, an
     old Job event) loses to a status that already moved on, instead of overwriting it.
@@ -158,7 +157,7 @@ def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transitio
     def merged(current: dict[str, Any]) -> dict[str, Any]:
         seen.clear()
         seen.update(current)
-        changed = changed_fields(current, wanted)
+        changed = lifecycle.changes(current, wanted)
         if not changed:
             return current
         now = timestamps.render(timestamps.now())
@@ -167,27 +166,12 @@ def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transitio
     written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged)
     if written is None:
         return None
-    update = changed_fields(seen, wanted)
+    update = lifecycle.changes(seen, wanted)
     if not update:
         return None
-    return Transition(written, dict(seen), update)
-
-
-def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of `wanted` that differs from the current status; nothing once the run is final."""
-    finished = current.get("phase") in status.FINISHED and current.get("reason") != ACTION_NOT_FOUND
-    if finished or _moved_on(current, wanted):
-        return {}
-    return {key: value for key, value in wanted.items() if current.get(key) != value}
-
-
-def _moved_on(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
-    # "Job created" arriving after the Job's own progress was written (a retried start) is stale.
-    return bool(
-        wanted.get("reason") == "JobCreated"
-        and current.get("jobName") == wanted.get("jobName")
-        and current.get("phase") not in (None, status.PENDING)
-    )
+    transition = Transition(written, dict(seen), update)
+    transitions.carry_out(transition, start_next)
+    return transition
 
 
 def observed_status(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,14 +210,6 @@ def waiting_for_action(namespace: str, action: str) -> list[dict[str, Any]]:
 def _owner_uid(job: Mapping[str, Any]) -> str | None:
     owner = owner_of(job)
     return owner[1] if owner else None
-
-
-def _count_dispatch(invocation: Mapping[str, Any]) -> None:
-    metrics.invocations_created.labels(invocation["spec"]["action"]).inc()
-    added = (invocation["metadata"].get("annotations") or {}).get(labels.FILE_ADDED_AT)
-    if added:
-        waited = (timestamps.now() - timestamps.parse(added)).total_seconds()
-        metrics.dispatch_latency.observe(max(waited, 0.0))
 
 
 def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> str:

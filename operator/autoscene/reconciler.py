@@ -15,7 +15,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, dispatching, files, invocations, kube, status, transitions, triggers
+from . import GROUP, VERSION, dispatching, files, invocations, kube, status, triggers
 
 logger = logging.getLogger(__name__)
 
@@ -49,18 +49,15 @@ def reconcile_once(prune: bool = False) -> None:
     _dispatch_what_was_missed()
     for action in _everywhere("actions"):
         if (action.get("spec") or {}).get("concurrency"):
-            for started in invocations.start_queued(action["metadata"]["namespace"], action):
-                transitions.announce(started)
+            invocations.start_queued(action["metadata"]["namespace"], action)
     for invocation in _everywhere(invocations.PLURAL):
         current = invocation.get("status") or {}
         if current.get("reason") == invocations.ACTION_NOT_FOUND:
-            transitions.announce(invocations.start(invocation))  # starts if its Action exists now
+            invocations.start(invocation)  # starts if its Action exists now
         elif current.get("jobName") and current.get("phase") not in status.FINISHED:
             meta = invocation["metadata"]
-            transitions.announce(
-                invocations.sync_with_job(
-                    meta["namespace"], _job(meta["namespace"], current["jobName"]), meta["name"], meta["uid"]
-                )
+            invocations.sync_with_job(
+                meta["namespace"], _job(meta["namespace"], current["jobName"]), meta["name"], meta["uid"]
             )
     if prune:
         for trigger in _everywhere("triggers"):

@@ -4,7 +4,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import labels, status, timestamps
+from . import labels, lifecycle, timestamps
 
 
 def invocations_to_prune(
@@ -33,8 +33,7 @@ def invocations_to_prune(
 
 
 def _is_over(run_status: Mapping[str, Any]) -> bool:
-    # A run that failed for want of its Action is waiting, not over: it starts when the Action appears.
-    return run_status.get("phase") in status.FINISHED and run_status.get("reason") != "ActionNotFound"
+    return lifecycle.is_finished(run_status)
 
 
 def _newness(invocation: Mapping[str, Any]) -> tuple[datetime, str, str]:

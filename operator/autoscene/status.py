@@ -5,9 +5,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import jobs, timestamps
+from .lifecycle import FAILED, FINISHED, PENDING, QUEUED, RUNNING, SUCCEEDED
 
-PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED = "Pending", "Queued", "Running", "Succeeded", "Failed"
-FINISHED = frozenset({SUCCEEDED, FAILED})
+__all__ = ["FAILED", "FINISHED", "PENDING", "QUEUED", "RUNNING", "SUCCEEDED"]
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 2048
 
