@@ -60,8 +60,13 @@ def serve(port: int) -> None:
 
 
 def set_leading(leading: bool) -> None:
-    """Whether this replica acts now: set on taking the Lease, cleared on losing or releasing it."""
+    """Whether this replica acts now: set on taking the Lease, cleared on losing or releasing it.
+
+    A replica that stands by sees no Invocations, so its in-flight gauge drops to zero: summed over
+    the replicas, the gauges count each run once."""
     leader.set(1 if leading else 0)
+    if not leading:
+        in_flight.clear()
 
 
 def watch_event(resource: str) -> None:
@@ -119,5 +124,4 @@ class InFlight:
 
 in_flight = InFlight()
 # Zero from the start, so the dashboard and the alerts see a series before the first run.
-in_flight.clear()
 set_leading(False)
