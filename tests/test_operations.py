@@ -226,3 +226,37 @@ def test_the_reconciliation_pass_repairs_a_lost_final_event(sandbox: RunningSand
     repaired = sandbox.invocation(name)
     assert repaired is not None and repaired["status"]["phase"] == "Succeeded"
     assert repaired["status"]["completionTime"]
+
+
+def test_the_reconciliation_pass_is_scoped_paged_and_outlives_a_failing_object(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from autoscene import invocations, reconciler
+
+    clips = [small_clip(tmp_path, f"page-{index}.mp4", seed=index) for index in range(3)]
+    sandbox.upload("recordings", *clips)
+    names = [sandbox.run_of(clip.name)["metadata"]["name"] for clip in clips]
+    for name in names:  # as if each Job's last event had been lost
+        kube.patch_custom_status(
+            "invocations",
+            sandbox.namespace,
+            name,
+            {"phase": "Running", "reason": "Running", "completionTime": None},
+        )
+    monkeypatch.setattr(reconciler, "PAGE_SIZE", 1)  # every object on a page of its own
+    sync_with_job = invocations.sync_with_job
+
+    def failing_for_the_first(namespace: str, job: object, name: str, uid: str) -> object:
+        if name == names[0]:
+            raise RuntimeError("this one cannot be read")
+        return sync_with_job(namespace, job, name, uid)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(invocations, "sync_with_job", failing_for_the_first)
+
+    def phases() -> list[str]:
+        return [(sandbox.invocation(name) or {})["status"]["phase"] for name in names]
+
+    reconciler.reconcile_once(["a-namespace-it-does-not-serve"])
+    assert phases() == ["Running"] * 3
+    reconciler.reconcile_once([sandbox.namespace])
+    assert phases() == ["Running", "Succeeded", "Succeeded"]

@@ -1,14 +1,11 @@
 """Turning a RecordFile's new content into Invocations, once, whatever repeats the event."""
 
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, events, files, firing, kube, timestamps, triggers
-
-logger = logging.getLogger(__name__)
+from . import GROUP, VERSION, events, files, firing, kube, timestamps
 
 
 def dispatch(
@@ -20,8 +17,7 @@ def dispatch(
 
     Idempotent: Invocation names are deterministic, so a repeated dispatch finds them there (409). When
     an Invocation cannot be created the file stays undispatched (the error propagates) and is tried
-    again later; a Trigger that cannot fire gets a Warning Event and holds up nobody. Each created
-    Invocation gets a `TriggerFired` Event on the Record and counts in its Trigger's status.
+    again later; a Trigger that cannot fire gets a Warning Event and holds up nobody.
     """
     candidates = list(namespace_triggers)
     for name, why in firing.unusable_triggers(candidates).items():
@@ -31,8 +27,6 @@ def dispatch(
     created = [invocation for invocation in due if kube.create_custom("invocations", invocation)]
     meta = file["metadata"]
     _note_dispatched(meta["namespace"], meta["name"], file["spec"]["sha256"], len(due))
-    for invocation in created:
-        _announce(file, invocation)
     return created
 
 
@@ -46,28 +40,17 @@ def _note_dispatched(namespace: str, name: str, sha256: str, count: int) -> None
             raise
 
 
-def _announce(file: Mapping[str, Any], invocation: Mapping[str, Any]) -> None:
-    spec, name = invocation["spec"], invocation["metadata"]["name"]
-    # The Event is about the Record, identified by the file's owner reference (kubectl describe
-    # matches Events by uid).
-    references = file["metadata"].get("ownerReferences") or []
-    owner: Mapping[str, Any] = next((ref for ref in references if ref.get("kind") == "Record"), {})
+def announce_firing(invocation: Mapping[str, Any], record_uid: str) -> None:
+    """A `TriggerFired` Event on the Record (kubectl describe matches Events by the Record's uid),
+    posted once the Invocation exists: from its creation handler, which kopf retries until done."""
+    spec, meta = invocation["spec"], invocation["metadata"]
     record = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Record",
-        "metadata": {
-            "name": spec["record"],
-            "namespace": invocation["metadata"]["namespace"],
-            "uid": owner.get("uid", ""),
-        },
+        "metadata": {"name": spec["record"], "namespace": meta["namespace"], "uid": record_uid},
     }
-    events.post(
-        record, "TriggerFired", f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {name}'
-    )
-    try:
-        triggers.count_firing(invocation["metadata"]["namespace"], spec["trigger"], name)
-    except Exception as error:  # a count is bookkeeping: the run itself is not at stake
-        logger.warning("could not count the firing of %s: %s", spec["trigger"], error)
+    message = f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {meta["name"]}'
+    events.post(record, "TriggerFired", message)
 
 
 _warned: set[tuple[str, str]] = set()

@@ -80,3 +80,8 @@ def totals(files: Iterable[tuple[int, str]]) -> Totals:
         if last is None or added_at > last:  # RFC 3339 in UTC sorts as text
             last = added_at
     return Totals(count, size, last)
+
+
+def record_status(files: Iterable[tuple[int, str]]) -> dict[str, Any]:
+    """The Record status fields that sum up its files' (size, addedAt) pairs."""
+    return totals(files).as_status()

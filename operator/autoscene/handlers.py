@@ -20,6 +20,8 @@ from . import (
     labels,
     metrics,
     records,
+    tallies,
+    triggers,
 )
 from . import settings as operator_settings
 from .reconciler import Reconciler
@@ -28,6 +30,7 @@ ACTIONS, RECORDS, INVOCATIONS, TRIGGERS = "actions", "records", "invocations", "
 FILES = files.PLURAL
 # A failed API call is retried soon: most failures here are brief (a conflict, a restarting server).
 RETRY_SECONDS = 5
+DISPATCH_RETRY_SECONDS = (1, 2, 4, 8)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -71,9 +74,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     operator_settings.apply(settings)
     kube.configure()
     metrics.in_flight.clear()
-    memo.reconciler = Reconciler()
+    memo.reconciler = Reconciler(memo.get("namespaces"))
     memo.reconciler.start()
-    memo.file_totals = records.FileTotals()
+    memo.record_totals = tallies.Tally(RECORDS, files.record_status)
+    memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
 
 
 @kopf.on.cleanup()
@@ -105,9 +109,11 @@ def record_created(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_:
 
 
 @kopf.index(GROUP, VERSION, RECORDS)
-def record_labels(namespace: str | None, name: str, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-    """Each Record's labels, which Triggers' record selectors match."""
-    return {(namespace, name): dict(labels)}
+def known_records(
+    namespace: str | None, name: str, uid: str, labels: kopf.Labels, **_: Any
+) -> dict[Any, Any]:
+    """Each Record's uid (for Events about it) and labels (which Triggers' record selectors match)."""
+    return {(namespace, name): (uid, dict(labels))}
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -141,18 +147,30 @@ def file_sizes(namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, An
 @kopf.on.event(GROUP, VERSION, FILES)
 @_counting_errors
 async def file_changed(
-    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, **indexes: Any
+    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **indexes: Any
 ) -> None:
     """New content becomes Invocations, once; the Record's totals follow every change."""
     record = body.spec["record"]
     if namespace is None:
         return
-    known_records: kopf.Index[Any, Any] = indexes["record_labels"]
-    if type != "DELETED" and files.needs_dispatch(body) and (namespace, record) in known_records:
-        [labels_of_record] = known_records[namespace, record]
-        triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
-        await asyncio.to_thread(dispatching.dispatch, dict(body), labels_of_record, triggers)
-    memo.file_totals.changed(namespace, record, indexes["file_sizes"])
+    records: kopf.Index[Any, Any] = indexes["known_records"]
+    if type != "DELETED" and files.needs_dispatch(body) and (namespace, record) in records:
+        [(_, labels_of_record)] = records[namespace, record]
+        namespace_triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
+        # kopf does not retry event handlers: a failed dispatch is tried again here, soon, and after
+        # that by the reconciliation pass.
+        for delay in (*DISPATCH_RETRY_SECONDS, None):
+            try:
+                await asyncio.to_thread(
+                    dispatching.dispatch, dict(body), labels_of_record, namespace_triggers
+                )
+                break
+            except Exception as error:
+                if delay is None:
+                    raise
+                logger.warning(f"dispatch failed, trying again in {delay} s: {error}")
+                await asyncio.sleep(delay)
+    memo.record_totals.changed((namespace, record), indexes["file_sizes"])
 
 
 # Invocations -------------------------------------------------------------------------------------
@@ -161,21 +179,46 @@ async def file_changed(
 @kopf.on.resume(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
 @kopf.on.create(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
 @_counting_errors
-def invocation_created(body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any) -> None:
+def invocation_created(
+    body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, reason: str, **indexes: Any
+) -> None:
     wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
     missing = {key: value for key, value in wanted.items() if body.metadata.labels.get(key) != value}
     if missing:
         patch.metadata.labels.update(missing)
+    if reason == "create" and spec.get("trigger"):
+        record = indexes["known_records"].get((body.metadata.namespace, spec["record"]), [("", {})])
+        dispatching.announce_firing(body, next(iter(record))[0])
     with _retried_soon():
         invocations.start(dict(body))
 
 
+@kopf.index(GROUP, VERSION, INVOCATIONS)
+def trigger_runs(
+    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
+) -> dict[Any, Any]:
+    """Each Trigger's Invocations as (creationTimestamp, name): all its status needs."""
+    if not spec.get("trigger"):
+        return {}
+    return {(namespace, spec["trigger"]): (meta.get("creationTimestamp", ""), name)}
+
+
 @kopf.on.event(GROUP, VERSION, INVOCATIONS)
-def invocation_seen(type: str, uid: str, status: kopf.Status, **_: Any) -> None:
+async def invocation_seen(
+    type: str,
+    uid: str,
+    namespace: str | None,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    memo: kopf.Memo,
+    **indexes: Any,
+) -> None:
     if type == "DELETED":
         metrics.in_flight.forget(uid)
     else:
         metrics.in_flight.observe(uid, status.get("phase"))
+    if namespace is not None and spec.get("trigger"):
+        memo.trigger_history.changed((namespace, spec["trigger"]), indexes["trigger_runs"])
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})

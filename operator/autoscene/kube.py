@@ -5,6 +5,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
@@ -12,6 +13,19 @@ from . import GROUP, VERSION
 
 _api_client: client.ApiClient | None = None
 JSON_PATCH = "application/json-patch+json"
+# What the API server answers when it is briefly unable to serve (kube-apiserver's priority and fairness
+# sends 429 with Retry-After; 5xx while it or etcd restarts): tried again with backoff, as client-go does.
+# Every verb is retried: a create that did land answers 409 the second time, which the callers take as
+# "already there"; a compare-and-swap status write answers 409/422 and is recomputed (`update_status`).
+RETRIES = urllib3.Retry(
+    total=6,
+    backoff_factor=0.25,
+    backoff_max=4,
+    status_forcelist=(429, 500, 502, 503, 504),
+    allowed_methods=None,
+    respect_retry_after_header=True,
+    raise_on_status=False,
+)
 
 
 def configure(kubeconfig: str | None = None) -> client.ApiClient:
@@ -23,6 +37,7 @@ def configure(kubeconfig: str | None = None) -> client.ApiClient:
     else:
         path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         config.load_kube_config(config_file=path, client_configuration=configuration)
+    configuration.retries = RETRIES
     _api_client = client.ApiClient(configuration)
     return _api_client
 

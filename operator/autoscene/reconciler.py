@@ -11,6 +11,7 @@ kopf timer, so no object needs a finalizer for it.
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -18,10 +19,16 @@ from kubernetes.client.exceptions import ApiException
 from . import GROUP, VERSION, dispatching, files, invocations, kube, status, triggers
 
 logger = logging.getLogger(__name__)
+PAGE_SIZE = 500  # objects per list request: a pass over 100,000 files never holds them all at once
 
 
 class Reconciler:
-    def __init__(self, interval: float = 30, retention_interval: float = 600) -> None:
+    """`namespaces`: the ones the operator serves (None: all)."""
+
+    def __init__(
+        self, namespaces: Sequence[str] | None = None, interval: float = 30, retention_interval: float = 600
+    ) -> None:
+        self.namespaces = list(namespaces) if namespaces else None
         self.interval, self.retention_interval = interval, retention_interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
@@ -37,54 +44,80 @@ class Reconciler:
         last_retention = time.monotonic()
         while not self._stop.wait(self.interval):
             prune = time.monotonic() - last_retention >= self.retention_interval
-            try:
-                reconcile_once(prune=prune)
-            except Exception as error:  # the next pass tries again
-                logger.warning("reconciliation pass failed: %s", error)
+            reconcile_once(self.namespaces, prune=prune)
             if prune:
                 last_retention = time.monotonic()
 
 
-def reconcile_once(prune: bool = False) -> None:
-    _dispatch_what_was_missed()
-    for action in _everywhere("actions"):
+def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False) -> None:
+    """One pass over the objects of `namespaces` (None: all). One object's trouble (or one failed list)
+    is logged and skipped: it never stops the pass for the others."""
+    triggers_of: dict[str, list[dict[str, Any]]] = {}
+    for file in _objects(files.PLURAL, namespaces):
+        if files.needs_dispatch(file):
+            _each(file, _dispatch_missed, file, triggers_of)
+    for action in _objects("actions", namespaces):
         if (action.get("spec") or {}).get("concurrency"):
-            invocations.start_queued(action["metadata"]["namespace"], action)
-    for invocation in _everywhere(invocations.PLURAL):
-        current = invocation.get("status") or {}
-        if current.get("reason") == invocations.ACTION_NOT_FOUND:
-            invocations.start(invocation)  # starts if its Action exists now
-        elif current.get("jobName") and current.get("phase") not in status.FINISHED:
-            meta = invocation["metadata"]
-            invocations.sync_with_job(
-                meta["namespace"], _job(meta["namespace"], current["jobName"]), meta["name"], meta["uid"]
-            )
+            _each(action, invocations.start_queued, action["metadata"]["namespace"], action)
+    for invocation in _objects(invocations.PLURAL, namespaces):
+        _each(invocation, _repair, invocation)
     if prune:
-        for trigger in _everywhere("triggers"):
+        for trigger in _objects("triggers", namespaces):
             if (trigger.get("spec") or {}).get("retention"):
-                triggers.apply_retention(trigger["metadata"]["namespace"], trigger["metadata"]["name"])
+                meta = trigger["metadata"]
+                _each(trigger, triggers.apply_retention, meta["namespace"], meta["name"])
 
 
-def _dispatch_what_was_missed() -> None:
-    """Files whose content was never dispatched (a failed call, an event lost): dispatch them now."""
-    waiting = [file for file in _everywhere(files.PLURAL) if files.needs_dispatch(file)]
-    by_namespace: dict[str, list[dict[str, Any]]] = {}
-    for file in waiting:
-        namespace = file["metadata"]["namespace"]
-        if namespace not in by_namespace:
-            by_namespace[namespace] = kube.list_custom("triggers", namespace)
-        record = kube.get_custom("records", namespace, file["spec"]["record"])
-        if record is None:
-            continue  # its Record is gone: the garbage collector takes the file
-        try:
-            dispatching.dispatch(file, record["metadata"].get("labels"), by_namespace[namespace])
-        except Exception as error:  # one file's trouble must not hold up the others
-            logger.warning("could not dispatch %s: %s", file["spec"]["path"], error)
+def _repair(invocation: dict[str, Any]) -> None:
+    """Start a run that waits (for its Action, a lost event); follow a run whose Job event was lost."""
+    current, meta = invocation.get("status") or {}, invocation["metadata"]
+    if current.get("reason") == invocations.ACTION_NOT_FOUND:
+        invocations.start(invocation)  # starts if its Action exists now
+    elif current.get("jobName") and current.get("phase") not in status.FINISHED:
+        job = _job(meta["namespace"], current["jobName"])
+        invocations.sync_with_job(meta["namespace"], job, meta["name"], meta["uid"])
 
 
-def _everywhere(plural: str) -> list[dict[str, Any]]:
-    listing = kube.custom().list_cluster_custom_object(GROUP, VERSION, plural)
-    return list(listing.get("items") or [])
+def _dispatch_missed(file: dict[str, Any], triggers_of: dict[str, list[dict[str, Any]]]) -> None:
+    """A file whose content was never dispatched (a failed call, an event lost): dispatch it now."""
+    namespace = file["metadata"]["namespace"]
+    if namespace not in triggers_of:
+        triggers_of[namespace] = kube.list_custom("triggers", namespace)
+    record = kube.get_custom("records", namespace, file["spec"]["record"])
+    if record is not None:  # else its Record is gone, and the garbage collector takes the file
+        dispatching.dispatch(file, record["metadata"].get("labels"), triggers_of[namespace])
+
+
+def _each(obj: dict[str, Any], repair: Callable[..., object], *arguments: Any) -> None:
+    try:
+        repair(*arguments)
+    except Exception as error:  # one object's trouble must not hold up the others
+        meta = obj["metadata"]
+        logger.warning("reconciling %s/%s failed: %s", meta.get("namespace"), meta.get("name"), error)
+
+
+def _objects(plural: str, namespaces: Sequence[str] | None) -> Iterator[dict[str, Any]]:
+    """Every object of `plural` in `namespaces` (None: all), read a page at a time."""
+    scopes: Sequence[str | None] = namespaces or [None]
+    for namespace in scopes:
+        token = None
+        while True:
+            try:
+                if namespace is None:
+                    page = kube.custom().list_cluster_custom_object(
+                        GROUP, VERSION, plural, limit=PAGE_SIZE, _continue=token
+                    )
+                else:
+                    page = kube.custom().list_namespaced_custom_object(
+                        GROUP, VERSION, namespace, plural, limit=PAGE_SIZE, _continue=token
+                    )
+            except ApiException as error:  # an expired continue token, a failing server: next pass
+                logger.warning("listing %s in %s failed: %s", plural, namespace or "all namespaces", error)
+                break
+            yield from page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                break
 
 
 def _job(namespace: str, name: str) -> dict[str, Any] | None:

@@ -1,12 +1,9 @@
-"""Records: their volume claim, and the totals of their files in their status."""
+"""Records: their volume claim."""
 
-import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
-from . import files, kube, labels, naming, ownership
+from . import kube, labels, naming, ownership
 
 
 def claim_of(record: Mapping[str, Any]) -> str | None:
@@ -47,40 +44,3 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     namespace = record["metadata"]["namespace"]
     kube.create_once(lambda: kube.core().create_namespaced_persistent_volume_claim(namespace, body))
     return str(body["metadata"]["name"])
-
-
-class FileTotals:
-    """Writes each Record's file totals (count, bytes, newest) into its status, at most once a second.
-
-    Called from the operator's event loop on every RecordFile event with the live index of file sizes
-    by Record; the totals are computed from the index when the write is due, so a burst of uploads
-    costs one status write per Record and second, and the totals are right whatever events were lost.
-    """
-
-    def __init__(self, delay: float = 1.0) -> None:
-        self.delay = delay
-        self._due: set[tuple[str, str]] = set()
-        self._written: dict[tuple[str, str], files.Totals] = {}
-
-    def changed(self, namespace: str, record: str, index: Mapping[Any, Iterable[tuple[int, str]]]) -> None:
-        key = (namespace, record)
-        if key in self._due:
-            return
-        self._due.add(key)
-        loop = asyncio.get_running_loop()
-        loop.call_later(self.delay, lambda: loop.create_task(self._write(key, index)))
-
-    async def _write(self, key: tuple[str, str], index: Mapping[Any, Iterable[tuple[int, str]]]) -> None:
-        self._due.discard(key)
-        totals = files.totals(index.get(key, ()))
-        if self._written.get(key) == totals:
-            return
-        try:
-            await asyncio.to_thread(kube.patch_custom_status, "records", key[0], key[1], totals.as_status())
-        except ApiException as error:
-            if error.status == 404:
-                self._written.pop(key, None)  # the Record is gone
-                return
-            self.changed(key[0], key[1], index)  # try again a little later
-            return
-        self._written[key] = totals

@@ -76,7 +76,7 @@ def run_operator(
                 # kopf waits for `stop` on a thread of its executor, which it then waits for as it
                 # exits: stopped by a signal (SIGTERM from a Pod's deletion), it would hang there.
                 # Its cleanup handler sets `stop` (handlers.stop_reconciling), so the process exits.
-                memo=kopf.Memo(stop=stop),
+                memo=kopf.Memo(stop=stop, namespaces=namespaces),
             )
         finally:
             metrics.set_leading(False)

@@ -1,22 +1,20 @@
-"""Trigger bookkeeping: how often each one fired, kept in its status."""
+"""Trigger bookkeeping: its run history in its status, and the retention policy that prunes it."""
 
+from collections.abc import Iterable
 from typing import Any
 
 from . import kube, labels, retention, timestamps
 
 
-def count_firing(namespace: str, trigger: str, invocation: str) -> None:
-    """Add one to the Trigger's `status.fired` and remember its latest Invocation."""
-
-    def fired_once_more(current: dict[str, Any]) -> dict[str, Any]:
-        return {
-            **current,
-            "fired": int(current.get("fired", 0)) + 1,
-            "lastFiredAt": timestamps.render(timestamps.now()),
-            "lastInvocation": invocation,
-        }
-
-    kube.update_status("triggers", namespace, trigger, fired_once_more)
+def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:
+    """The Trigger status fields that sum up its Invocations, given as (creationTimestamp, name) pairs:
+    how many exist (`fired`), and the newest one and when it was made. Derived from the Invocations
+    themselves, so retention's pruning lowers `fired` and no crash can leave it wrong."""
+    found = list(runs)
+    if not found:
+        return {"fired": 0, "lastFiredAt": None, "lastInvocation": None}
+    created, name = max(found)  # RFC 3339 in UTC sorts as text
+    return {"fired": len(found), "lastFiredAt": created, "lastInvocation": name}
 
 
 def apply_retention(namespace: str, trigger: str) -> list[str]:

@@ -27,6 +27,7 @@ import yaml
 from kmock import KubernetesError
 
 from .apiserver_exec import ExecHandler, exec_request, serve_exec
+from .apiserver_faults import ApiFaults, FaultyListener
 from .apiserver_http import (
     MAX_REQUEST_BYTES,
     ApiTarget,
@@ -452,13 +453,15 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
 class EmbeddedApiServer:
     """The extended emulator served over plain HTTP on its own thread and event loop."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, faults: ApiFaults | None = None) -> None:
+        """`faults`: also serve `faulty_url`, the same objects behind injected faults (apiserver_faults)."""
         self.host, self.port = host, port
-        self.url = ""
+        self.url = self.faulty_url = ""
         self.emulator = KubernetesApiEmulator()
+        self.faults = FaultyListener(self.emulator, faults) if faults else None
+        self._runners: list[aiohttp.web.ServerRunner] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._runner: aiohttp.web.ServerRunner | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
 
@@ -533,28 +536,32 @@ class EmbeddedApiServer:
                 message, payload, protocol, writer, task, loop, client_max_size=MAX_REQUEST_BYTES + 1
             )
 
-        server = aiohttp.web.Server(
-            self.emulator,
-            request_factory=request,
-            handler_cancellation=True,
-            access_log=None,
-            # Go servers (kube-apiserver) take request lines and headers up to 1 MB; aiohttp 8 KiB.
-            max_line_size=1 << 20,
-            max_field_size=1 << 20,
-        )
-        self._runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
-        await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        socket = self._runner.addresses[0]
-        self.port = socket[1]
+        async def listen(handler: Any, port: int) -> int:
+            server = aiohttp.web.Server(
+                handler,
+                request_factory=request,
+                handler_cancellation=True,
+                access_log=None,
+                # Go servers (kube-apiserver) take request lines and headers up to 1 MB; aiohttp 8 KiB.
+                max_line_size=1 << 20,
+                max_field_size=1 << 20,
+            )
+            runner = aiohttp.web.ServerRunner(server, shutdown_timeout=1.0)
+            await runner.setup()
+            self._runners.append(runner)
+            await aiohttp.web.TCPSite(runner, self.host, port).start()
+            return int(runner.addresses[0][1])
+
+        self.port = await listen(self.emulator, self.port)
         self.url = f"http://{self.host}:{self.port}"
         self.emulator.server_address = f"{self.host}:{self.port}"
+        if self.faults is not None:
+            self.faulty_url = f"http://{self.host}:{await listen(self.faults, 0)}"
 
     async def _shutdown(self) -> None:
         self.emulator.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
         await self.emulator.__aexit__(None, None, None)
 
 

@@ -22,6 +22,7 @@ import kopf
 from .. import kube, paths, schemas, upload
 from . import apply as applying
 from .apiserver import EmbeddedApiServer, write_kubeconfig
+from .apiserver_faults import ApiFaults
 from .containers import LocalImage
 from .jobcontroller import LocalJobController
 from .kubelet import LocalKubelet
@@ -94,14 +95,22 @@ def volumes_of(kubeconfig: Path) -> Path | None:
 class Sandbox(Service):
     """Start with `with Sandbox(folder) as sandbox:`; everything stops when the block ends."""
 
-    def __init__(self, folder: Path, namespace: str = "default", with_operator: bool = True) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        namespace: str = "default",
+        with_operator: bool = True,
+        faults: ApiFaults | None = None,
+    ) -> None:
+        """`faults`: also write `faulty_kubeconfig`, for the same server behind injected API faults."""
         self.folder = folder.resolve()
         self.with_operator = with_operator
         self.namespace = namespace
         self.kubeconfig = self.folder / "kubeconfig"
+        self.faulty_kubeconfig = self.folder / "kubeconfig-faulty"
         self.volumes = self.folder / "volumes"
         self.crds = schemas.load_crds(paths.require(paths.CRDS))
-        self._server = EmbeddedApiServer()
+        self._server = EmbeddedApiServer(faults=faults)
         self._operator_stop = threading.Event()
         self._operator_ready = threading.Event()
         self._operator: threading.Thread | None = None
@@ -115,6 +124,8 @@ class Sandbox(Service):
         self.volumes.mkdir(exist_ok=True)
         self.url = self._server.start()
         write_kubeconfig(self.kubeconfig, self.url, namespace=self.namespace)
+        if self._server.faulty_url:
+            write_kubeconfig(self.faulty_kubeconfig, self._server.faulty_url, namespace=self.namespace)
         # The operator reads the same kubeconfig a user would; kopf's login looks at $KUBECONFIG.
         os.environ["KUBECONFIG"] = str(self.kubeconfig)
         self.api = kube.configure(str(self.kubeconfig))

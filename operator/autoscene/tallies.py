@@ -1,0 +1,53 @@
+"""Counts shown in a status (a Record's files, a Trigger's runs), derived from the objects themselves.
+
+A count kept by adding one per event is wrong after any crash or failed call between the event and the
+write. These are recomputed from one of kopf's in-memory indexes (which follows the objects by watch)
+whenever a write is due, so they are right whatever events were lost, and a burst of changes costs one
+status write per object and `delay` seconds.
+"""
+
+import asyncio
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from . import kube
+
+Key = tuple[str, str]  # (namespace, name) of the object whose status shows the count
+Summary = Callable[[Iterable[Any]], dict[str, Any]]
+
+
+class Tally:
+    """Writes `summarize(index[key])` into the status of `plural` `key`, at most once per `delay`.
+
+    `changed` is called from the operator's event loop with the live index whenever an entry under
+    `key` may have changed; a failed write is tried again `delay` seconds later.
+    """
+
+    def __init__(self, plural: str, summarize: Summary, delay: float = 1.0) -> None:
+        self.plural, self.summarize, self.delay = plural, summarize, delay
+        self._due: set[Key] = set()
+        self._written: dict[Key, dict[str, Any]] = {}
+
+    def changed(self, key: Key, index: Mapping[Any, Iterable[Any]]) -> None:
+        if key in self._due:
+            return
+        self._due.add(key)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.delay, lambda: loop.create_task(self._write(key, index)))
+
+    async def _write(self, key: Key, index: Mapping[Any, Iterable[Any]]) -> None:
+        self._due.discard(key)
+        summary = self.summarize(index.get(key, ()))
+        if self._written.get(key) == summary:
+            return
+        try:
+            await asyncio.to_thread(kube.patch_custom_status, self.plural, key[0], key[1], summary)
+        except ApiException as error:
+            if error.status == 404:
+                self._written.pop(key, None)  # the object is gone
+                return
+            self.changed(key, index)  # try again a little later
+            return
+        self._written[key] = summary
