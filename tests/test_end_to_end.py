@@ -2,6 +2,9 @@
 operator ↔ API server ↔ Job controller and kubelet ↔ extractor ↔ files."""
 
 import json
+import os
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -237,3 +240,51 @@ def create_invocation(
         "spec": {"action": action, "record": record, "file": file},
     }
     assert kube.create_custom("invocations", body)
+
+
+def test_a_trigger_says_whether_it_can_fire(cluster: RunningSandbox) -> None:
+    """Ready per the API conventions: False with the reason while it cannot fire, True once it can;
+    `kubectl wait --for=condition=Ready` sees it."""
+
+    def trigger(name: str, action: str, glob: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Trigger",
+            "metadata": {"name": name, "namespace": cluster.namespace},
+            "spec": {"action": action, "fileGlob": glob},
+        }
+
+    def ready(name: str, reason: str) -> dict[str, Any] | None:
+        found = kube.get_custom("triggers", cluster.namespace, name) or {}
+        conditions = (found.get("status") or {}).get("conditions") or []
+        condition = next((c for c in conditions if c["type"] == "Ready"), None)
+        return condition if condition and condition["reason"] == reason else None
+
+    assert kube.create_custom("triggers", trigger("typo", "extract-images", "clips/[abc"))
+    assert kube.create_custom("triggers", trigger("early", "made-later", "*.mp4"))
+    broken = wait_for(lambda: ready("typo", "InvalidGlob"), 30, "the broken trigger's condition")
+    assert broken["status"] == "False" and "cannot fire" in broken["message"]
+    waiting = wait_for(lambda: ready("early", "ActionNotFound"), 30, "the early trigger's condition")
+    assert waiting["status"] == "False" and 'Action "made-later" does not exist' in waiting["message"]
+    warnings = kube.core().list_namespaced_event(
+        cluster.namespace, field_selector="involvedObject.name=typo,reason=TriggerUnusable"
+    )
+    assert [event.type for event in warnings.items] == ["Warning"]
+
+    action = kube.get_custom("actions", cluster.namespace, "extract-images")
+    assert action is not None
+    later = {**action, "metadata": {"name": "made-later", "namespace": cluster.namespace}}
+    assert kube.create_custom("actions", later)
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "make test puts the control plane's kubectl first on PATH"
+    waited = subprocess.run(
+        [kubectl, "wait", "--for=condition=Ready", "trigger/early", "-n", cluster.namespace, "--timeout=60s"],
+        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waited.returncode == 0, waited.stderr
+    armed = ready("early", "Armed")
+    assert armed is not None and armed["status"] == "True"

@@ -170,6 +170,17 @@ def test_builtin_objects_validate_strictly(path: Path) -> None:
 
 # The CustomResourceDefinitions -------------------------------------------------------------------
 
+# The status conditions of the API conventions, as every kind that has them declares them.
+CONDITIONS = {
+    "status.conditions": "array",
+    "status.conditions[]": "object",
+    "status.conditions[].type": "string",
+    "status.conditions[].status": "string",
+    "status.conditions[].reason": "string",
+    "status.conditions[].message": "string",
+    "status.conditions[].lastTransitionTime": "string",
+    "status.conditions[].observedGeneration": "integer",
+}
 NAMES = {
     "actions.yaml": ("Action", "actions", "act"),
     "triggers.yaml": ("Trigger", "triggers", "trg"),
@@ -229,6 +240,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.fired": "integer",
         "status.lastFiredAt": "string",
         "status.lastInvocation": "string",
+        **CONDITIONS,
     },
     "Record": {
         "spec": "object",
@@ -282,14 +294,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.outputs.paths[]": "string",
         "status.logTail": "string",
         "status.observedGeneration": "integer",
-        "status.conditions": "array",
-        "status.conditions[]": "object",
-        "status.conditions[].type": "string",
-        "status.conditions[].status": "string",
-        "status.conditions[].reason": "string",
-        "status.conditions[].message": "string",
-        "status.conditions[].lastTransitionTime": "string",
-        "status.conditions[].observedGeneration": "integer",
+        **CONDITIONS,
     },
 }
 REQUIRED = {
@@ -298,6 +303,7 @@ REQUIRED = {
         "": ["spec"],
         "spec": ["action", "fileGlob"],
         "spec.recordSelector.matchExpressions[]": ["key", "operator"],
+        "status.conditions[]": ["type", "status"],
     },
     "Record": {"": ["spec"], "spec": ["storage"]},
     "RecordFile": {"": ["spec"], "spec": ["record", "path", "size", "sha256", "addedAt"]},
@@ -308,7 +314,10 @@ REQUIRED = {
     },
 }
 ENUMS = {
-    "Trigger": {"spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"]},
+    "Trigger": {
+        "spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"],
+        "status.conditions[].status": ["True", "False", "Unknown"],
+    },
     "Record": {"status.phase": ["Pending", "Ready", "Failed"]},
     "Invocation": {
         "status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"],
@@ -316,7 +325,7 @@ ENUMS = {
     },
 }
 DATE_TIMES = {
-    "Trigger": ["status.lastFiredAt"],
+    "Trigger": ["status.lastFiredAt", "status.conditions[].lastTransitionTime"],
     "Record": ["status.lastFileAt"],
     "RecordFile": ["spec.addedAt", "status.dispatchedAt"],
     "Invocation": ["status.startTime", "status.completionTime", "status.conditions[].lastTransitionTime"],
@@ -327,6 +336,7 @@ COLUMNS = {
     "Trigger": [
         ("Action", ".spec.action", "string", 0),
         ("Glob", ".spec.fileGlob", "string", 0),
+        ("Ready", '.status.conditions[?(@.type=="Ready")].status', "string", 0),
         ("Fired", ".status.fired", "integer", 0),
         ("Suspended", ".spec.suspend", "boolean", 1),
         ("Age", ".metadata.creationTimestamp", "date", 0),
@@ -577,7 +587,11 @@ def test_printer_columns_resolve_to_schema_fields(path: Path) -> None:
         if json_path == ".metadata.creationTimestamp":
             assert column["type"] == "date"
             continue
-        assert re.fullmatch(r"(\.[A-Za-z][A-Za-z0-9]*)+", json_path), f"unsupported jsonPath {json_path}"
+        # `.status.conditions[?(@.type=="Ready")].status` reads the field `status.conditions[].status`.
+        json_path = re.sub(r'\[\?\(@\.type=="[A-Za-z]+"\)\]', "[]", json_path)
+        assert re.fullmatch(r"(\.[A-Za-z][A-Za-z0-9]*(\[\])?)+", json_path), (
+            f"unsupported jsonPath {json_path}"
+        )
         node = fields.get(json_path[1:])
         assert node is not None, f"column {column['name']}: {json_path} is not a field of the schema"
         if column["type"] == "date":

@@ -17,13 +17,9 @@ def dispatch(
 
     Idempotent: Invocation names are deterministic, so a repeated dispatch finds them there (409). When
     an Invocation cannot be created the file stays undispatched (the error propagates) and is tried
-    again later; a Trigger that cannot fire gets a Warning Event and holds up nobody.
+    again later; a Trigger that cannot fire holds up nobody (its Ready condition says why).
     """
-    candidates = list(namespace_triggers)
-    for name, why in firing.unusable_triggers(candidates).items():
-        trigger = next(t for t in candidates if t["metadata"]["name"] == name)
-        _warn_once(trigger, "TriggerUnusable", f"this Trigger cannot fire: {why}")
-    due = firing.invocations_due(file, record_labels, candidates)
+    due = firing.invocations_due(file, record_labels, namespace_triggers)
     created = [invocation for invocation in due if kube.create_custom("invocations", invocation)]
     meta = file["metadata"]
     _note_dispatched(meta["namespace"], meta["name"], file["spec"]["sha256"], len(due))
@@ -51,14 +47,3 @@ def announce_firing(invocation: Mapping[str, Any], record_uid: str) -> None:
     }
     message = f'Trigger "{spec["trigger"]}" fired on "{spec["file"]}": invocation {meta["name"]}'
     events.post(record, "TriggerFired", message)
-
-
-_warned: set[tuple[str, str]] = set()
-
-
-def _warn_once(obj: Mapping[str, Any], reason: str, message: str) -> None:
-    """One Warning per version of an object, not one per dispatch."""
-    key = (obj["metadata"].get("uid", ""), obj["metadata"].get("resourceVersion", ""))
-    if key not in _warned:
-        _warned.add(key)
-        events.post(obj, reason, message, warning=True)

@@ -14,7 +14,7 @@ def invocations_due(
 
     A Trigger fires on a file when it is not suspended, selects the file's Record (by the Record's
     labels), and its glob matches the file's path. A Trigger whose glob or selector cannot be used is
-    left out (see `unusable_triggers`), so it cannot hold up the others.
+    left out (see `unusable`), so it cannot hold up the others.
     """
     spec = file["spec"]
     due: list[dict[str, Any]] = []
@@ -27,17 +27,19 @@ def invocations_due(
     return due
 
 
-def unusable_triggers(triggers: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Triggers that cannot fire, by name, with why: a glob or a label selector that does not parse."""
-    unusable = {}
-    for trigger in triggers:
-        spec = trigger.get("spec") or {}
-        try:
-            files_of(trigger)
-            selectors.selects(spec.get("recordSelector"), {})
-        except ValueError as error:
-            unusable[trigger["metadata"]["name"]] = str(error)
-    return unusable
+def unusable(trigger: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a Trigger cannot fire, as (reason, message): a glob or a label selector that does not
+    parse (InvalidGlob, InvalidSelector); None when both can be used."""
+    spec = trigger.get("spec") or {}
+    try:
+        files_of(trigger)
+    except ValueError as error:
+        return "InvalidGlob", str(error)
+    try:
+        selectors.selects(spec.get("recordSelector"), {})
+    except ValueError as error:
+        return "InvalidSelector", str(error)
+    return None
 
 
 def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:

@@ -138,6 +138,14 @@ def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> d
     }
 
 
+@kopf.on.event(GROUP, VERSION, TRIGGERS)
+@_counting_errors
+def trigger_changed(type: str, body: kopf.Body, **_: Any) -> None:
+    """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot)."""
+    if type != "DELETED":
+        triggers.refresh_readiness(dict(body))
+
+
 @kopf.index(GROUP, VERSION, FILES)
 def file_sizes(namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     """Each Record's files as (size, addedAt): all its status totals need, nothing more."""
@@ -237,12 +245,23 @@ def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> 
 
 @kopf.on.event(GROUP, VERSION, ACTIONS)
 @_counting_errors
-def action_changed(type: str, name: str, namespace: str | None, logger: kopf.Logger, **_: Any) -> None:
-    """An Action that appears (or is seen at start-up) starts the Invocations that waited for it."""
-    if type == "DELETED" or namespace is None:
+def action_changed(type: str, name: str, namespace: str | None, logger: kopf.Logger, **indexes: Any) -> None:
+    """An Action that appears (or is seen at start-up) starts the Invocations that waited for it; the
+    Triggers that name it say whether it exists."""
+    if namespace is None:
         return
-    for invocation in invocations.waiting_for_action(namespace, name):
+    if type != "DELETED":
+        for invocation in invocations.waiting_for_action(namespace, name):
+            try:
+                invocations.start(invocation)
+            except Exception as error:  # one run's trouble must not keep the others waiting
+                logger.warning(f"could not start {invocation['metadata']['name']}: {error}")
+    for indexed in indexes["triggers_by_namespace"].get(namespace, []):
+        if indexed["spec"].get("action") != name:
+            continue
         try:
-            invocations.start(invocation)
-        except Exception as error:  # one run's trouble must not keep the others waiting
-            logger.warning(f"could not start {invocation['metadata']['name']}: {error}")
+            trigger = kube.get_custom(TRIGGERS, namespace, indexed["metadata"]["name"])
+            if trigger is not None:
+                triggers.refresh_readiness(trigger)
+        except Exception as error:  # the reconciliation pass refreshes it too
+            logger.warning(f"could not refresh trigger {indexed['metadata']['name']}: {error}")

@@ -61,11 +61,11 @@ def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False)
             _each(action, invocations.start_queued, action["metadata"]["namespace"], action)
     for invocation in _objects(invocations.PLURAL, namespaces):
         _each(invocation, _repair, invocation)
-    if prune:
-        for trigger in _objects("triggers", namespaces):
-            if (trigger.get("spec") or {}).get("retention"):
-                meta = trigger["metadata"]
-                _each(trigger, triggers.apply_retention, meta["namespace"], meta["name"])
+    for trigger in _objects("triggers", namespaces):
+        _each(trigger, triggers.refresh_readiness, trigger)
+        if prune and (trigger.get("spec") or {}).get("retention"):
+            meta = trigger["metadata"]
+            _each(trigger, triggers.apply_retention, meta["namespace"], meta["name"])
 
 
 def _repair(invocation: dict[str, Any]) -> None:

@@ -4,7 +4,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import jobs, timestamps
+from . import conditions, jobs, timestamps
 from .lifecycle import FAILED, FINISHED, PENDING, QUEUED, RUNNING, SUCCEEDED
 
 __all__ = ["FAILED", "FINISHED", "PENDING", "QUEUED", "RUNNING", "SUCCEEDED"]
@@ -152,22 +152,12 @@ SUCCEEDED_CONDITION = "Succeeded"
 def with_condition(
     previous: Mapping[str, Any], updated: dict[str, Any], generation: int | None, now: str
 ) -> dict[str, Any]:
-    """`updated` with its `Succeeded` condition (Kubernetes API conventions: type, status
-    True/False/Unknown, reason, message, lastTransitionTime, observedGeneration): Unknown until the run
-    ends, then True or False. The transition time moves only when the condition's status changes."""
+    """`updated` with its `Succeeded` condition: Unknown until the run ends, then True or False (the
+    convention for run-to-completion objects, as Tekton's TaskRun and Knative use it)."""
     phase = updated.get("phase")
-    state = {SUCCEEDED: "True", FAILED: "False"}.get(phase or "", "Unknown")
-    before = next((c for c in previous.get("conditions") or [] if c.get("type") == SUCCEEDED_CONDITION), None)
-    condition: dict[str, Any] = {
-        "type": SUCCEEDED_CONDITION,
-        "status": state,
-        "reason": updated.get("reason") or phase or "Pending",
-        "message": updated.get("message") or "",
-        "lastTransitionTime": before["lastTransitionTime"]
-        if before and before.get("status") == state
-        else now,
-    }
-    if generation is not None:
-        condition["observedGeneration"] = generation
-    others = [c for c in previous.get("conditions") or [] if c.get("type") != SUCCEEDED_CONDITION]
-    return {**updated, "conditions": [*others, condition]}
+    state = {SUCCEEDED: conditions.TRUE, FAILED: conditions.FALSE}.get(phase or "", conditions.UNKNOWN)
+    reason, message = updated.get("reason") or phase or "Pending", updated.get("message") or ""
+    found = conditions.with_condition(
+        previous.get("conditions"), SUCCEEDED_CONDITION, state, reason, message, generation, now
+    )
+    return {**updated, "conditions": found}

@@ -1,9 +1,62 @@
-"""Trigger bookkeeping: its run history in its status, and the retention policy that prunes it."""
+"""Trigger bookkeeping: whether it can fire (its Ready condition), its run history in its status, and
+the retention policy that prunes that history."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import kube, labels, retention, timestamps
+from . import conditions, events, firing, kube, labels, retention, timestamps
+
+READY = "Ready"
+
+
+def readiness(trigger: Mapping[str, Any], action_exists: bool) -> tuple[str, str, str]:
+    """The Trigger's Ready condition as (status, reason, message): False when it cannot fire (a glob or
+    selector that does not parse, `suspend`) or its Action is missing (its runs would wait Pending)."""
+    spec, namespace = trigger.get("spec") or {}, trigger["metadata"].get("namespace", "")
+    why = firing.unusable(trigger)
+    if why is not None:
+        return conditions.FALSE, why[0], f"this Trigger cannot fire: {why[1]}"
+    if not action_exists:
+        return (
+            conditions.FALSE,
+            "ActionNotFound",
+            f'Action "{spec.get("action")}" does not exist in namespace "{namespace}": the runs this Trigger '
+            "starts wait (Pending) until it is created",
+        )
+    if spec.get("suspend"):
+        return conditions.FALSE, "Suspended", "spec.suspend is true: no file fires this Trigger"
+    return (
+        conditions.TRUE,
+        "Armed",
+        f'fires Action "{spec.get("action")}" on files matching "{spec.get("fileGlob")}"',
+    )
+
+
+def refresh_readiness(trigger: Mapping[str, Any]) -> None:
+    """Write the Trigger's Ready condition when it changed; a Warning Event when it turns unusable."""
+    meta, spec = trigger["metadata"], trigger.get("spec") or {}
+    action_exists = kube.get_custom("actions", meta["namespace"], spec.get("action", "")) is not None
+    state, reason, message = readiness(trigger, action_exists)
+    current = (trigger.get("status") or {}).get("conditions")
+    before = conditions.find(current, READY) or {}
+    generation = meta.get("generation")
+    if (
+        before.get("status"),
+        before.get("reason"),
+        before.get("message"),
+        before.get("observedGeneration"),
+    ) == (
+        state,
+        reason,
+        message,
+        generation,
+    ):
+        return
+    now = timestamps.render(timestamps.now())
+    updated = conditions.with_condition(current, READY, state, reason, message, generation, now)
+    kube.patch_custom_status("triggers", meta["namespace"], meta["name"], {"conditions": updated})
+    if reason in ("InvalidGlob", "InvalidSelector") and before.get("reason") != reason:
+        events.post(trigger, "TriggerUnusable", message, warning=True)
 
 
 def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:
