@@ -10,7 +10,7 @@ TOOLS_STAMP := $(TOOLS)/.installed
 # kubectl of the same release as the control plane comes first on the tests' PATH.
 CONTROL_PLANE := build/control-plane/v1.37.2
 
-.PHONY: demo test lint bench clean tools control-plane promtool
+.PHONY: demo test lint bench clean tools control-plane promtool operator-lock
 
 demo: $(STAMP)
 	$(BIN)/autoscene sandbox
@@ -32,6 +32,16 @@ control-plane:
 promtool:
 	@command -v promtool >/dev/null 2>&1 || \
 		echo "promtool not found: the alert rule tests will be skipped (apt-get install prometheus)"
+
+# The operator image's lock: pyproject.toml's runtime dependencies at requirements.lock's versions, with
+# the hashes of every published file (images/operator/Dockerfile installs it with --require-hashes).
+PIP_TOOLS := build/pip-tools
+operator-lock:
+	$(PYTHON) -m venv $(PIP_TOOLS)
+	$(PIP_TOOLS)/bin/python -m pip install --quiet pip-tools==7.6.2
+	$(PIP_TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+		--no-emit-index-url --no-emit-find-links --constraint requirements.lock \
+		--output-file images/operator/requirements.lock pyproject.toml
 
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench images/frame-extractor
