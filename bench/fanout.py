@@ -12,15 +12,19 @@ Then it measures, from that registration:
   succeeded     seconds until every Invocation is Succeeded
   reg→job       registration → Job seen by a watch, per file: p50 / p95 / p99 seconds
   most running  the most Jobs active at once (status.active > 0)
-  operator MB   the operator's peak RSS (embedded: the whole sandbox process, operator included)
-  cp CPU s      CPU seconds of the API server side (embedded: this process; real: etcd,
-                kube-apiserver, kube-controller-manager) and of the operator (real: its Pod)
+  operator MB   the operator's peak RSS (a process of its own on both control planes)
+  cp CPU s      CPU seconds of the API server side (embedded: this process, with its kubelet and Job
+                controller; real: etcd, kube-apiserver, kube-controller-manager) and of the operator
 
 The same N also goes through a minimal kopf operator (bench/minimal_operator.py: one Job per file,
 two writes) on the same control plane, for the ratio of the time to all Jobs complete.
 
+`--concurrency 0,10` also runs autoscene with the Action's `spec.concurrency` at each limit (0: none):
+the most Jobs running at once must stay within the limit (a row over it is marked OVER LIMIT, and the
+script exits 1), and the total time is printed beside the unlimited run's.
+
 Usage: python bench/fanout.py [--files 100,1000] [--control-planes embedded,real]
-                              [--operators autoscene,minimal] [--timeout 900]
+                              [--operators autoscene,minimal] [--concurrency 0] [--timeout 900]
 The real control plane needs hack/build-control-plane.sh and root.
 """
 
@@ -61,19 +65,17 @@ def claim(name: str = CLAIM) -> dict[str, Any]:
     }
 
 
-def manifests() -> list[dict[str, Any]]:
+def manifests(concurrency: int = 0) -> list[dict[str, Any]]:
     group = "autoscene.io/v1alpha1"
+    action: dict[str, Any] = {
+        "image": "busybox:1.36.1",
+        "command": ["true"],
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+    }
+    if concurrency:
+        action["concurrency"] = concurrency
     return [
-        {
-            "apiVersion": group,
-            "kind": "Action",
-            "metadata": {"name": ACTION},
-            "spec": {
-                "image": "busybox:1.36.1",
-                "command": ["true"],
-                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
-            },
-        },
+        {"apiVersion": group, "kind": "Action", "metadata": {"name": ACTION}, "spec": action},
         {
             "apiVersion": group,
             "kind": "Trigger",
@@ -159,24 +161,31 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def run_once(plane: str, operator: str, files: int, timeout: float) -> dict[str, Any]:
+def run_once(plane: str, operator: str, files: int, timeout: float, concurrency: int = 0) -> dict[str, Any]:
     from autoscene.sandbox.realcluster import RealCluster
     from autoscene.sandbox.session import Sandbox
 
     folder = Path(tempfile.mkdtemp(prefix=f"fanout-{plane}-{operator}-"))
     ours = operator == "autoscene"
+    # On the embedded control plane both operators run as processes of their own, as in a cluster (and
+    # as the minimal one must): neither shares the API server's interpreter.
     cluster: Any = (
-        Sandbox(folder / "cluster", with_operator=ours)
+        Sandbox(folder / "cluster", with_operator=False)
         if plane == "embedded"
         else RealCluster(folder / "cluster", with_operator=ours)
     )
     with cluster:
         kube.core().create_namespaced_persistent_volume_claim(cluster.namespace, claim())
-        cluster.apply(manifests())
+        cluster.apply(manifests(concurrency))
         minimal = None
         if not ours:
+            command = [sys.executable, str(MINIMAL), cluster.namespace, "busybox:1.36.1", "true"]
+        elif plane == "embedded":
+            autoscene = Path(sys.executable).with_name("autoscene")
+            command = [str(autoscene), "operator", "-n", cluster.namespace, "--no-leader-election"]
+        if not ours or plane == "embedded":
             minimal = subprocess.Popen(
-                [sys.executable, str(MINIMAL), cluster.namespace, "busybox:1.36.1", "true"],
+                command,
                 env={**os.environ, "KUBECONFIG": str(cluster.kubeconfig)},
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -201,6 +210,7 @@ def run_once(plane: str, operator: str, files: int, timeout: float) -> dict[str,
             "plane": plane,
             "operator": operator,
             "files": files,
+            "limit": concurrency,
             "done": len(finished),
             "invocations": _span(observed.invocations, files, registered) if ours else float("nan"),
             "jobs": _span(observed.jobs, files, registered),
@@ -245,6 +255,7 @@ def main() -> None:
     parser.add_argument("--files", default="100,1000")
     parser.add_argument("--control-planes", default="embedded,real")
     parser.add_argument("--operators", default="autoscene,minimal")
+    parser.add_argument("--concurrency", default="0")
     parser.add_argument("--timeout", type=float, default=900)
     options = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -252,27 +263,38 @@ def main() -> None:
     for files in (int(part) for part in options.files.split(",")):
         for plane in options.control_planes.split(","):
             for operator in options.operators.split(","):
-                print(
-                    f"running {files} files on the {plane} control plane with the {operator} operator ...",
-                    flush=True,
+                # Only autoscene knows `spec.concurrency`; the minimal operator runs unlimited.
+                limits = (
+                    [int(part) for part in options.concurrency.split(",")] if operator == "autoscene" else [0]
                 )
-                results.append(run_once(plane, operator, files, options.timeout))
+                for limit in limits:
+                    print(
+                        f"running {files} files on the {plane} control plane with the {operator} operator"
+                        + (f", concurrency {limit}" if limit else "")
+                        + " ...",
+                        flush=True,
+                    )
+                    results.append(run_once(plane, operator, files, options.timeout, limit))
     header = (
-        f"{'plane':<9} {'operator':<9} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} "
+        f"{'plane':<9} {'operator':<9} {'limit':>5} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} "
         f"{'jobs ok s':>9} {'succ. s':>8} {'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} "
         f"{'cp CPU s':>8} {'op. CPU s':>9}"
     )
     print("\n" + header)
+    over_limit = False
     for row in results:
         quantiles = "/".join(f"{percentile(row['latencies'], share):.2f}" for share in (0.5, 0.95, 0.99))
+        over = bool(row["limit"]) and row["most_running"] > row["limit"]
+        over_limit |= over
         print(
-            f"{row['plane']:<9} {row['operator']:<9} {row['files']:>6} {row['done']:>6} "
+            f"{row['plane']:<9} {row['operator']:<9} {row['limit'] or '-':>5} "
+            f"{row['files']:>6} {row['done']:>6} "
             f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} {row['jobs_done']:>9.1f} "
             f"{row['succeeded']:>8.1f} "
             f"{quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "
-            f"{row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}"
+            f"{row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}" + ("  OVER LIMIT" if over else "")
         )
-    by_key = {(row["plane"], row["operator"], row["files"]): row for row in results}
+    by_key = {(row["plane"], row["operator"], row["files"]): row for row in results if not row["limit"]}
     print()
     for plane in options.control_planes.split(","):
         for files in sorted({row["files"] for row in results}):
@@ -294,7 +316,17 @@ def main() -> None:
                 f"{files} files: real / embedded control plane, "
                 f"time to all Invocations Succeeded = {ratio:.2f}"
             )
+    for row in results:
+        unlimited = by_key.get((row["plane"], "autoscene", row["files"]))
+        if row["limit"] and unlimited:
+            print(
+                f"{row['plane']}, {row['files']} files: concurrency {row['limit']} took "
+                f"{row['succeeded']:.1f} s to all Succeeded, unlimited {unlimited['succeeded']:.1f} s; "
+                "most running at once "
+                f"{row['most_running']} (limit {row['limit']})"
+            )
     print("one run each: these machines vary by ±20 %, so compare the rows of one run, not of two")
+    sys.exit(1 if over_limit else 0)
 
 
 if __name__ == "__main__":

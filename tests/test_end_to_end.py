@@ -55,8 +55,12 @@ def test_upload_makes_a_succeeded_invocation_with_every_frame(cluster: RunningSa
     assert manifest["complete"] is True
     assert status["outputs"]["count"] >= expected
     assert status["outputs"]["bytes"] > 0
-    trigger = kube.get_custom("triggers", cluster.namespace, "auto-extract-images")
-    assert trigger is not None and trigger["status"]["fired"] == 1
+
+    def fired() -> int | None:  # counted from the Invocations, written within a second or so
+        trigger = kube.get_custom("triggers", cluster.namespace, "auto-extract-images") or {}
+        return (trigger.get("status") or {}).get("fired")
+
+    assert wait_for(fired, 30, "the trigger's count") == 1
     # The file is an object of its own; the Record keeps totals.
     [registered] = kube.list_custom(
         "recordfiles", cluster.namespace, label_selector="autoscene.io/record=recordings"
