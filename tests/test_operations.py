@@ -256,7 +256,8 @@ def test_the_reconciliation_pass_is_scoped_paged_and_outlives_a_failing_object(
     def phases() -> list[str]:
         return [(sandbox.invocation(name) or {})["status"]["phase"] for name in names]
 
-    reconciler.reconcile_once(["a-namespace-it-does-not-serve"])
-    assert phases() == ["Running"] * 3
-    reconciler.reconcile_once([sandbox.namespace])
+    elsewhere = reconciler.reconcile_once(["a-namespace-it-does-not-serve"])
+    assert phases() == ["Running"] * 3 and elsewhere == reconciler.Pass()
+    done = reconciler.reconcile_once([sandbox.namespace])
     assert phases() == ["Running", "Succeeded", "Succeeded"]
+    assert (done.repaired_invocations, done.failures) == (2, 1)

@@ -142,6 +142,7 @@ def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> d
 @_counting_errors
 def trigger_changed(type: str, body: kopf.Body, **_: Any) -> None:
     """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot)."""
+    metrics.watch_event(TRIGGERS)
     if type != "DELETED":
         triggers.refresh_readiness(dict(body))
 
@@ -158,6 +159,7 @@ async def file_changed(
     type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **indexes: Any
 ) -> None:
     """New content becomes Invocations, once; the Record's totals follow every change."""
+    metrics.watch_event(FILES)
     record = body.spec["record"]
     if namespace is None:
         return
@@ -221,6 +223,7 @@ async def invocation_seen(
     memo: kopf.Memo,
     **indexes: Any,
 ) -> None:
+    metrics.watch_event(INVOCATIONS)
     if type == "DELETED":
         metrics.in_flight.forget(uid)
     else:
@@ -233,6 +236,7 @@ async def invocation_seen(
 @_counting_errors
 def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
     """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the run)."""
+    metrics.watch_event("jobs")
     owner = invocations.owner_of(body)
     if owner is None or namespace is None:
         return
@@ -248,6 +252,7 @@ def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> 
 def action_changed(type: str, name: str, namespace: str | None, logger: kopf.Logger, **indexes: Any) -> None:
     """An Action that appears (or is seen at start-up) starts the Invocations that waited for it; the
     Triggers that name it say whether it exists."""
+    metrics.watch_event(ACTIONS)
     if namespace is None:
         return
     if type != "DELETED":

@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, dispatching, files, invocations, kube, status, triggers
+from . import GROUP, VERSION, dispatching, files, invocations, kube, metrics, status, triggers
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # objects per list request: a pass over 100,000 files never holds them all at once
@@ -44,59 +45,81 @@ class Reconciler:
         last_retention = time.monotonic()
         while not self._stop.wait(self.interval):
             prune = time.monotonic() - last_retention >= self.retention_interval
-            reconcile_once(self.namespaces, prune=prune)
+            done = reconcile_once(self.namespaces, prune=prune)
+            metrics.reconciled(not done.failures)
+            metrics.repaired("file", done.repaired_files)
+            metrics.repaired("invocation", done.repaired_invocations)
             if prune:
                 last_retention = time.monotonic()
 
 
-def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False) -> None:
+@dataclass
+class Pass:
+    """What one pass did: repairs of what a watch event should have done, and failures (objects whose
+    repair raised, lists that failed)."""
+
+    repaired_files: int = 0
+    repaired_invocations: int = 0
+    failures: int = 0
+
+
+def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False) -> Pass:
     """One pass over the objects of `namespaces` (None: all). One object's trouble (or one failed list)
     is logged and skipped: it never stops the pass for the others."""
+    done = Pass()
     triggers_of: dict[str, list[dict[str, Any]]] = {}
-    for file in _objects(files.PLURAL, namespaces):
+    for file in _objects(files.PLURAL, namespaces, done):
         if files.needs_dispatch(file):
-            _each(file, _dispatch_missed, file, triggers_of)
-    for action in _objects("actions", namespaces):
+            done.repaired_files += _each(done, file, _dispatch_missed, file, triggers_of)
+    for action in _objects("actions", namespaces, done):
         if (action.get("spec") or {}).get("concurrency"):
-            _each(action, invocations.start_queued, action["metadata"]["namespace"], action)
-    for invocation in _objects(invocations.PLURAL, namespaces):
-        _each(invocation, _repair, invocation)
-    for trigger in _objects("triggers", namespaces):
-        _each(trigger, triggers.refresh_readiness, trigger)
+            _each(done, action, invocations.start_queued, action["metadata"]["namespace"], action)
+    for invocation in _objects(invocations.PLURAL, namespaces, done):
+        done.repaired_invocations += _each(done, invocation, _repair, invocation)
+    for trigger in _objects("triggers", namespaces, done):
+        _each(done, trigger, triggers.refresh_readiness, trigger)
         if prune and (trigger.get("spec") or {}).get("retention"):
             meta = trigger["metadata"]
-            _each(trigger, triggers.apply_retention, meta["namespace"], meta["name"])
+            _each(done, trigger, triggers.apply_retention, meta["namespace"], meta["name"])
+    return done
 
 
-def _repair(invocation: dict[str, Any]) -> None:
-    """Start a run that waits (for its Action, a lost event); follow a run whose Job event was lost."""
+def _repair(invocation: dict[str, Any]) -> bool:
+    """Start a run that waits (for its Action, a lost event); follow a run whose Job event was lost.
+    True when the run's status had fallen behind its Job's."""
     current, meta = invocation.get("status") or {}, invocation["metadata"]
     if current.get("reason") == invocations.ACTION_NOT_FOUND:
         invocations.start(invocation)  # starts if its Action exists now
     elif current.get("jobName") and current.get("phase") not in status.FINISHED:
         job = _job(meta["namespace"], current["jobName"])
-        invocations.sync_with_job(meta["namespace"], job, meta["name"], meta["uid"])
+        return invocations.sync_with_job(meta["namespace"], job, meta["name"], meta["uid"]) is not None
+    return False
 
 
-def _dispatch_missed(file: dict[str, Any], triggers_of: dict[str, list[dict[str, Any]]]) -> None:
+def _dispatch_missed(file: dict[str, Any], triggers_of: dict[str, list[dict[str, Any]]]) -> bool:
     """A file whose content was never dispatched (a failed call, an event lost): dispatch it now."""
     namespace = file["metadata"]["namespace"]
     if namespace not in triggers_of:
         triggers_of[namespace] = kube.list_custom("triggers", namespace)
     record = kube.get_custom("records", namespace, file["spec"]["record"])
-    if record is not None:  # else its Record is gone, and the garbage collector takes the file
-        dispatching.dispatch(file, record["metadata"].get("labels"), triggers_of[namespace])
+    if record is None:  # its Record is gone, and the garbage collector takes the file
+        return False
+    dispatching.dispatch(file, record["metadata"].get("labels"), triggers_of[namespace])
+    return True
 
 
-def _each(obj: dict[str, Any], repair: Callable[..., object], *arguments: Any) -> None:
+def _each(done: Pass, obj: dict[str, Any], repair: Callable[..., object], *arguments: Any) -> bool:
+    """Whether `repair(*arguments)` repaired something; its failure is logged and counted."""
     try:
-        repair(*arguments)
+        return repair(*arguments) is True
     except Exception as error:  # one object's trouble must not hold up the others
         meta = obj["metadata"]
         logger.warning("reconciling %s/%s failed: %s", meta.get("namespace"), meta.get("name"), error)
+        done.failures += 1
+        return False
 
 
-def _objects(plural: str, namespaces: Sequence[str] | None) -> Iterator[dict[str, Any]]:
+def _objects(plural: str, namespaces: Sequence[str] | None, done: Pass) -> Iterator[dict[str, Any]]:
     """Every object of `plural` in `namespaces` (None: all), read a page at a time."""
     scopes: Sequence[str | None] = namespaces or [None]
     for namespace in scopes:
@@ -113,6 +136,7 @@ def _objects(plural: str, namespaces: Sequence[str] | None) -> Iterator[dict[str
                     )
             except ApiException as error:  # an expired continue token, a failing server: next pass
                 logger.warning("listing %s in %s failed: %s", plural, namespace or "all namespaces", error)
+                done.failures += 1
                 break
             yield from page.get("items") or []
             token = (page.get("metadata") or {}).get("continue")
