@@ -8,8 +8,8 @@ with `ffmpeg -i video -frames:v 1 frame.png`:
   (16-235 luma, 16-240 chroma) otherwise, untagged included.
 
 JPEG (JFIF) always stores full-range BT.601 YCbCr, and every reader decodes it that way. BT.601
-sources (and grey video) need only the range stretch, a lookup table, before their planes go to the
-encoder: the fast path (`jpeg_planes`). Other matrices go through BGR (`bgr_picture`), which
+sources (and grey video) need only the range stretch, a scale and an offset per plane, before their
+planes go to the encoder: the fast path (`jpeg_planes`). Other matrices go through BGR (`bgr_picture`), which
 libjpeg-turbo turns back into BT.601 YCbCr: at 1080p this measured 0.9 ms for libswscale's conversion
 plus 8.5 ms for the encode, against 4.3 + 7.4 ms for a 3 x 3 matrix applied to the planes with
 OpenCV, and 9 ms for libswscale's own YUV-to-YUV matrix conversion before the encode.
@@ -24,9 +24,11 @@ import cv2
 import numpy as np
 
 # Video luma spans 16-235 and chroma 16-240, JPEG uses 0-255 for both: without this stretch the
-# images come out washed out and measurably worse.
-LUMA_TO_FULL_RANGE = np.clip(np.round((np.arange(256) - 16) * 255 / 219), 0, 255).astype(np.uint8)
-CHROMA_TO_FULL_RANGE = np.clip(np.round((np.arange(256) - 128) * 255 / 224 + 128), 0, 255).astype(np.uint8)
+# images come out washed out and measurably worse. Each is `level * scale + offset`, rounded and clipped
+# to 0-255, as OpenCV's `transform` computes it for 8-bit planes: it gives the same levels as a lookup
+# table for all 256 inputs (tested) and costs 0.3 ms per 720p frame against 0.5 ms for `cv2.LUT`.
+LUMA_TO_FULL_RANGE = np.array([[255 / 219, -16 * 255 / 219]])
+CHROMA_TO_FULL_RANGE = np.array([[255 / 224, 128 - 128 * 255 / 224]])
 # 8-bit planar formats whose planes are read as they are; others are converted to one of these first.
 PLANAR_FORMATS = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "gray"}
 FULL_RANGE_FORMATS = {"yuvj420p", "yuvj422p", "yuvj444p"}
@@ -96,8 +98,8 @@ def jpeg_planes(planes: Planes) -> list[np.ndarray]:
     (`goes_through_bgr` tells when it is not)."""
     if planes.full_range:
         return planes.planes
-    tables = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
-    return [cv2.LUT(plane, table) for plane, table in zip(planes.planes, tables, strict=False)]
+    stretches = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
+    return [cv2.transform(plane, stretch) for plane, stretch in zip(planes.planes, stretches, strict=False)]
 
 
 def goes_through_bgr(frame: av.VideoFrame) -> bool:

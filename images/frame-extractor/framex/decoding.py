@@ -23,10 +23,18 @@ log = logging.getLogger("extract_frames")
 
 PROGRESS_INTERVAL_SECONDS = 5.0
 IN_FLIGHT_BYTES = 48 * 2**20  # decoded frames waiting to be encoded, at most (past a minimum count)
-# Above this many pixels (1080p), each decoding thread's own pictures weigh: one thread fewer.
 # Numbers of the last images kept: a frame given again after damage is not written twice.
 RECENT_INDEXES = 64
+# Above this many pixels (1080p), each decoding thread's own pictures weigh: one thread fewer.
 LARGE_FRAME_PIXELS = 1920 * 1088
+# H.264 below this many bits per pixel is decoded on one thread when there are 2 CPUs and every frame
+# becomes an image. Measured with bench/frames.py's clips: decoding costs about 1.8 ns per pixel plus
+# 12 ns per bit of video on one thread, and frame threads add 10-20 % to that; a JPEG image costs about
+# 3.6 ns per pixel (the encoding, the range stretch or the BGR conversion, the file). Below 0.15 bits per
+# pixel (0.07 for clean clips, 0.13 for the BT.709 ones, 5-8 Mbit/s at 1080p30) one decoding thread
+# keeps pace with the encoders on the other CPU, and the CPU frame threads cost is saved; noisy video
+# (2 bits per pixel) decodes 7 times slower than clean video and needs every CPU to decode.
+ONE_DECODING_THREAD_BELOW_BITS_PER_PIXEL = 0.15
 
 
 class VideoError(Exception):
@@ -359,18 +367,41 @@ class Extraction:
 
 
 def configure_decoder(stream: av.video.stream.VideoStream, settings: Settings) -> int:
-    """Sets the decoder's threads from the container's limits and the video's frame size; returns
-    that thread count, which also bounds the encoding threads' share and the frames in flight."""
+    """Sets the decoder's threads from the container's limits, the video's frame size and bit rate;
+    returns the thread count that bounds the encoding threads' share and the frames in flight."""
     context = stream.codec_context
-    context.thread_type = "AUTO"  # frame threads, or slice threads where frames cannot be threaded
     # FFmpeg's own default counts the node's CPUs, not the container's share: on a large node that
     # would mean a dozen frame threads, each holding frames in memory, fighting over a CPU or two.
     threads = threads_that_fit(settings.limits, estimated_frame_bytes(context))
-    large = context.width * context.height > LARGE_FRAME_PIXELS
-    context.thread_count = threads if large else threads + 1
     if settings.selection.mode == "keyframes":
         context.skip_frame = "NONKEY"
+    if decodes_on_one_thread(stream, settings):
+        context.thread_count = 1  # on this thread, between the packets, while the encoders work
+        return min(threads, settings.workers)
+    context.thread_type = "AUTO"  # frame threads, or slice threads where frames cannot be threaded
+    large = context.width * context.height > LARGE_FRAME_PIXELS
+    context.thread_count = threads if large else threads + 1
     return min(threads, settings.workers)
+
+
+def decodes_on_one_thread(stream: av.video.stream.VideoStream, settings: Settings) -> bool:
+    """Whether one decoding thread keeps pace with the encoding: 2 CPUs at most, every frame an image,
+    and H.264 cheap to decode for its size (`ONE_DECODING_THREAD_BELOW_BITS_PER_PIXEL`). Other codecs
+    and unknown bit rates keep frame threads, which are never much slower."""
+    if settings.limits.cpus > 2 or settings.selection.mode != "all" or stream.codec_context.name != "h264":
+        return False
+    density = bits_per_pixel(stream)
+    return density is not None and density < ONE_DECODING_THREAD_BELOW_BITS_PER_PIXEL
+
+
+def bits_per_pixel(stream: av.video.stream.VideoStream) -> float | None:
+    """The stream's average bit rate per pixel of each frame, from the file's header; None if unknown."""
+    context = stream.codec_context
+    rate = float(stream.average_rate or stream.guessed_rate or 0)
+    pixels = context.width * context.height
+    if not stream.bit_rate or not rate or not pixels:
+        return None
+    return float(stream.bit_rate) / (pixels * rate)
 
 
 def estimated_frame_bytes(context: av.video.codeccontext.VideoCodecContext) -> int:
