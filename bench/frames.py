@@ -13,9 +13,9 @@ alternating, `--rounds` times each:
 It prints medians of frames/s, wall and CPU seconds (children included), CPU milliseconds per frame,
 peak memory, output bytes, luma PSNR against the decoded source (BT.601 luma: the BT.709 clips' JPEG
 luma is BT.601's, so their PSNR reads low), colour error against ffmpeg's own decode of the first
-frame (largest difference of 16 x 16 block means, in levels), the ratios, and whether each target is
-met. Needs the ffmpeg
-command. Usage: python bench/frames.py [--rounds 3] [--work bench/out]
+frame (median and 99th percentile of the differences of 16 x 16 block means, in levels), the ratios
+(CPU per frame beside decoding alone, its floor), a summary per clip, and whether each target is met.
+Needs the ffmpeg command. Usage: python bench/frames.py [--rounds 3] [--work bench/out]
 """
 
 from __future__ import annotations
@@ -120,7 +120,13 @@ FFMPEG_TAGS = {
     "noisy": [],
 }
 TARGET_CPU_VS_ORIGINAL = 0.8
-COLOUR_TOLERANCE = 3  # levels, on 16 x 16 block means against ffmpeg's own decode
+# Colour against ffmpeg's own decode, on 16 x 16 block means of the first frame: the median moves with a
+# colour shift (a wrong matrix: 5 levels and more); ffmpeg's decode is itself 1-1.5 levels darker than
+# the exact BT.601 conversion (libswscale's fast path truncates), so an exact pipeline reads about 1.2.
+# The p99 is made by sharp colour edges, where every 4:2:0 JPEG differs from a PNG of the frame: it is
+# held to the original loop's (a JPEG of the same frame) plus a level.
+COLOUR_TOLERANCE = 3
+COLOUR_EDGE_ALLOWANCE = 1
 CLIP_4K = Clip("4k", 3840, 2160, 48, preset="veryfast")
 PIPELINES = ("original", "ffmpeg-q2", "decode", "extractor")
 
@@ -141,11 +147,23 @@ class Measure:
         return self.elsewhere_cpu / (self.wall * self.cores)
 
 
+@dataclass(frozen=True)
+class ColourError:
+    """Differences, in levels, between 16 x 16 block means of an image and of ffmpeg's own decode of
+    the same frame, over every block and channel: a colour shift moves the median, compression noise
+    averages out, and the few blocks on sharp colour edges (where chroma upsampling differs between
+    readers) make the tail."""
+
+    median: float
+    p99: float
+    largest: float
+
+
 @dataclass
 class Results:
     runs: dict[str, list[Measure]] = field(default_factory=dict)
     psnr: dict[str, float] = field(default_factory=dict)
-    colour_error: dict[str, float] = field(default_factory=dict)
+    colour_error: dict[str, ColourError] = field(default_factory=dict)
 
     def median(self, pipeline: str, attribute: str) -> float:
         return statistics.median(getattr(run, attribute) for run in self.runs[pipeline])
@@ -230,9 +248,7 @@ def luma_psnr(video: Path, images: list[Path], samples: int = PSNR_SAMPLES) -> f
     return float(10 * np.log10(255**2 / np.mean(squared_errors)))
 
 
-def colour_error(video: Path, image: Path, scratch: Path) -> float:
-    """The largest difference, in levels, between 16 x 16 block means of an image and of ffmpeg's own
-    decode of the same frame to PNG: a colour shift shows, compression noise averages out."""
+def colour_error(video: Path, image: Path, scratch: Path) -> ColourError:
     reference_path = scratch / "reference.png"
     command = ["ffmpeg", "-v", "error", "-y", "-i", str(video), "-frames:v", "1", str(reference_path)]
     subprocess.run(command, check=True)
@@ -243,7 +259,10 @@ def colour_error(video: Path, image: Path, scratch: Path) -> float:
     def block_means(pixels: np.ndarray) -> np.ndarray:
         return pixels[:height, :width].reshape(height // 16, 16, width // 16, 16, 3).mean(axis=(1, 3))
 
-    return float(np.abs(block_means(picture) - block_means(reference)).max())
+    differences = np.abs(block_means(picture) - block_means(reference))
+    return ColourError(
+        float(np.median(differences)), float(np.percentile(differences, 99)), float(differences.max())
+    )
 
 
 def make_clip(clip: Clip, folder: Path) -> Path:
@@ -315,7 +334,19 @@ def bench_clip(clip: Clip, video: Path, scratch: Path, rounds: int, deadline: fl
     return results
 
 
-def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, bool]]:
+@dataclass(frozen=True)
+class Summary:
+    """The extractor against the others on one clip: the figures the targets are judged by."""
+
+    clip: str
+    vs_original: float  # frames/s, extractor / original loop
+    vs_ffmpeg: float  # frames/s, extractor / ffmpeg -q:v 2
+    cpu_vs_original: float  # CPU per frame, extractor / original loop
+    decode_vs_original: float  # CPU per frame, decoding alone / original loop: the floor of the above
+    colour: ColourError
+
+
+def print_table(clip: Clip, results: Results, cores: int) -> tuple[list[tuple[str, bool]], Summary]:
     print(f"\n{clip.name}: {clip.width}x{clip.height}, {clip.frames} frames")
     columns = (
         "frames/s",
@@ -325,7 +356,8 @@ def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, boo
         "peak MB",
         "out MB",
         "PSNR dB",
-        "colour",
+        "col med",
+        "col p99",
         "others %",
     )
     print(f"  {'pipeline':<10}" + "".join(f"{column:>9}" for column in columns))
@@ -341,7 +373,8 @@ def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, boo
             f"{max(run.peak_mb for run in results.runs[pipeline]):>9.1f}"
             f"{results.median(pipeline, 'output_bytes') / 1e6:>9.1f}"
             f"{'-' if psnr is None else f'{psnr:.2f}':>9}"
-            f"{'-' if colour is None else f'{colour:.1f}':>9}"
+            f"{'-' if colour is None else f'{colour.median:.1f}':>9}"
+            f"{'-' if colour is None else f'{colour.p99:.1f}':>9}"
             f"{100 * results.median(pipeline, 'elsewhere_share'):>9.1f}"
         )
     vs_original = fps["extractor"] / fps["original"]
@@ -349,13 +382,20 @@ def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, boo
     wall_over_cpu = statistics.median(run.wall / (run.cpu / cores) for run in results.runs["extractor"])
     psnr_margin = results.psnr["extractor"] - results.psnr["original"]
     cpu_vs_original = results.median("extractor", "cpu") / results.median("original", "cpu")
+    decode_vs_original = results.median("decode", "cpu") / results.median("original", "cpu")
     colour = results.colour_error["extractor"]
+    original_p99 = results.colour_error["original"].p99
     print(
         f"  extractor: {vs_original:.2f}x original, {vs_ffmpeg:.2f}x ffmpeg-q2, "
         f"{fps['extractor'] / fps['decode']:.2f}x decode-only; PSNR {psnr_margin:+.2f} dB vs original; "
-        f"wall = {wall_over_cpu:.2f} x (cpu / {cores} cores); cpu per frame {cpu_vs_original:.2f}x original"
+        f"wall = {wall_over_cpu:.2f} x (cpu / {cores} cores)"
     )
-    return [
+    print(
+        f"  extractor: cpu per frame {cpu_vs_original:.2f}x original (decoding alone: "
+        f"{decode_vs_original:.2f}x); colour vs ffmpeg's decode: median {colour.median:.1f}, "
+        f"p99 {colour.p99:.1f}, largest {colour.largest:.1f} levels"
+    )
+    verdicts = [
         (
             f"{clip.name}: >= {TARGET_VS_ORIGINAL}x the original loop ({vs_original:.2f}x)",
             vs_original >= TARGET_VS_ORIGINAL,
@@ -365,12 +405,15 @@ def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, boo
             vs_ffmpeg >= TARGET_VS_FFMPEG,
         ),
         (
-            f"{clip.name}: cpu/frame <= {TARGET_CPU_VS_ORIGINAL}x the original's ({cpu_vs_original:.2f}x)",
+            f"{clip.name}: cpu/frame <= {TARGET_CPU_VS_ORIGINAL}x the original's ({cpu_vs_original:.2f}x;"
+            f" decoding alone {decode_vs_original:.2f}x)",
             cpu_vs_original <= TARGET_CPU_VS_ORIGINAL,
         ),
         (
-            f"{clip.name}: colour within {COLOUR_TOLERANCE} of ffmpeg's decode ({colour:.1f})",
-            colour <= COLOUR_TOLERANCE,
+            f"{clip.name}: colour vs ffmpeg's decode, median <= {COLOUR_TOLERANCE} levels"
+            f" ({colour.median:.1f}) and p99 <= the original loop's + {COLOUR_EDGE_ALLOWANCE}"
+            f" ({colour.p99:.1f}, {original_p99:.1f})",
+            colour.median <= COLOUR_TOLERANCE and colour.p99 <= original_p99 + COLOUR_EDGE_ALLOWANCE,
         ),
         (f"{clip.name}: PSNR >= the original loop's ({psnr_margin:+.2f} dB)", psnr_margin >= 0),
         (
@@ -378,6 +421,22 @@ def print_table(clip: Clip, results: Results, cores: int) -> list[tuple[str, boo
             wall_over_cpu <= TARGET_WALL_OVER_CPU,
         ),
     ]
+    return verdicts, Summary(clip.name, vs_original, vs_ffmpeg, cpu_vs_original, decode_vs_original, colour)
+
+
+def print_summary(summaries: list[Summary]) -> None:
+    """One line per clip: the extractor's ratios, side by side."""
+    print(
+        "\nextractor, per clip (wall: frames/s ratio, higher is better; cpu: CPU per frame ratio, lower is"
+        " better; decode: decoding alone, the floor of cpu; colour: median / p99 levels):"
+    )
+    print(f"  {'clip':<14}{'vs orig':>9}{'vs ffmpeg':>10}{'cpu':>7}{'decode':>8}{'colour':>12}")
+    for summary in summaries:
+        colour = f"{summary.colour.median:.1f} / {summary.colour.p99:.1f}"
+        print(
+            f"  {summary.clip:<14}{summary.vs_original:>8.2f}x{summary.vs_ffmpeg:>9.2f}x"
+            f"{summary.cpu_vs_original:>6.2f}x{summary.decode_vs_original:>7.2f}x{colour:>12}"
+        )
 
 
 def bench_memory(video: Path, scratch: Path) -> list[tuple[str, bool]]:
@@ -410,17 +469,21 @@ def main() -> int:
     chosen = [clip for clip in CLIPS if clip.name in arguments.clips]
     videos = {clip: make_clip(clip, arguments.work) for clip in (*chosen, CLIP_4K)}
     verdicts: list[tuple[str, bool]] = []
+    summaries: list[Summary] = []
     busy_runs = 0
     with tempfile.TemporaryDirectory(dir=arguments.work, prefix="runs-") as scratch:
         for clip in chosen:
             results = bench_clip(
                 clip, videos[clip], Path(scratch), arguments.rounds, started + RETRY_BUDGET_SECONDS
             )
-            verdicts += print_table(clip, results, cores)
+            clip_verdicts, summary = print_table(clip, results, cores)
+            verdicts += clip_verdicts
+            summaries.append(summary)
             busy_runs += sum(
                 run.elsewhere_share > BUSY_MACHINE_SHARE for runs in results.runs.values() for run in runs
             )
         verdicts += bench_memory(videos[CLIP_4K], Path(scratch))
+    print_summary(summaries)
     elapsed = time.perf_counter() - started
     if busy_runs:
         print(
