@@ -167,3 +167,75 @@ def test_every_format_matches_ffmpegs_decode(clips: Path, tmp_path: Path, case: 
         picture = cv2.imread(str(image), cv2.IMREAD_COLOR)
         error = np.abs(patch_levels(picture) - expected).max()
         assert error <= TOLERANCE, (image_format, patch_levels(picture).tolist(), expected.tolist())
+
+
+LEVEL_WIDTH = 4  # pixels per level: two chroma samples in 4:2:0
+BAND = 16  # rows per ramp, a whole row of 16 x 16 blocks
+
+
+def ramp_clip(folder: Path, full_range: bool) -> Path:
+    """Every level 0-255 of luma, then of Cb, then of Cr, as horizontal ramps in bands of 16 rows (the
+    other two components neutral), written as YUV samples (not converted from RGB, so levels outside
+    16-235 are there too) and encoded losslessly, tagged BT.601 with the range of the case."""
+    levels = np.repeat(np.arange(256, dtype=np.uint8), LEVEL_WIDTH)
+    width, height = levels.size, 3 * BAND
+    luma = np.full((height, width), 128, np.uint8)
+    luma[:BAND] = levels
+    chroma_levels = levels[::2]
+    blue = np.full((height // 2, width // 2), 128, np.uint8)
+    red = blue.copy()
+    blue[BAND // 2 : BAND] = chroma_levels
+    red[BAND : 3 * BAND // 2] = chroma_levels
+    frame = np.concatenate([luma.ravel(), blue.ravel(), red.ravel()]).tobytes()
+    clip = folder / f"ramps-{'full' if full_range else 'limited'}.mp4"
+    range_name = "pc" if full_range else "tv"
+    command = [
+        "ffmpeg", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "yuv420p",
+        "-s", f"{width}x{height}", "-r", "10", "-i", "-", "-frames:v", "2",
+        "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0",
+        "-colorspace", "smpte170m", "-color_primaries", "smpte170m", "-color_trc", "smpte170m",
+        "-color_range", range_name, str(clip),
+    ]  # fmt: skip
+    subprocess.run(command, input=frame * 2, check=True, capture_output=True, timeout=120)
+    return clip
+
+
+def ramp_levels(picture: np.ndarray) -> np.ndarray:
+    """Per band and level, the median BGR of the middle of its cells (away from band and level edges)."""
+    bands = []
+    for band in range(3):
+        rows = picture[band * BAND + BAND // 4 : (band + 1) * BAND - BAND // 4]
+        cells = rows.reshape(rows.shape[0], 256, LEVEL_WIDTH, 3)[:, :, 1:3]
+        bands.append(np.median(cells.transpose(1, 0, 2, 3).reshape(256, -1, 3), axis=1))
+    return np.array(bands)
+
+
+@pytest.mark.parametrize("full_range", [False, True], ids=["limited", "full"])
+def test_every_level_matches_ffmpegs_decode(clips: Path, tmp_path: Path, full_range: bool) -> None:
+    """The range stretch (or its absence) on every luma and chroma level, clipping included."""
+    clip = ramp_clip(clips, full_range)
+    expected = ramp_levels(ffmpeg_reference(clip))
+    inputs = tmp_path / "files"
+    inputs.mkdir()
+    shutil.copyfile(clip, inputs / "ramps.mp4")
+
+    for image_format in ("jpeg", "png"):
+        outputs = tmp_path / image_format
+        outcome = run_in_process(
+            inputs, outputs, AUTOSCENE_FILE="ramps.mp4", EXTRACT_FORMAT=image_format, EXTRACT_MAX_FRAMES="1"
+        )
+        assert outcome.status == 0, outcome.summary
+        picture = cv2.imread(str(next((outputs / "ramps").glob("frame_000000.*"))), cv2.IMREAD_COLOR)
+        error = np.abs(ramp_levels(picture) - expected)
+        if not full_range and image_format == "jpeg":
+            # Chroma beyond 16-240 breaks the limited-range rules and no encoder writes it from a picture;
+            # a JPEG's full range cannot hold it (it is clipped at 0 and 255), so only luma is checked
+            # there: 0-15 and 236-255 included.
+            error[1:, :16] = error[1:, 241:] = 0
+        worst = np.unravel_index(error.argmax(), error.shape)
+        assert error.max() <= TOLERANCE, (
+            image_format,
+            worst,
+            ramp_levels(picture)[worst[:2]],
+            expected[worst[:2]],
+        )

@@ -95,7 +95,8 @@ def yuv_planes(frame: av.VideoFrame) -> Planes:
 
 def jpeg_planes(planes: Planes) -> list[np.ndarray]:
     """Full-range Y'CbCr planes at the same sizes; as JPEG holds them when the matrix is BT.601
-    (`goes_through_bgr` tells when it is not)."""
+    (`goes_through_bgr` tells when it is not). Chroma beyond limited range's 16-240, which breaks its
+    rules and which no encoder writes from a picture, is clipped at 0 and 255 (tested)."""
     if planes.full_range:
         return planes.planes
     stretches = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
