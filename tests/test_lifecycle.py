@@ -53,6 +53,9 @@ def run(phase: str | None = None, reason: str | None = None, **fields: Any) -> d
         (run(RUNNING, jobName="j"), run(PENDING, "PodPending", jobName="j"), {"phase", "reason"}),
         # a run waiting for its Action is not over: it starts when the Action appears
         (run(PENDING, "ActionNotFound"), run(PENDING, "JobCreated", jobName="j"), {"reason", "jobName"}),
+        # "its Pod is pending" is no news after "Job created"
+        (run(PENDING, "JobCreated", jobName="j"), run(PENDING, "PodPending", jobName="j"), set()),
+        (run(PENDING, "JobCreated", jobName="j"), run(PENDING, "ErrImagePull", jobName="j"), {"reason"}),
         # a queued run is never taken for a running one
         (run(RUNNING, jobName="j"), run(QUEUED, "ConcurrencyLimit"), set()),
     ],
@@ -72,7 +75,9 @@ FINISHING = {Effect.EVENT, Effect.RELEASE_SLOT, Effect.COUNT_FINISHED, Effect.AP
         (run(), run(PENDING, "JobCreated", jobName="j"), {Effect.EVENT, Effect.COUNT_DISPATCH}),
         (run(), run(PENDING, "ActionNotFound"), {Effect.EVENT}),
         (run(), run(QUEUED, "ConcurrencyLimit"), {Effect.EVENT}),
-        (run(PENDING), run(RUNNING, "Running"), {Effect.EVENT}),
+        # starting to run is no Event of ours (the Pod's own Events say it)
+        (run(PENDING), run(RUNNING, "Running"), set()),
+        (run(RUNNING), run(PENDING, "ImagePullBackOff"), {Effect.EVENT}),
         (run(RUNNING), run(SUCCEEDED, "Completed"), FINISHING),
         (run(RUNNING), run(FAILED, "PodFailurePolicy"), FINISHING),
         (run(), run(FAILED, "RecordNotFound"), FINISHING),

@@ -142,7 +142,9 @@ def test_yaml_file_parses_into_named_objects(path: Path) -> None:
         assert isinstance(document.get("apiVersion"), str) and document["apiVersion"], "apiVersion missing"
         assert isinstance(document.get("kind"), str) and document["kind"], "kind missing"
         if is_kustomization(document):
-            assert document["apiVersion"] == (COMPONENT_API if document["kind"] == "Component" else KUSTOMIZE_API)
+            assert document["apiVersion"] == (
+                COMPONENT_API if document["kind"] == "Component" else KUSTOMIZE_API
+            )
             continue
         assert isinstance(document.get("metadata"), dict), f"{document['kind']} has no metadata"
         assert document["metadata"].get("name"), f"{document['kind']} has no metadata.name"

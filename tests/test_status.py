@@ -135,3 +135,16 @@ def test_the_succeeded_condition_follows_the_phase_and_keeps_its_transition_time
     )
     done = with_condition({}, {"phase": "Succeeded", "reason": "Completed"}, None, "T4")
     assert done["conditions"][0]["status"] == "True" and "observedGeneration" not in done["conditions"][0]
+
+
+def test_the_pods_are_read_only_when_the_job_status_leaves_something_out() -> None:
+    from autoscene.status import needs_pods
+
+    # the Job controller's own counts: no Pod yet, or a ready one, say all there is to say
+    assert not needs_pods(job())
+    assert not needs_pods(job(startTime=START, active=1, ready=1))
+    assert from_job(job(startTime=START, active=1, ready=1), [])["phase"] == "Running"
+    # why an active Pod is not ready (an image pull failing...), or how a finished one ended
+    assert needs_pods(job(startTime=START, active=1, ready=0))
+    assert needs_pods(job(succeeded=1, conditions=[condition("Complete")]))
+    assert needs_pods(job(failed=1, conditions=[condition("Failed", "BackoffLimitExceeded")]))

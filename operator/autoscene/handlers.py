@@ -1,10 +1,9 @@
 """Every event the operator reacts to, on one screen. The work lives in the modules they call."""
 
 import asyncio
-import contextlib
 import functools
 import inspect
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 
 import kopf
@@ -18,6 +17,7 @@ from . import (
     invocations,
     kube,
     labels,
+    lifecycle,
     metrics,
     records,
     tallies,
@@ -28,9 +28,8 @@ from .reconciler import Reconciler
 
 ACTIONS, RECORDS, INVOCATIONS, TRIGGERS = "actions", "records", "invocations", "triggers"
 FILES = files.PLURAL
-# A failed API call is retried soon: most failures here are brief (a conflict, a restarting server).
-RETRY_SECONDS = 5
-DISPATCH_RETRY_SECONDS = (1, 2, 4, 8)
+# A failed call is retried soon: most failures here are brief (a conflict, a restarting server).
+RETRY_SECONDS = (1, 2, 4, 8)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -60,13 +59,20 @@ def _counting_errors(handler: Handler) -> Handler:
     return cast(Handler, counted)
 
 
-@contextlib.contextmanager
-def _retried_soon() -> Iterator[None]:
-    """The core's "not yet" (`invocations.NotReady`) in kopf's words: retry the handler after a delay."""
-    try:
-        yield
-    except invocations.NotReady as error:
-        raise kopf.TemporaryError(str(error), delay=error.delay) from error
+async def _soon(logger: kopf.Logger, what: str, call: Callable[..., object], *arguments: Any) -> None:
+    """Run `call(*arguments)` on a worker thread. kopf does not retry event handlers, so a failure is
+    tried again here after 1, 2, 4 and 8 s (or after the delay an `invocations.NotReady` asks for), and
+    after that by the reconciliation pass."""
+    for delay in (*RETRY_SECONDS, None):
+        try:
+            await asyncio.to_thread(call, *arguments)
+            return
+        except Exception as error:
+            if delay is None:
+                raise
+            wait = error.delay if isinstance(error, invocations.NotReady) else delay
+            logger.warning(f"{what} failed, trying again in {wait} s: {error}")
+        await asyncio.sleep(wait)
 
 
 @kopf.on.startup()
@@ -96,8 +102,8 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 # Records -----------------------------------------------------------------------------------------
 
 
-@kopf.on.resume(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS)
-@kopf.on.create(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS)
+@kopf.on.resume(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS[-1])
+@kopf.on.create(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS[-1])
 @_counting_errors
 def record_created(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
     claim = records.ensure_claim(body)
@@ -110,10 +116,43 @@ def record_created(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_:
 
 @kopf.index(GROUP, VERSION, RECORDS)
 def known_records(
-    namespace: str | None, name: str, uid: str, labels: kopf.Labels, **_: Any
+    namespace: str | None,
+    name: str,
+    uid: str,
+    labels: kopf.Labels,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    **_: Any,
 ) -> dict[Any, Any]:
-    """Each Record's uid (for Events about it) and labels (which Triggers' record selectors match)."""
-    return {(namespace, name): (uid, dict(labels))}
+    """Each Record as dispatch and a run's start need it: uid (for Events about it), labels (which
+    Triggers' record selectors match), its claim."""
+    claim = records.claim_of({"spec": dict(spec), "status": dict(status)})
+    record = {"metadata": {"name": name, "namespace": namespace, "uid": uid, "labels": dict(labels)}}
+    return {(namespace, name): {**record, "status": {"claimName": claim} if claim else {}}}
+
+
+@kopf.index(GROUP, VERSION, ACTIONS)
+def known_actions(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+    """Each Action's spec, so that starting a run reads none."""
+    return {(namespace, name): {"metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}}
+
+
+class IndexLookup:
+    """Actions and Records from kopf's indexes (kept current by its watches); a name not found there
+    yet (a watch event still on its way) is read from the API before it is taken as missing."""
+
+    def __init__(self, indexes: dict[str, Any]) -> None:
+        self.indexes = indexes
+
+    def action(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return self.one("known_actions", namespace, name) or invocations.FROM_API.action(namespace, name)
+
+    def record(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        found = self.one("known_records", namespace, name)
+        return found if found and found["status"] else invocations.FROM_API.record(namespace, name)
+
+    def one(self, index: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return next(iter(self.indexes[index].get((namespace, name), [])), None)
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -143,8 +182,11 @@ def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> d
 def trigger_changed(type: str, body: kopf.Body, **_: Any) -> None:
     """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot)."""
     metrics.watch_event(TRIGGERS)
-    if type != "DELETED":
-        triggers.refresh_readiness(dict(body))
+    if type == "DELETED":
+        triggers.forget(body.metadata.namespace or "", body.metadata.name or "")
+        return
+    triggers.remember(body)
+    triggers.refresh_readiness(dict(body))
 
 
 @kopf.index(GROUP, VERSION, FILES)
@@ -165,42 +207,16 @@ async def file_changed(
         return
     records: kopf.Index[Any, Any] = indexes["known_records"]
     if type != "DELETED" and files.needs_dispatch(body) and (namespace, record) in records:
-        [(_, labels_of_record)] = records[namespace, record]
+        [known] = records[namespace, record]
+        labels_of_record = known["metadata"]["labels"]
         namespace_triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
-        # kopf does not retry event handlers: a failed dispatch is tried again here, soon, and after
-        # that by the reconciliation pass.
-        for delay in (*DISPATCH_RETRY_SECONDS, None):
-            try:
-                await asyncio.to_thread(
-                    dispatching.dispatch, dict(body), labels_of_record, namespace_triggers
-                )
-                break
-            except Exception as error:
-                if delay is None:
-                    raise
-                logger.warning(f"dispatch failed, trying again in {delay} s: {error}")
-                await asyncio.sleep(delay)
+        await _soon(
+            logger, "dispatch", dispatching.dispatch, dict(body), labels_of_record, namespace_triggers
+        )
     memo.record_totals.changed((namespace, record), indexes["file_sizes"])
 
 
 # Invocations -------------------------------------------------------------------------------------
-
-
-@kopf.on.resume(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
-@kopf.on.create(GROUP, VERSION, INVOCATIONS, backoff=RETRY_SECONDS)
-@_counting_errors
-def invocation_created(
-    body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, reason: str, **indexes: Any
-) -> None:
-    wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
-    missing = {key: value for key, value in wanted.items() if body.metadata.labels.get(key) != value}
-    if missing:
-        patch.metadata.labels.update(missing)
-    if reason == "create" and spec.get("trigger"):
-        record = indexes["known_records"].get((body.metadata.namespace, spec["record"]), [("", {})])
-        dispatching.announce_firing(body, next(iter(record))[0])
-    with _retried_soon():
-        invocations.start(dict(body))
 
 
 @kopf.index(GROUP, VERSION, INVOCATIONS)
@@ -213,33 +229,78 @@ def trigger_runs(
     return {(namespace, spec["trigger"]): (meta.get("creationTimestamp", ""), name)}
 
 
+@kopf.index(GROUP, VERSION, INVOCATIONS)
+def invocation_finished(
+    namespace: str | None, name: str, uid: str, status: kopf.Status, **_: Any
+) -> dict[Any, Any]:
+    """Each Invocation's uid and whether its run is final: Job events of final runs need no API call."""
+    return {(namespace, name): (uid, lifecycle.is_finished(status))}
+
+
 @kopf.on.event(GROUP, VERSION, INVOCATIONS)
+@_counting_errors
 async def invocation_seen(
     type: str,
+    body: kopf.Body,
     uid: str,
+    name: str,
     namespace: str | None,
     spec: kopf.Spec,
     status: kopf.Status,
     memo: kopf.Memo,
+    logger: kopf.Logger,
     **indexes: Any,
 ) -> None:
+    """A new Invocation gets its Job (or waits for its Action, or queues); the counts follow every change.
+
+    Only a run with no phase yet is started here; runs that wait are started by what they wait for
+    (their Action's creation, a free slot) and by the reconciliation pass. No kopf bookkeeping is
+    written on the Invocation: starting is idempotent (the Job's name is the Invocation's)."""
     metrics.watch_event(INVOCATIONS)
+    if namespace is None:
+        return
     if type == "DELETED":
         metrics.in_flight.forget(uid)
+        invocations.forget(namespace, name)
     else:
         metrics.in_flight.observe(uid, status.get("phase"))
-    if namespace is not None and spec.get("trigger"):
+    if spec.get("trigger"):
         memo.trigger_history.changed((namespace, spec["trigger"]), indexes["trigger_runs"])
+    if type != "DELETED" and not status.get("phase"):
+        lookup = IndexLookup(indexes)
+        if type == "ADDED" and spec.get("trigger"):
+            record = lookup.one("known_records", namespace, spec["record"])
+            await asyncio.to_thread(
+                dispatching.announce_firing, body, record["metadata"]["uid"] if record else ""
+            )
+        await _soon(logger, f"starting {name}", _start, dict(body), lookup)
+
+
+def _start(invocation: dict[str, Any], lookup: invocations.Lookup) -> None:
+    """Label a manual run as the operator labels its own (to list runs by Action), then start it."""
+    spec = invocation["spec"]
+    wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
+    present = invocation["metadata"].get("labels") or {}
+    missing = {key: value for key, value in wanted.items() if present.get(key) != value}
+    if missing:
+        meta = invocation["metadata"]
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], INVOCATIONS, meta["name"], {"metadata": {"labels": missing}}
+        )
+        invocation = {**invocation, "metadata": {**meta, "labels": {**present, **missing}}}
+    invocations.start(invocation, lookup)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
 @_counting_errors
-def job_changed(body: kopf.Body, type: str, namespace: str | None, **_: Any) -> None:
+def job_changed(body: kopf.Body, type: str, namespace: str | None, **indexes: Any) -> None:
     """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the run)."""
     metrics.watch_event("jobs")
     owner = invocations.owner_of(body)
     if owner is None or namespace is None:
         return
+    if (owner[1], True) in indexes["invocation_finished"].get((namespace, owner[0]), []):
+        return  # its run's record is final: nothing a Job event says changes it (no API call needed)
     job = None if type == "DELETED" else dict(body)
     invocations.sync_with_job(namespace, job, *owner)
 

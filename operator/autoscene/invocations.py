@@ -1,8 +1,8 @@
 """Invocations: start each one's Job once, and mirror the Job's progress into the Invocation."""
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from . import config, jobs, kube, labels, lifecycle, queueing, records, status, timestamps, transitions
 from .transitions import Transition
@@ -22,7 +22,28 @@ class NotReady(Exception):
         self.delay = delay
 
 
-def start(invocation: Mapping[str, Any]) -> Transition | None:
+class Lookup(Protocol):
+    """Where `start` reads an Action and a Record (by namespace and name; None when missing)."""
+
+    def action(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+    def record(self, namespace: str, name: str) -> Mapping[str, Any] | None: ...
+
+
+class ApiLookup:
+    """Read from the API server."""
+
+    def action(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return kube.get_custom("actions", namespace, name)
+
+    def record(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        return kube.get_custom("records", namespace, name)
+
+
+FROM_API = ApiLookup()
+
+
+def start(invocation: Mapping[str, Any], lookup: Lookup = FROM_API) -> Transition | None:
     """Create the Invocation's Job unless it has one, and write the status that says so.
 
     A missing Action keeps the Invocation Pending (reason ActionNotFound) until the Action appears (see
@@ -33,7 +54,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     if not needs_start(invocation.get("status") or {}):
         return None
     namespace = meta["namespace"]
-    action = kube.get_custom("actions", namespace, spec["action"])
+    action = lookup.action(namespace, spec["action"])
     if action is None:
         update = status.waiting(
             ACTION_NOT_FOUND,
@@ -41,7 +62,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
             "this invocation starts as soon as it is created",
         )
         return write(invocation, update)
-    record = kube.get_custom("records", namespace, spec["record"])
+    record = lookup.record(namespace, spec["record"])
     if record is None:
         update = status.failed(
             RECORD_NOT_FOUND,
@@ -130,55 +151,82 @@ def needs_start(current: Mapping[str, Any]) -> bool:
 
 
 def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid: str) -> Transition | None:
-    """Write the status the Invocation's Job (None: gone) says, unless the run's record is final."""
-    invocation = kube.get_custom(PLURAL, namespace, name)
-    if invocation is None or invocation["metadata"]["uid"] != uid:
-        return None
-    current = invocation.get("status") or {}
-    if not current.get("jobName") or current.get("phase") in status.FINISHED:
-        return None
-    if job is None:
-        wanted = status.failed(JOB_LOST, f'job "{current["jobName"]}" was deleted before it finished')
-    else:
-        wanted = observed_status(job)
-    return write(invocation, wanted)
+    """Write the status the Invocation's Job (None: gone) says, unless the run's record is final (or the
+    Invocation of that name is another one than the Job's owner `uid`)."""
+    observed: dict[str, Any] = {}
+
+    def wanted(current: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        if not current.get("jobName") or lifecycle.is_finished(current):
+            return None
+        if job is None:
+            return status.failed(JOB_LOST, f'job "{current["jobName"]}" was deleted before it finished')
+        if not observed:  # read the Job's Pods once, and only for a run that is not final
+            observed.update(observed_status(job))
+        return observed
+
+    return write({"metadata": {"namespace": namespace, "name": name, "uid": uid}}, wanted)
 
 
-def write(invocation: Mapping[str, Any], wanted: Mapping[str, Any]) -> Transition | None:
-    """Write the fields of `wanted` that the lifecycle lets change, then carry out what the move sets
-    off (`transitions.carry_out`); the Transition written, or None when nothing changed.
+Wanted = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
+# The Invocations this process wrote last and that are not final yet, as written: the next write of
+# one starts from it instead of reading it again (a compare-and-swap, so a stale copy costs a retry).
+_LATEST: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def forget(namespace: str, name: str) -> None:
+    """The Invocation is gone: drop what this process remembered of it."""
+    _LATEST.pop((namespace, name), None)
+
+
+def write(invocation: Mapping[str, Any], wanted: Wanted) -> Transition | None:
+    """Write the fields of `wanted` (a status, or a function of the current status giving one, or None
+    for no write) that the lifecycle lets change, then carry out what the move sets off
+    (`transitions.carry_out`); the Transition written, or None when nothing changed.
 
     A compare-and-swap against the latest status: a late or repeated write (a retried start, an
-    old Job event) loses to a status that already moved on, instead of overwriting it.
+    old Job event) loses to a status that already moved on, instead of overwriting it. Only the
+    Invocation of `invocation`'s uid, when it gives one, is written.
     """
     meta = invocation["metadata"]
     seen: dict[str, Any] = {}
 
-    def merged(current: dict[str, Any]) -> dict[str, Any]:
-        seen.clear()
-        seen.update(current)
-        changed = lifecycle.changes(current, wanted)
+    def merged(latest: Mapping[str, Any]) -> dict[str, Any] | None:
+        if meta.get("uid") and latest["metadata"]["uid"] != meta["uid"]:
+            return None
+        current = dict(latest.get("status") or {})
+        target = wanted(current) if callable(wanted) else wanted
+        changed = lifecycle.changes(current, target) if target is not None else {}
         if not changed:
-            return current
+            return None
+        seen.update(previous=current, update=changed)
         now = timestamps.render(timestamps.now())
-        return status.with_condition(current, {**current, **changed}, meta.get("generation"), now)
+        return status.with_condition(
+            current, {**current, **changed}, latest["metadata"].get("generation"), now
+        )
 
-    written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged)
+    key = (meta["namespace"], meta["name"])
+    known = invocation if "status" in invocation and meta.get("resourceVersion") else _LATEST.get(key)
+    written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged, known=known)
     if written is None:
         return None
-    update = lifecycle.changes(seen, wanted)
-    if not update:
-        return None
-    transition = Transition(written, dict(seen), update)
+    if lifecycle.is_finished(written.get("status") or {}):
+        _LATEST.pop(key, None)
+    else:
+        _LATEST[key] = written
+    transition = Transition(written, seen["previous"], seen["update"])
     transitions.carry_out(transition, start_next)
     return transition
 
 
 def observed_status(job: Mapping[str, Any]) -> dict[str, Any]:
     """The status the Job and its Pods say, with the log's end once the run is over."""
-    namespace = job["metadata"]["namespace"]
-    listing = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job['metadata']['name']}")
-    pods = [kube.sanitized(pod) for pod in listing.items]
+    namespace, pods = job["metadata"]["namespace"], []
+    if status.needs_pods(job):
+        selector = f"job-name={job['metadata']['name']}"
+        pods = [
+            kube.sanitized(pod)
+            for pod in kube.core().list_namespaced_pod(namespace, label_selector=selector).items
+        ]
     wanted = status.from_job(job, pods)
     if wanted["phase"] in status.FINISHED and "logTail" not in wanted:
         # Kept in the Invocation: the Job and its Pods (and their logs) are deleted after a while.

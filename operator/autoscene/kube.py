@@ -111,20 +111,23 @@ def update_status(
     plural: str,
     namespace: str,
     name: str,
-    change: Callable[[dict[str, Any]], dict[str, Any]],
+    change: Callable[[dict[str, Any]], dict[str, Any] | None],
     retries: int = 20,
+    known: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Rewrite an object's status from its current value, safe against concurrent writers.
 
-    A JSON patch whose first operation tests `metadata.resourceVersion` is a compare-and-swap: when
-    someone else wrote in between, the server refuses it (409 or 422) and we read and try again. A 422
-    while the object did not change is the status itself being invalid: `InvalidStatusError`, at once.
-    None when the object does not exist.
+    `change(current object)` gives the new status, or None when no write is needed. A JSON patch whose
+    first operation tests `metadata.resourceVersion` is a compare-and-swap: when someone else wrote in
+    between, the server refuses it (409 or 422) and we read and try again. A 422 while the object did
+    not change is the status itself being invalid: `InvalidStatusError`, at once. The object as
+    written; None when it does not exist or needed no write. `known`: the object as the caller last
+    saw it (with its resourceVersion), tried first instead of reading it; a stale one costs one retry.
     """
     refused: ApiException | None = None
     version = None
-    for _ in range(retries):
-        current = get_custom(plural, namespace, name)
+    for attempt in range(retries):
+        current = dict(known) if known is not None and attempt == 0 else get_custom(plural, namespace, name)
         if current is None:
             return None
         if refused is not None and current["metadata"]["resourceVersion"] == version:
@@ -132,13 +135,12 @@ def update_status(
                 f'{plural} "{name}": the server refused its new status: {message_of(refused)}'
             )
         version = current["metadata"]["resourceVersion"]
+        status = change(current)
+        if status is None:
+            return None
         patch = [
-            {
-                "op": "test",
-                "path": "/metadata/resourceVersion",
-                "value": current["metadata"]["resourceVersion"],
-            },
-            {"op": "add", "path": "/status", "value": change(dict(current.get("status") or {}))},
+            {"op": "test", "path": "/metadata/resourceVersion", "value": version},
+            {"op": "add", "path": "/status", "value": status},
         ]
         try:
             return dict(

@@ -22,6 +22,7 @@ from typing import Any
 PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED = "Pending", "Queued", "Running", "Succeeded", "Failed"
 FINISHED = frozenset({SUCCEEDED, FAILED})
 JOB_CREATED = "JobCreated"
+POD_PENDING = "PodPending"
 
 MOVES: Mapping[str | None, frozenset[str]] = {
     None: frozenset({PENDING, QUEUED, FAILED}),
@@ -62,18 +63,25 @@ def changes(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, 
 
 def _stale(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
     # A retried start reports the Job it made; once that Job's progress is written, the report is old.
+    # And "its Pod is pending" says nothing that "Job created" did not (the Pod is what it waits for).
+    same_job = current.get("jobName") == wanted.get("jobName")
     return bool(
-        wanted.get("reason") == JOB_CREATED
-        and current.get("jobName") == wanted.get("jobName")
-        and current.get("phase") not in (None, PENDING)
+        same_job
+        and (
+            (wanted.get("reason") == JOB_CREATED and current.get("phase") not in (None, PENDING))
+            or (wanted.get("reason") == POD_PENDING and current.get("reason") == JOB_CREATED)
+        )
     )
 
 
 def effects(previous: Mapping[str, Any], update: Mapping[str, Any]) -> frozenset[Effect]:
-    """What the written `update` over `previous` sets off (empty when nothing a user sees changed)."""
+    """What the written `update` over `previous` sets off (empty when nothing a user sees changed).
+
+    No Event for starting to run: the Pod's own Events say so, and a run's Events stay few (JobCreated,
+    then how it ended, or what it waits for)."""
     if "phase" not in update and "reason" not in update:
         return frozenset()
-    found = {Effect.EVENT}
+    found = set() if update.get("phase") == RUNNING else {Effect.EVENT}
     if update.get("reason") == JOB_CREATED:
         found.add(Effect.COUNT_DISPATCH)
     if update.get("phase") in FINISHED and previous.get("phase") not in FINISHED:

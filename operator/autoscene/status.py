@@ -22,12 +22,9 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
     }
     terminated = _terminated_state(newest(pods))
     report = parse_termination_message((terminated or {}).get("message", ""))
-    status: dict[str, Any] = {
-        "jobName": job["metadata"]["name"],
-        "attempts": int(job_status.get("succeeded", 0))
-        + int(job_status.get("failed", 0))
-        + int(job_status.get("active", 0)),
-    }
+    attempts = sum(int(job_status.get(count) or 0) for count in ("succeeded", "failed", "active"))
+    # (No attempts yet is said by the phase; writing 0 would cost a write that says nothing new.)
+    status: dict[str, Any] = {"jobName": job["metadata"]["name"], "attempts": attempts or None}
     if job_status.get("startTime"):
         status["startTime"] = job_status["startTime"]
     if terminated is not None and "exitCode" in terminated:
@@ -44,7 +41,7 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
         status["completionTime"] = condition.get("lastTransitionTime") or job_status.get("completionTime")
         status["message"] = report.get("message") or condition.get("message") or "the job failed"
     else:
-        status.update(_progress(newest(pods)))
+        status.update(_progress(newest(pods), int(job_status.get("ready") or 0)))
     if "outputs" in report:
         status["outputs"] = report["outputs"]
     if report.get("logTail"):
@@ -55,8 +52,23 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
     return {key: value for key, value in status.items() if value is not None}
 
 
-def _progress(pod: Mapping[str, Any] | None) -> dict[str, Any]:
+def needs_pods(job: Mapping[str, Any]) -> bool:
+    """Whether the Job's own status leaves something to read off its Pods: a finished run's exit code
+    and termination message, or why an active Pod is not ready yet (an image pull failing...). A Job
+    with a ready Pod is running (the Job controller's `status.ready`), and one with no Pod yet has none.
+    """
+    job_status = job.get("status") or {}
+    finished = any(
+        condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True"
+        for condition in job_status.get("conditions") or []
+    )
+    return finished or (int(job_status.get("active") or 0) > 0 and not int(job_status.get("ready") or 0))
+
+
+def _progress(pod: Mapping[str, Any] | None, ready: int = 0) -> dict[str, Any]:
     """Running only once the action's container runs; until then, what its Pod waits for."""
+    if pod is None and ready:
+        return {"phase": RUNNING, "reason": "Running", "message": "the action is running"}
     if pod is None:
         return {"phase": PENDING, "reason": "PodPending", "message": "waiting for the job's pod"}
     for container in (pod.get("status") or {}).get("containerStatuses") or []:

@@ -70,10 +70,27 @@ def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     return {"fired": len(found), "lastFiredAt": created, "lastInvocation": name}
 
 
+# Each Trigger's retention policy as its watch last showed it (None: it has none), so that the end of
+# every run does not read its Trigger only to learn that there is nothing to prune.
+_policies: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+
+
+def remember(trigger: Mapping[str, Any]) -> None:
+    meta = trigger["metadata"]
+    _policies[meta["namespace"], meta["name"]] = (trigger.get("spec") or {}).get("retention") or None
+
+
+def forget(namespace: str, name: str) -> None:
+    _policies.pop((namespace, name), None)
+
+
 def apply_retention(namespace: str, trigger: str) -> list[str]:
     """Delete the Trigger's finished Invocations beyond its retention policy; the names deleted."""
-    body = kube.get_custom("triggers", namespace, trigger)
-    policy = ((body or {}).get("spec") or {}).get("retention")
+    if (namespace, trigger) in _policies:
+        policy = _policies[namespace, trigger]
+    else:
+        body = kube.get_custom("triggers", namespace, trigger)
+        policy = ((body or {}).get("spec") or {}).get("retention")
     if not policy:
         return []
     selector = f"{labels.TRIGGER}={trigger}" if labels.is_label_value(trigger) else ""
