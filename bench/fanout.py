@@ -13,6 +13,8 @@ Then it measures, from that registration:
   reg→job       registration → Job seen by a watch, per file: p50 / p95 / p99 seconds
   most running  the most Jobs active at once (status.active > 0)
   operator MB   the operator's peak RSS (a process of its own on both control planes)
+  idle cp %     once every run is over, the API server side's CPU use over `--idle-seconds` (default
+                20), in % of one core: what a quiet cluster with N finished runs costs
   cp CPU s      CPU seconds of the API server side (embedded: this process, with its kubelet and Job
                 controller; real: etcd, kube-apiserver, kube-controller-manager) and of the operator
 
@@ -161,7 +163,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
-def run_once(plane: str, operator: str, files: int, timeout: float, concurrency: int = 0) -> dict[str, Any]:
+def run_once(
+    plane: str, operator: str, files: int, timeout: float, concurrency: int = 0, idle_seconds: float = 20
+) -> dict[str, Any]:
     from autoscene.sandbox.realcluster import RealCluster
     from autoscene.sandbox.session import Sandbox
 
@@ -205,6 +209,12 @@ def run_once(plane: str, operator: str, files: int, timeout: float, concurrency:
         finished = observed.succeeded if ours else observed.jobs_done
         while len(finished) < files and time.monotonic() < deadline:
             time.sleep(0.2)
+        cp_cpu = _cpu(plane, components) - cpu_before
+        stop.set()
+        time.sleep(6)  # the benchmark's own watches end (they are renewed every 5 s)
+        idle_before = _cpu(plane, components)
+        time.sleep(idle_seconds)
+        idle = (_cpu(plane, components) - idle_before) / idle_seconds * 100
         operator_pid = minimal.pid if minimal else (None if plane == "embedded" else _operator_pid(cluster))
         result = {
             "plane": plane,
@@ -219,7 +229,8 @@ def run_once(plane: str, operator: str, files: int, timeout: float, concurrency:
             "latencies": [seen - registered for seen in observed.jobs.values()],
             "most_running": observed.most_active,
             "operator_mb": peak_rss_mb(operator_pid or os.getpid()),
-            "cp_cpu": _cpu(plane, components) - cpu_before,
+            "cp_cpu": cp_cpu,
+            "idle": idle,
             "operator_cpu": process_cpu_seconds(operator_pid) if operator_pid else float("nan"),
         }
         stop.set()
@@ -256,6 +267,7 @@ def main() -> None:
     parser.add_argument("--control-planes", default="embedded,real")
     parser.add_argument("--operators", default="autoscene,minimal")
     parser.add_argument("--concurrency", default="0")
+    parser.add_argument("--idle-seconds", type=float, default=20)
     parser.add_argument("--timeout", type=float, default=900)
     options = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
@@ -274,11 +286,13 @@ def main() -> None:
                         + " ...",
                         flush=True,
                     )
-                    results.append(run_once(plane, operator, files, options.timeout, limit))
+                    results.append(
+                        run_once(plane, operator, files, options.timeout, limit, options.idle_seconds)
+                    )
     header = (
         f"{'plane':<9} {'operator':<9} {'limit':>5} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} "
         f"{'jobs ok s':>9} {'succ. s':>8} {'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} "
-        f"{'cp CPU s':>8} {'op. CPU s':>9}"
+        f"{'idle cp %':>9} {'cp CPU s':>8} {'op. CPU s':>9}"
     )
     print("\n" + header)
     over_limit = False
@@ -292,7 +306,8 @@ def main() -> None:
             f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} {row['jobs_done']:>9.1f} "
             f"{row['succeeded']:>8.1f} "
             f"{quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "
-            f"{row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}" + ("  OVER LIMIT" if over else "")
+            f"{row['idle']:>9.1f} {row['cp_cpu']:>8.1f} {row['operator_cpu']:>9.1f}"
+            + ("  OVER LIMIT" if over else "")
         )
     by_key = {(row["plane"], row["operator"], row["files"]): row for row in results if not row["limit"]}
     print()
