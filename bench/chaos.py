@@ -3,7 +3,8 @@
 Runs what tests/test_faults.py runs (100 files, 3 kills) with more: `--files` (default 500) uploaded in
 batches of 10 while the operator, a process of its own against the embedded API server, is killed
 `--kills` times (default 10) and restarted each time. Prints how many files got exactly one
-Invocation, how many Jobs there are, and how many runs are not final; exits 1 on any mismatch.
+Invocation, how many Jobs there are, how many runs are not final, and the counts users see (the
+Trigger's `fired`, the Record's `fileCount`); exits 1 on any mismatch.
 
 Usage: python bench/chaos.py [--files 500] [--kills 10] [--seed 7]
 """
@@ -45,6 +46,8 @@ def main() -> None:
         f"not Succeeded: {len(unfinished)}"
     )
     ok = once == options.files == len(runs) == len(set(jobs)) == len(jobs) and not unfinished
+    print(f"Trigger fired: {outcome['fired']}, Record fileCount: {outcome['fileCount']}")
+    ok = ok and outcome["fired"] == outcome["fileCount"] == options.files
     print("exactly once: yes" if ok else "exactly once: NO")
     sys.exit(0 if ok else 1)
 

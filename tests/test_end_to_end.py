@@ -292,3 +292,75 @@ def test_a_trigger_says_whether_it_can_fire(cluster: RunningSandbox) -> None:
     assert waited.returncode == 0, waited.stderr
     armed = ready("early", "Armed")
     assert armed is not None and armed["status"] == "True"
+
+
+def test_records_and_actions_say_whether_they_are_ready(cluster: RunningSandbox) -> None:
+    """Ready conditions on Records and Actions, for `kubectl wait`, the READY column and GitOps tools;
+    on the real control plane a claim refused by a ResourceQuota says so on its Record."""
+    namespace = cluster.namespace
+
+    def condition(plural: str, name: str, reason: str) -> dict[str, Any] | None:
+        found = kube.get_custom(plural, namespace, name) or {}
+        ready = next(
+            (c for c in (found.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), None
+        )
+        return ready if ready and ready["reason"] == reason else None
+
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "make test puts the control plane's kubectl first on PATH"
+    waited = subprocess.run(
+        [
+            kubectl,
+            "wait",
+            "--for=condition=Ready",
+            "record/recordings",
+            "action/extract-images",
+            "-n",
+            namespace,
+        ],
+        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waited.returncode == 0, waited.stderr
+    greedy = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Action",
+        "metadata": {"name": "greedy", "namespace": namespace},
+        "spec": {"image": "busybox:1.36.1", "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}},
+    }
+    assert kube.create_custom("actions", greedy)
+    refused = wait_for(
+        lambda: condition("actions", "greedy", "RequestAboveLimit"), 30, "the action's condition"
+    )
+    assert (
+        refused["status"] == "False"
+        and "requests.cpu (2) is above resources.limits.cpu (1)" in refused["message"]
+    )
+
+    if not hasattr(cluster.sandbox, "plane"):
+        return  # the embedded server has no admission plugins: quotas are the real tier's
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "one-claim"},
+        "spec": {"hard": {"persistentvolumeclaims": "1"}},  # the sample Record's claim is that one
+    }
+    kube.core().create_namespaced_resource_quota(namespace, quota)
+    wait_for(
+        lambda: kube.core().read_namespaced_resource_quota("one-claim", namespace).status.used,
+        30,
+        "the quota's usage",
+    )
+    record = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Record",
+        "metadata": {"name": "over-quota", "namespace": namespace},
+        "spec": {"storage": {"size": "1Gi"}},
+    }
+    assert kube.create_custom("records", record)
+    over = wait_for(lambda: condition("records", "over-quota", "ClaimRefused"), 60, "the record's condition")
+    assert over["status"] == "False" and "exceeded quota" in over["message"]
+    assert (kube.get_custom("records", namespace, "over-quota") or {})["status"]["phase"] == "Failed"

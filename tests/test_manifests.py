@@ -4,6 +4,7 @@ Built-in kinds are validated against the schemas of a current Kubernetes release
 with `kubernetes-validate`), custom objects against our CRDs with `autoscene.schemas`.
 """
 
+import copy
 import re
 import shutil
 import subprocess
@@ -222,6 +223,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.retryExitCodes": "array",
         "spec.retryExitCodes[]": "integer",
         "status": "object",
+        **CONDITIONS,
     },
     "Trigger": {
         "spec": "object",
@@ -263,6 +265,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.fileCount": "integer",
         "status.bytes": "integer",
         "status.lastFileAt": "string",
+        **CONDITIONS,
     },
     "RecordFile": {
         "spec": "object",
@@ -305,14 +308,19 @@ FIELDS: dict[str, dict[str, str]] = {
     },
 }
 REQUIRED = {
-    "Action": {"": ["spec"], "spec": ["image"], "spec.env[]": ["name"]},
+    "Action": {
+        "": ["spec"],
+        "spec": ["image"],
+        "spec.env[]": ["name"],
+        "status.conditions[]": ["type", "status"],
+    },
     "Trigger": {
         "": ["spec"],
         "spec": ["action", "fileGlob"],
         "spec.recordSelector.matchExpressions[]": ["key", "operator"],
         "status.conditions[]": ["type", "status"],
     },
-    "Record": {"": ["spec"], "spec": ["storage"]},
+    "Record": {"": ["spec"], "spec": ["storage"], "status.conditions[]": ["type", "status"]},
     "RecordFile": {"": ["spec"], "spec": ["record", "path", "size", "sha256", "addedAt"]},
     "Invocation": {
         "": ["spec"],
@@ -325,7 +333,11 @@ ENUMS = {
         "spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"],
         "status.conditions[].status": ["True", "False", "Unknown"],
     },
-    "Record": {"status.phase": ["Pending", "Ready", "Failed"]},
+    "Action": {"status.conditions[].status": ["True", "False", "Unknown"]},
+    "Record": {
+        "status.phase": ["Pending", "Ready", "Failed"],
+        "status.conditions[].status": ["True", "False", "Unknown"],
+    },
     "Invocation": {
         "status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"],
         "status.conditions[].status": ["True", "False", "Unknown"],
@@ -333,23 +345,30 @@ ENUMS = {
 }
 DATE_TIMES = {
     "Trigger": ["status.lastFiredAt", "status.conditions[].lastTransitionTime"],
-    "Record": ["status.lastFileAt"],
+    "Action": ["status.conditions[].lastTransitionTime"],
+    "Record": ["status.lastFileAt", "status.conditions[].lastTransitionTime"],
     "RecordFile": ["spec.addedAt", "status.dispatchedAt"],
     "Invocation": ["status.startTime", "status.completionTime", "status.conditions[].lastTransitionTime"],
 }
 # (name, jsonPath, type, priority) of `kubectl get` columns.
+READY_COLUMN = '.status.conditions[?(@.type=="Ready")].status'
 COLUMNS = {
-    "Action": [("Image", ".spec.image", "string", 0), ("Age", ".metadata.creationTimestamp", "date", 0)],
+    "Action": [
+        ("Image", ".spec.image", "string", 0),
+        ("Ready", READY_COLUMN, "string", 0),
+        ("Age", ".metadata.creationTimestamp", "date", 0),
+    ],
     "Trigger": [
         ("Action", ".spec.action", "string", 0),
         ("Glob", ".spec.fileGlob", "string", 0),
-        ("Ready", '.status.conditions[?(@.type=="Ready")].status', "string", 0),
+        ("Ready", READY_COLUMN, "string", 0),
         ("Fired", ".status.fired", "integer", 0),
         ("Suspended", ".spec.suspend", "boolean", 1),
         ("Age", ".metadata.creationTimestamp", "date", 0),
     ],
     "Record": [
         ("Files", ".status.fileCount", "integer", 0),
+        ("Ready", READY_COLUMN, "string", 0),
         ("Phase", ".status.phase", "string", 0),
         ("Age", ".metadata.creationTimestamp", "date", 0),
     ],
@@ -629,9 +648,6 @@ def test_action_bounds_match_the_job_they_become() -> None:
     assert spec["image"]["minLength"] == 1
     assert spec["timeoutSeconds"]["minimum"] == 1
     assert (spec["retries"]["minimum"], spec["retries"]["maximum"], spec["retries"]["default"]) == (0, 20, 0)
-    assert root_schema(crd_of(CRDS_DIR / "actions.yaml"))["properties"]["status"][
-        "x-kubernetes-preserve-unknown-fields"
-    ]
 
 
 def test_trigger_documents_its_glob_rules_and_what_it_does_not_fire_on() -> None:
@@ -735,11 +751,21 @@ def test_quantities_reject_anything_else(quantity: Any, crds: dict[tuple[str, st
     assert errors and all(error.startswith("spec.resources.limits.cpu: must be") for error in errors), errors
 
 
-def test_preserved_status_takes_anything_but_spec_does_not(
+def test_preserved_fields_take_anything_and_declared_ones_do_not(
     crds: dict[tuple[str, str], dict[str, Any]],
 ) -> None:
-    assert schemas.validate({**action(), "status": {"anything": {"goes": [1, "two"]}}}, crds) == []
-    assert schemas.validate({**action(), "status": "not an object"}, crds) == [
+    status = {"anything": {"goes": [1, "two"]}}
+    assert schemas.validate({**action(), "status": status}, crds) == [
+        "status.anything: unknown field (known fields: conditions)"
+    ]
+    preserved = copy.deepcopy(crds)
+    (version,) = preserved[(API_VERSION, "Action")]["spec"]["versions"]
+    version["schema"]["openAPIV3Schema"]["properties"]["status"] = {
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+    assert schemas.validate({**action(), "status": status}, preserved) == []
+    assert schemas.validate({**action(), "status": "not an object"}, preserved) == [
         "status: must be an object, not a string ('not an object')"
     ]
 

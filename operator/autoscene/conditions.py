@@ -41,3 +41,24 @@ def with_condition(
 
 def find(conditions: Sequence[Mapping[str, Any]] | None, type: str) -> Mapping[str, Any] | None:
     return next((c for c in conditions or [] if c.get("type") == type), None)
+
+
+Readiness = tuple[str, str, str]  # (status, reason, message) of a condition
+
+
+def updated(obj: Mapping[str, Any], type: str, readiness: Readiness, now: str) -> list[dict[str, Any]] | None:
+    """`obj`'s conditions with the one of `type` set to `readiness` for its current generation; None
+    when it already says that (nothing to write)."""
+    state, reason, message = readiness
+    current = (obj.get("status") or {}).get("conditions")
+    before = find(current, type) or {}
+    generation = obj["metadata"].get("generation")
+    said = (
+        before.get("status"),
+        before.get("reason"),
+        before.get("message"),
+        before.get("observedGeneration"),
+    )
+    if said == (state, reason, message, generation):
+        return None
+    return with_condition(current, type, state, reason, message, generation, now)

@@ -11,8 +11,8 @@ import kopf
 from . import (
     GROUP,
     VERSION,
+    actions,
     dispatching,
-    events,
     files,
     invocations,
     kube,
@@ -30,6 +30,8 @@ ACTIONS, RECORDS, INVOCATIONS, TRIGGERS = "actions", "records", "invocations", "
 FILES = files.PLURAL
 # A failed call is retried soon: most failures here are brief (a conflict, a restarting server).
 RETRY_SECONDS = (1, 2, 4, 8)
+# A refused claim waits for someone to raise a quota or change a policy: no point in asking often.
+CLAIM_RETRY_SECONDS = 60
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -105,13 +107,12 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 @kopf.on.resume(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS[-1])
 @kopf.on.create(GROUP, VERSION, RECORDS, backoff=RETRY_SECONDS[-1])
 @_counting_errors
-def record_created(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    claim = records.ensure_claim(body)
-    if status.get("claimName") != claim or status.get("phase") != "Ready":
-        patch.status["claimName"] = claim
-        patch.status["phase"] = "Ready"
-        patch.status["message"] = f'files are kept on claim "{claim}"'
-        events.post(body, "ClaimReady", f'files are kept on PersistentVolumeClaim "{claim}"')
+def record_created(body: kopf.Body, **_: Any) -> None:
+    """The Record's claim, and a status that says whether files can go in."""
+    try:
+        records.provision(dict(body))
+    except records.ClaimRefused as error:
+        raise kopf.TemporaryError(str(error), delay=CLAIM_RETRY_SECONDS) from error
 
 
 @kopf.index(GROUP, VERSION, RECORDS)
@@ -310,13 +311,19 @@ def job_changed(body: kopf.Body, type: str, namespace: str | None, **indexes: An
 
 @kopf.on.event(GROUP, VERSION, ACTIONS)
 @_counting_errors
-def action_changed(type: str, name: str, namespace: str | None, logger: kopf.Logger, **indexes: Any) -> None:
+def action_changed(
+    type: str, body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **indexes: Any
+) -> None:
     """An Action that appears (or is seen at start-up) starts the Invocations that waited for it; the
     Triggers that name it say whether it exists."""
     metrics.watch_event(ACTIONS)
     if namespace is None:
         return
     if type != "DELETED":
+        try:
+            actions.refresh_readiness(body)
+        except Exception as error:  # the reconciliation pass refreshes it too
+            logger.warning(f"could not write the Action's condition: {error}")
         for invocation in invocations.waiting_for_action(namespace, name):
             try:
                 invocations.start(invocation)

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, dispatching, files, invocations, kube, metrics, status, triggers
+from . import GROUP, VERSION, actions, dispatching, files, invocations, kube, metrics, status, triggers
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # objects per list request: a pass over 100,000 files never holds them all at once
@@ -72,6 +72,7 @@ def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False)
         if files.needs_dispatch(file):
             done.repaired_files += _each(done, file, _dispatch_missed, file, triggers_of)
     for action in _objects("actions", namespaces, done):
+        _each(done, action, actions.refresh_readiness, action)
         if (action.get("spec") or {}).get("concurrency"):
             _each(done, action, invocations.start_queued, action["metadata"]["namespace"], action)
     for invocation in _objects(invocations.PLURAL, namespaces, done):

@@ -1,9 +1,17 @@
-"""Records: their volume claim."""
+"""Records: their volume claim, and the status (Ready condition) that says whether files can go in."""
 
 from collections.abc import Mapping
 from typing import Any
 
-from . import kube, labels, naming, ownership
+from kubernetes.client.exceptions import ApiException
+
+from . import conditions, events, kube, labels, naming, ownership, timestamps
+
+READY = "Ready"
+
+
+class ClaimRefused(Exception):
+    """The API server refused the Record's claim (a quota, a policy, an invalid size): retry later."""
 
 
 def claim_of(record: Mapping[str, Any]) -> str | None:
@@ -44,3 +52,31 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     namespace = record["metadata"]["namespace"]
     kube.create_once(lambda: kube.core().create_namespaced_persistent_volume_claim(namespace, body))
     return str(body["metadata"]["name"])
+
+
+def provision(record: Mapping[str, Any]) -> str:
+    """Create the Record's claim (unless it names one) and write the status that says files can go in:
+    phase Ready and a Ready condition (reason ClaimReady). When the API refuses the claim (403: a
+    ResourceQuota or a policy; 422: an invalid request), the status says so (phase Failed, Ready False,
+    reason ClaimRefused, the server's message) and `ClaimRefused` asks for a retry. The claim's name."""
+    meta = record["metadata"]
+    now = timestamps.render(timestamps.now())
+    try:
+        claim = ensure_claim(record)
+    except ApiException as error:
+        if error.status not in (403, 422):
+            raise
+        why = f"the PersistentVolumeClaim was refused: {kube.message_of(error)}"
+        refused = conditions.updated(record, READY, (conditions.FALSE, "ClaimRefused", why), now)
+        if refused is not None:
+            status = {"phase": "Failed", "message": why, "conditions": refused}
+            kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
+            events.post(record, "ClaimRefused", why, warning=True)
+        raise ClaimRefused(why) from error
+    said = f'files are kept on claim "{claim}"'
+    ready = conditions.updated(record, READY, (conditions.TRUE, "ClaimReady", said), now)
+    if ready is not None:
+        status = {"claimName": claim, "phase": "Ready", "message": said, "conditions": ready}
+        kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
+        events.post(record, "ClaimReady", f'files are kept on PersistentVolumeClaim "{claim}"')
+    return claim

@@ -9,7 +9,7 @@ from . import conditions, events, firing, kube, labels, retention, timestamps
 READY = "Ready"
 
 
-def readiness(trigger: Mapping[str, Any], action_exists: bool) -> tuple[str, str, str]:
+def readiness_of(trigger: Mapping[str, Any], action_exists: bool) -> conditions.Readiness:
     """The Trigger's Ready condition as (status, reason, message): False when it cannot fire (a glob or
     selector that does not parse, `suspend`) or its Action is missing (its runs would wait Pending)."""
     spec, namespace = trigger.get("spec") or {}, trigger["metadata"].get("namespace", "")
@@ -36,27 +36,14 @@ def refresh_readiness(trigger: Mapping[str, Any]) -> None:
     """Write the Trigger's Ready condition when it changed; a Warning Event when it turns unusable."""
     meta, spec = trigger["metadata"], trigger.get("spec") or {}
     action_exists = kube.get_custom("actions", meta["namespace"], spec.get("action", "")) is not None
-    state, reason, message = readiness(trigger, action_exists)
-    current = (trigger.get("status") or {}).get("conditions")
-    before = conditions.find(current, READY) or {}
-    generation = meta.get("generation")
-    if (
-        before.get("status"),
-        before.get("reason"),
-        before.get("message"),
-        before.get("observedGeneration"),
-    ) == (
-        state,
-        reason,
-        message,
-        generation,
-    ):
+    readiness = readiness_of(trigger, action_exists)
+    written = conditions.updated(trigger, READY, readiness, timestamps.render(timestamps.now()))
+    if written is None:
         return
-    now = timestamps.render(timestamps.now())
-    updated = conditions.with_condition(current, READY, state, reason, message, generation, now)
-    kube.patch_custom_status("triggers", meta["namespace"], meta["name"], {"conditions": updated})
-    if reason in ("InvalidGlob", "InvalidSelector") and before.get("reason") != reason:
-        events.post(trigger, "TriggerUnusable", message, warning=True)
+    kube.patch_custom_status("triggers", meta["namespace"], meta["name"], {"conditions": written})
+    before = conditions.find((trigger.get("status") or {}).get("conditions"), READY) or {}
+    if readiness[1] in ("InvalidGlob", "InvalidSelector") and before.get("reason") != readiness[1]:
+        events.post(trigger, "TriggerUnusable", readiness[2], warning=True)
 
 
 def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:

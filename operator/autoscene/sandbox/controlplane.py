@@ -8,7 +8,8 @@ to bind Pods, as `system:kube-scheduler` (the scheduler's default RBAC role).
 
 The controller manager runs the controllers whose behaviour the operator relies on: Jobs, garbage
 collection, TTL after finished, Deployments and ReplicaSets (the operator runs as a Deployment), volume
-binding and protection, namespaces, service accounts and their root CA. Scheduling and the kubelet
+binding and protection, namespaces, service accounts and their root CA, resource quotas (their usage,
+which the API server's ResourceQuota admission checks). Scheduling and the kubelet
 are the node agent's (`nodeagent.py`); there is no kube-proxy, so Services have no virtual IPs here.
 """
 
@@ -64,6 +65,7 @@ CONTROLLERS = (
     "serviceaccount-controller",
     "serviceaccount-token-controller",
     "root-ca-certificate-publisher-controller",
+    "resourcequota-controller",
 )
 SERVICE_CIDR = "10.0.0.0/24"
 START_TIMEOUT = 90.0
