@@ -12,7 +12,9 @@ The CRD schemas are OpenAPI v3 with Kubernetes extensions; they are translated t
   field validation), unless marked `x-kubernetes-preserve-unknown-fields: true`;
 - `x-kubernetes-list-type: set` items, and `map` items' `x-kubernetes-list-map-keys`, must be unique;
 - `format: date-time` must be RFC 3339, `int32` / `int64` must fit;
-- `metadata` is only checked to be an object; CEL rules (`x-kubernetes-validations`) are not evaluated.
+- `metadata` is only checked to be an object;
+- CEL rules (`x-kubernetes-validations`) are evaluated by `sandbox/apiserver_cel.py` once the rest
+  holds, as on create (transition rules, which compare with the stored object, are not).
 """
 
 import copy
@@ -26,6 +28,8 @@ from typing import Any
 
 import jsonschema
 import yaml
+
+from .sandbox import apiserver_cel as cel
 
 CrdKey = tuple[str, str]
 """(apiVersion, kind) of the custom objects a CRD serves, e.g. ("autoscene.io/v1alpha1", "Action")."""
@@ -103,6 +107,10 @@ def validate(obj: Any, crds: Mapping[CrdKey, Mapping[str, Any]]) -> list[str]:
         for message in _describe(error):
             if message not in errors:
                 errors.append(message)
+    if not errors:  # the rules read typed values: the API server, too, leaves them for a later try
+        for violation in cel.violations(instance, _schema_of(crd, api_version.rsplit("/", 1)[-1])):
+            field = "" if violation.field == "<nil>" else violation.field
+            errors.append(f"{_at(field)}{violation.message.removeprefix('Invalid value: ')}")
     return errors
 
 

@@ -1,10 +1,16 @@
-"""Pruning and defaulting of custom objects by their CRD's structural schema, as the API server does:
-unknown fields and nulls of non-nullable fields are dropped, then absent fields get their defaults."""
+"""Custom objects by their CRD's structural schema, as the API server treats them: pruning and
+defaulting (unknown fields and nulls of non-nullable fields are dropped, then absent fields get their
+defaults), then validation (the schema's types and constraints, then its CEL rules)."""
 
 from collections.abc import Mapping
 from typing import Any
 
+from .. import schemas
+from .apiserver_cel import RULES_NOT_CHECKED, has_rules, violations
 from .apiserver_patches import clone
+
+# Errors after which kube-apiserver evaluates no CEL rule: the rules could not rely on the types.
+_BLOCKING = ("FieldValueRequired", "FieldValueTypeInvalid", "FieldValueNotSupported")
 
 _OBJECT_HEADER = ("apiVersion", "kind", "metadata")
 
@@ -50,3 +56,22 @@ def _normalize_object(
         if key not in result and isinstance(subschema, Mapping) and "default" in subschema:
             result[key] = _normalize(clone(subschema["default"]), subschema)
     return result
+
+
+def schema_errors(
+    obj: Mapping[str, Any], schema: Mapping[str, Any], old: Mapping[str, Any] | None = None
+) -> list[schemas.FieldError]:
+    """The causes of a `422 Invalid` for a pruned and defaulted object, in kube-apiserver's order and
+    words: the schema's errors, then the failed CEL rules (`old` is the stored object on an update).
+    After an error of a kind that stops kube-apiserver's CEL evaluation, a schema with rules adds
+    its "some validation rules were not checked" cause instead."""
+    errors = schemas.field_errors(obj, schema)
+    if not has_rules(schema):
+        return errors
+    if any(error.reason in _BLOCKING for error in errors):
+        return [
+            *errors,
+            schemas.FieldError("<nil>", "FieldValueInvalid", f"Invalid value: null: {RULES_NOT_CHECKED}"),
+        ]
+    failed = violations(obj, schema, old)
+    return [*errors, *(schemas.FieldError(v.field, "FieldValueInvalid", v.message) for v in failed)]

@@ -21,7 +21,6 @@ from typing import Any
 
 from kmock import KubernetesError
 
-from .. import schemas
 from .apiserver_defaults import default_job
 from .apiserver_patches import clone
 from .apiserver_resources import (
@@ -44,7 +43,7 @@ from .apiserver_resources import (
     not_found,
     resource_types_of_crd,
 )
-from .apiserver_schema import normalize_by_schema
+from .apiserver_schema import normalize_by_schema, schema_errors
 from .apiserver_selectors import Selection
 
 Object = dict[str, Any]
@@ -302,7 +301,7 @@ class ObjectStore:
                 del metadata[optional]
         if resource.schema is not None:
             obj = normalize_by_schema(obj, resource.schema)
-            if errors := schemas.field_errors(obj, resource.schema):
+            if errors := schema_errors(obj, resource.schema, previous):
                 listed = [f"{error.field}: {error.message}" for error in errors]
                 why = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
                 causes = [{"reason": e.reason, "message": e.message, "field": e.field} for e in errors]
