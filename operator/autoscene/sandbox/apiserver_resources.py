@@ -385,8 +385,10 @@ def api_resource_list_document(group: str, version: str, types: Iterable[Resourc
     }
 
 
-# OpenAPI v3, only as far as kubectl reads it to learn that the server validates fields itself
-# (the `fieldValidation` parameter of PATCH), so that `kubectl apply` needs no `--validate=false`.
+# OpenAPI v3, as far as kubectl reads it: the `fieldValidation` parameter of PATCH tells it that the
+# server validates fields itself (so `kubectl apply` needs no `--validate=false`), and each custom
+# resource's schema, under `components.schemas` with its group, version and kind, is what
+# `kubectl explain` prints. Built-in kinds have no schema here.
 
 
 def _group_version_path(group: str, version: str) -> str:
@@ -404,8 +406,73 @@ def openapi_index_document(types: Iterable[ResourceType]) -> dict[str, Any]:
     return {"paths": paths}
 
 
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+# The fields of ObjectMeta a user writes or reads most, for `kubectl explain <kind>.metadata`.
+_OBJECT_META_SCHEMA: dict[str, Any] = {
+    "description": "Metadata of a persisted object: its name, namespace, labels and bookkeeping.",
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "description": "Unique name within the namespace."},
+        "generateName": {"type": "string", "description": "Prefix of a name the server generates."},
+        "namespace": {"type": "string", "description": "The namespace the object lives in."},
+        "labels": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "default": ""},
+            "description": "Key-value pairs that label selectors match.",
+        },
+        "annotations": {
+            "type": "object",
+            "additionalProperties": {"type": "string", "default": ""},
+            "description": "Key-value pairs that tools and controllers keep; not selectable.",
+        },
+        "uid": {"type": "string", "description": "Unique identity of the object, set by the server."},
+        "resourceVersion": {
+            "type": "string",
+            "description": "Version of the object, for changes and watches.",
+        },
+        "generation": {"type": "integer", "format": "int64", "description": "Counts changes of the spec."},
+        "creationTimestamp": {"type": "string", "format": "date-time", "description": "When it was created."},
+        "deletionTimestamp": {"type": "string", "format": "date-time", "description": "When deletion began."},
+        "finalizers": {
+            "type": "array",
+            "items": {"type": "string", "default": ""},
+            "description": "What must be done before the object is deleted.",
+        },
+        "ownerReferences": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "Objects this one depends on; it is garbage-collected with them.",
+        },
+    },
+}
+
+
+def openapi_schema_name(group: str, version: str, kind: str) -> str:
+    """The name kube-apiserver gives a kind's schema, the group reversed: io.autoscene.v1alpha1.Action."""
+    return (
+        ".".join([*reversed(group.split(".")), version, kind])
+        if group
+        else f"io.k8s.api.core.{version}.{kind}"
+    )
+
+
+def _openapi_schema(resource: ResourceType) -> dict[str, Any]:
+    """A CRD's schema as kube-apiserver publishes it: metadata is a reference to ObjectMeta."""
+    schema = dict(resource.schema or {})
+    properties = dict(schema.get("properties") or {})
+    properties["metadata"] = {
+        "description": "Standard object's metadata.",
+        "allOf": [{"$ref": f"#/components/schemas/{OBJECT_META}"}],
+    }
+    schema["properties"] = properties
+    gvk = {"group": resource.group, "kind": resource.kind, "version": resource.version}
+    schema["x-kubernetes-group-version-kind"] = [gvk]
+    return schema
+
+
 def openapi_group_version_document(group: str, version: str, types: Iterable[ResourceType]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
     for resource in types:
         if resource.group_version != (group, version):
             continue
@@ -417,5 +484,9 @@ def openapi_group_version_document(group: str, version: str, types: Iterable[Res
             "responses": {"200": {"description": "OK"}},
         }
         paths[f"/{_group_version_path(group, version)}/{scope}{resource.plural}/{{name}}"] = {"patch": patch}
+        if resource.schema:
+            schemas[openapi_schema_name(group, version, resource.kind)] = _openapi_schema(resource)
+    if schemas:
+        schemas[OBJECT_META] = _OBJECT_META_SCHEMA
     info = {"title": "Kubernetes", "version": "v1.32.0"}
-    return {"openapi": "3.0.0", "info": info, "paths": paths}
+    return {"openapi": "3.0.0", "info": info, "paths": paths, "components": {"schemas": schemas}}
