@@ -40,6 +40,7 @@ RULES_NOT_CHECKED = (
     "to complete validation"
 )
 _ABSENT = object()
+_IMMUTABLE = re.compile(r"\s*(self\s*==\s*oldSelf|oldSelf\s*==\s*self)\s*")
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ def _failure(rule: Mapping[str, Any], value: Any, old: Any, schema: Mapping[str,
         return None  # transition rules need an old value: not on create, not for a new field
     if not transition and old is not _ABSENT and old == value:
         return None  # ratcheting: an unchanged value keeps passing
+    if transition and old == value and _IMMUTABLE.fullmatch(text):
+        return None  # the immutability rule on an unchanged value: most writes, no need to evaluate
     activation = {"self": celpy.json_to_cel(value)}
     if transition:
         activation["oldSelf"] = celpy.json_to_cel(old)
