@@ -147,3 +147,28 @@ def test_kubectl_reads_the_run_history_from_the_sandbox(sandbox: RunningSandbox,
         check=True,
     ).stdout
     assert "extracted 4 frames" in wide and "auto-extract-images" in wide
+
+
+def test_the_operators_flags_become_one_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoscene import runtime
+    from autoscene.config import Leadership, OperatorConfig
+
+    seen: list[OperatorConfig] = []
+    monkeypatch.setattr(runtime, "run_operator", lambda settings: seen.append(settings) or 0)
+    monkeypatch.setenv("POD_NAMESPACE", "autoscene-system")
+    done = runner.invoke(
+        app,
+        ["operator", "-n", "lab", "-n", "field", "--job-ttl-seconds", "never", "--reconcile-seconds", "10"],
+    )
+    assert done.exit_code == 0, done.output
+    assert seen == [
+        OperatorConfig(
+            namespaces=("lab", "field"),
+            job_ttl_seconds=None,
+            reconcile_seconds=10,
+            leadership=Leadership("autoscene-system"),
+        )
+    ]
+    refused = runner.invoke(app, ["operator", "-A", "--job-ttl-seconds", "soon"])
+    assert refused.exit_code != 0 and "whole number of seconds" in refused.output  # (the box may wrap it)
+    assert runner.invoke(app, ["operator"]).exit_code != 0  # no namespace given, and not -A

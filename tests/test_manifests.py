@@ -1034,6 +1034,7 @@ GRANTS = {
     (GROUP, "records/finalizers"): {"update"},
     (GROUP, "invocations/finalizers"): {"update"},
     (GROUP, "triggers/status"): {"get", "patch", "update"},
+    (GROUP, "actions/status"): {"get", "patch", "update"},
     (GROUP, "invocations/status"): {"get", "patch", "update"},
     (GROUP, "invocations"): {"get", "list", "watch", "create", "patch", "delete"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},

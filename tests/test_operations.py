@@ -7,8 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from autoscene import kube, metrics
-from autoscene.config import JOB_TTL_VARIABLE
+from autoscene import config, kube, metrics
 from autoscene.sample_video import make_sample_video
 
 from .conftest import RunningSandbox
@@ -31,7 +30,7 @@ def sample(name: str, labels: dict[str, str] | None = None) -> float:
 
 @pytest.fixture
 def short_job_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(JOB_TTL_VARIABLE, "1")
+    monkeypatch.setattr(config, "_installed", config.OperatorConfig(job_ttl_seconds=1))
 
 
 def test_finished_jobs_are_deleted_and_the_invocation_keeps_the_history(

@@ -5,11 +5,13 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from . import conditions, jobs, kube, timestamps
+from . import API_VERSION, conditions, jobs, kube, timestamps
 
 READY = "Ready"
 # A run of no particular file, to build the Job an Action's runs would get.
 _PROBE = {
+    "apiVersion": API_VERSION,
+    "kind": "Invocation",
     "metadata": {"name": "probe", "namespace": "probe", "uid": "probe"},
     "spec": {"action": "probe", "record": "probe", "file": "probe.mp4"},
 }

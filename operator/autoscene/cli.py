@@ -3,7 +3,6 @@
 import contextlib
 import enum
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 from rich.table import Table
 
 from . import invocations, kube, render, timestamps, upload
+from .config import Leadership, OperatorConfig, parse_job_ttl
 
 app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
 # Piped output (CI logs, files) gets the room of a wide terminal rather than 80 columns.
@@ -147,6 +147,12 @@ def operator(
     job_ttl_seconds: Annotated[
         str | None, typer.Option(help="Delete finished Jobs after this many seconds ('never' keeps them).")
     ] = None,
+    reconcile_seconds: Annotated[
+        float, typer.Option(min=1, help="Seconds between reconciliation passes.")
+    ] = OperatorConfig.reconcile_seconds,
+    retention_seconds: Annotated[
+        float, typer.Option(min=1, help="Seconds between applications of retention policies.")
+    ] = OperatorConfig.retention_seconds,
     leader_election: Annotated[bool, typer.Option(help="Act only while holding the Lease.")] = True,
     lease_namespace: Annotated[str, typer.Option(envvar="POD_NAMESPACE")] = "default",
     lease_name: Annotated[str, typer.Option()] = "autoscene-operator",
@@ -155,28 +161,27 @@ def operator(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator (in a cluster's Deployment, or locally against a kubeconfig)."""
-    from .config import JOB_TTL_VARIABLE, parse_job_ttl
-    from .runtime import Leadership, run_operator
+    from .runtime import run_operator
 
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO)
     if not all_namespaces and not namespace:
         raise typer.BadParameter("give --all-namespaces or at least one --namespace")
-    if job_ttl_seconds is not None:
-        try:
-            parse_job_ttl(job_ttl_seconds)
-        except ValueError as error:
-            raise typer.BadParameter(str(error), param_hint="--job-ttl-seconds") from error
-        os.environ[JOB_TTL_VARIABLE] = job_ttl_seconds
-    leadership = (
-        Leadership(lease_namespace, lease_name, lease_seconds, renew_seconds) if leader_election else None
-    )
-    code = run_operator(
-        namespaces=namespace or [],
-        all_namespaces=all_namespaces,
-        liveness=liveness,
+    try:
+        job_ttl = parse_job_ttl(job_ttl_seconds or "")
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--job-ttl-seconds") from error
+    settings = OperatorConfig(
+        namespaces=() if all_namespaces else tuple(namespace or ()),
+        job_ttl_seconds=job_ttl,
+        reconcile_seconds=reconcile_seconds,
+        retention_seconds=retention_seconds,
+        leadership=Leadership(lease_namespace, lease_name, lease_seconds, renew_seconds)
+        if leader_election
+        else None,
         metrics_port=metrics_port,
-        leadership=leadership,
+        liveness=liveness,
     )
+    code = run_operator(settings)
     raise typer.Exit(code)
 
 

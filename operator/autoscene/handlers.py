@@ -12,6 +12,7 @@ from . import (
     GROUP,
     VERSION,
     actions,
+    config,
     dispatching,
     files,
     invocations,
@@ -82,7 +83,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     operator_settings.apply(settings)
     kube.configure()
     metrics.in_flight.clear()
-    memo.reconciler = Reconciler(memo.get("namespaces"))
+    settings_now = config.current()
+    memo.reconciler = Reconciler(
+        settings_now.namespaces, settings_now.reconcile_seconds, settings_now.retention_seconds
+    )
     memo.reconciler.start()
     memo.record_totals = tallies.Tally(RECORDS, files.record_status)
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)

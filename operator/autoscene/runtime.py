@@ -7,23 +7,14 @@ import os
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import kopf
 
-from . import kube, metrics
+from . import config, kube, metrics
 from .leader import LeaderElector
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Leadership:
-    namespace: str
-    name: str = "autoscene-operator"
-    lease_seconds: int = 15
-    renew_seconds: float = 5
 
 
 def identity() -> str:
@@ -31,21 +22,16 @@ def identity() -> str:
     return os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def run_operator(
-    *,
-    namespaces: list[str],
-    all_namespaces: bool,
-    liveness: str | None,
-    metrics_port: int | None,
-    leadership: Leadership | None,
-) -> int:
+def run_operator(settings: config.OperatorConfig) -> int:
     """Run until stopped (exit status 0). A replica that loses the lead stops acting, stands by and
     campaigns again, without a restart from outside."""
     from . import handlers  # noqa: F401  (registers the handlers with kopf)
 
+    config.install(settings)
+    leadership, liveness = settings.leadership, settings.liveness
     api = kube.configure()
-    if metrics_port:
-        metrics.serve(metrics_port)
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port)
     while True:
         stop, lost = threading.Event(), threading.Event()
         elector = None
@@ -67,8 +53,8 @@ def run_operator(
         metrics.set_leading(True)
         try:
             kopf.run(
-                clusterwide=all_namespaces,
-                namespaces=namespaces,
+                clusterwide=not settings.namespaces,
+                namespaces=list(settings.namespaces),
                 liveness_endpoint=liveness,
                 # The Lease makes this the only active replica; kopf's own peering is not needed.
                 standalone=True,
@@ -76,7 +62,7 @@ def run_operator(
                 # kopf waits for `stop` on a thread of its executor, which it then waits for as it
                 # exits: stopped by a signal (SIGTERM from a Pod's deletion), it would hang there.
                 # Its cleanup handler sets `stop` (handlers.stop_reconciling), so the process exits.
-                memo=kopf.Memo(stop=stop, namespaces=namespaces),
+                memo=kopf.Memo(stop=stop),
             )
         finally:
             metrics.set_leading(False)
