@@ -124,6 +124,7 @@ def test_the_succeeded_condition_follows_the_phase_and_keeps_its_transition_time
             "observedGeneration": 1,
         }
     ]
+    assert pending["observedGeneration"] == 1
     running = with_condition(pending, {**pending, "phase": "Running", "reason": "Running"}, 1, "T2")
     assert running["conditions"][0]["lastTransitionTime"] == "T1"  # still Unknown: no transition
     failed = with_condition(running, {**running, "phase": "Failed", "reason": "PodFailurePolicy"}, 1, "T3")
@@ -135,6 +136,7 @@ def test_the_succeeded_condition_follows_the_phase_and_keeps_its_transition_time
     )
     done = with_condition({}, {"phase": "Succeeded", "reason": "Completed"}, None, "T4")
     assert done["conditions"][0]["status"] == "True" and "observedGeneration" not in done["conditions"][0]
+    assert "observedGeneration" not in done
 
 
 def test_the_pods_are_read_only_when_the_job_status_leaves_something_out() -> None:

@@ -165,11 +165,13 @@ def with_condition(
     previous: Mapping[str, Any], updated: dict[str, Any], generation: int | None, now: str
 ) -> dict[str, Any]:
     """`updated` with its `Succeeded` condition: Unknown until the run ends, then True or False (the
-    convention for run-to-completion objects, as Tekton's TaskRun and Knative use it)."""
+    convention for run-to-completion objects, as Tekton's TaskRun and Knative use it), and the
+    `observedGeneration` it was written for."""
     phase = updated.get("phase")
     state = {SUCCEEDED: conditions.TRUE, FAILED: conditions.FALSE}.get(phase or "", conditions.UNKNOWN)
     reason, message = updated.get("reason") or phase or "Pending", updated.get("message") or ""
     found = conditions.with_condition(
         previous.get("conditions"), SUCCEEDED_CONDITION, state, reason, message, generation, now
     )
-    return {**updated, "conditions": found}
+    observed = {"observedGeneration": generation} if generation is not None else {}
+    return {**updated, **observed, "conditions": found}
