@@ -52,6 +52,8 @@ class Server:
         )
 
     def replace(self, plural: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """PUT without a resourceVersion: the operator may have written the object since it was read."""
+        body = {**body, "metadata": {k: v for k, v in body["metadata"].items() if k != "resourceVersion"}}
         return dict(
             self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body)
         )
