@@ -364,3 +364,62 @@ def test_records_and_actions_say_whether_they_are_ready(cluster: RunningSandbox)
     over = wait_for(lambda: condition("records", "over-quota", "ClaimRefused"), 60, "the record's condition")
     assert over["status"] == "False" and "exceeded quota" in over["message"]
     assert (kube.get_custom("records", namespace, "over-quota") or {})["status"]["phase"] == "Failed"
+
+
+def test_a_trigger_with_backfill_catches_up_once(cluster: RunningSandbox, tmp_path: Path) -> None:
+    """`spec.backfill`: created after a file arrived, or resumed after one arrived while it was
+    suspended, the Trigger fires on it once; without it, such files are never run by that Trigger."""
+    namespace = cluster.namespace
+    early = make_sample_video(tmp_path / "early.mp4", width=64, height=48, frames=6)
+    later = make_sample_video(tmp_path / "later.mp4", width=64, height=48, frames=6, seed=3)
+    cluster.upload("recordings", early)
+    cluster.run_of(early.name)  # the sample Trigger's run
+
+    def trigger(name: str, backfill: bool) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Trigger",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"action": "extract-images", "fileGlob": "*.mp4", "backfill": backfill},
+        }
+
+    def runs_of(trigger_name: str) -> list[str]:
+        return sorted(
+            run["spec"]["file"] for run in cluster.invocations() if run["spec"].get("trigger") == trigger_name
+        )
+
+    assert kube.create_custom("triggers", trigger("catch-up", backfill=True))
+    assert kube.create_custom("triggers", trigger("no-catch-up", backfill=False))
+    wait_for(lambda: runs_of("catch-up") == ["early.mp4"] or None, 60, "the catch-up run")
+    for suspend in (True, False):  # suspend, upload, resume
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "triggers", "catch-up", {"spec": {"suspend": suspend}}
+        )
+        if suspend:
+            wait_for(
+                lambda: (
+                    (kube.get_custom("triggers", namespace, "catch-up") or {})
+                    .get("status", {})
+                    .get("conditions")
+                    and triggers_reason(namespace, "catch-up") == "Suspended"
+                    or None
+                ),
+                30,
+                "the trigger to be suspended",
+            )
+            cluster.upload("recordings", later)
+            cluster.run_of(later.name, trigger="auto-extract-images")
+            assert runs_of("catch-up") == ["early.mp4"]
+    wait_for(lambda: runs_of("catch-up") == ["early.mp4", "later.mp4"] or None, 60, "the run after resuming")
+    assert runs_of("no-catch-up") == ["later.mp4"]  # only what arrived after it was created
+    status = (kube.get_custom("triggers", namespace, "catch-up") or {})["status"]
+    assert (
+        status["backfilledGeneration"]
+        == (kube.get_custom("triggers", namespace, "catch-up") or {})["metadata"]["generation"]
+    )
+
+
+def triggers_reason(namespace: str, name: str) -> str | None:
+    found = kube.get_custom("triggers", namespace, name) or {}
+    ready = [c for c in (found.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+    return ready[0]["reason"] if ready else None

@@ -184,14 +184,26 @@ def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> d
 
 @kopf.on.event(GROUP, VERSION, TRIGGERS)
 @_counting_errors
-def trigger_changed(type: str, body: kopf.Body, **_: Any) -> None:
-    """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot)."""
+def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
+    """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot); its
+    catch-up on the files already there, when it asks for one (`spec.backfill`)."""
     metrics.watch_event(TRIGGERS)
+    namespace = body.metadata.namespace or ""
     if type == "DELETED":
-        triggers.forget(body.metadata.namespace or "", body.metadata.name or "")
+        triggers.forget(namespace, body.metadata.name or "")
         return
     triggers.remember(body)
     triggers.refresh_readiness(dict(body))
+    if triggers.needs_backfill(body):
+        lookup = IndexLookup(indexes)
+
+        def labels_of(record: str) -> Mapping[str, str] | None:
+            found = lookup.one("known_records", namespace, record) or invocations.FROM_API.record(
+                namespace, record
+            )
+            return (found["metadata"].get("labels") or {}) if found else None
+
+        triggers.backfill(dict(body), labels_of)
 
 
 @kopf.index(GROUP, VERSION, FILES)

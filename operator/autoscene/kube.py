@@ -2,7 +2,7 @@
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import urllib3
@@ -73,6 +73,27 @@ def list_custom(plural: str, namespace: str, label_selector: str = "") -> list[d
         GROUP, VERSION, namespace, plural, label_selector=label_selector
     )
     return list(listing.get("items") or [])
+
+
+def pages_of_custom(
+    plural: str, namespace: str | None, page_size: int = 500
+) -> Iterator[list[dict[str, Any]]]:
+    """The objects of `plural` in `namespace` (None: all namespaces), `page_size` at a time (the list
+    API's limit/continue), so that no caller holds 100,000 objects at once. ApiException as raised."""
+    token = None
+    while True:
+        if namespace is None:
+            page = custom().list_cluster_custom_object(
+                GROUP, VERSION, plural, limit=page_size, _continue=token
+            )
+        else:
+            page = custom().list_namespaced_custom_object(
+                GROUP, VERSION, namespace, plural, limit=page_size, _continue=token
+            )
+        yield list(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return
 
 
 def create_custom(plural: str, body: Mapping[str, Any]) -> bool:

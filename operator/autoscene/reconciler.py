@@ -8,6 +8,7 @@ objects themselves; every `retention_interval` seconds it applies the Triggers' 
 kopf timer, so no object needs a finalizer for it.
 """
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, actions, dispatching, files, invocations, kube, metrics, status, triggers
+from . import actions, dispatching, files, invocations, kube, metrics, status, triggers
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # objects per list request: a pass over 100,000 files never holds them all at once
@@ -79,10 +80,22 @@ def reconcile_once(namespaces: Sequence[str] | None = None, prune: bool = False)
         done.repaired_invocations += _each(done, invocation, _repair, invocation)
     for trigger in _objects("triggers", namespaces, done):
         _each(done, trigger, triggers.refresh_readiness, trigger)
+        if triggers.needs_backfill(trigger):  # its catch-up failed when the Trigger changed
+            _each(
+                done, trigger, triggers.backfill, trigger, _labels_from_api(trigger["metadata"]["namespace"])
+            )
         if prune and (trigger.get("spec") or {}).get("retention"):
             meta = trigger["metadata"]
             _each(done, trigger, triggers.apply_retention, meta["namespace"], meta["name"])
     return done
+
+
+def _labels_from_api(namespace: str) -> Callable[[str], dict[str, str] | None]:
+    def labels_of(record: str) -> dict[str, str] | None:
+        found = kube.get_custom("records", namespace, record)
+        return (found["metadata"].get("labels") or {}) if found else None
+
+    return functools.lru_cache(maxsize=256)(labels_of)
 
 
 def _repair(invocation: dict[str, Any]) -> bool:
@@ -124,25 +137,12 @@ def _objects(plural: str, namespaces: Sequence[str] | None, done: Pass) -> Itera
     """Every object of `plural` in `namespaces` (None: all), read a page at a time."""
     scopes: Sequence[str | None] = namespaces or [None]
     for namespace in scopes:
-        token = None
-        while True:
-            try:
-                if namespace is None:
-                    page = kube.custom().list_cluster_custom_object(
-                        GROUP, VERSION, plural, limit=PAGE_SIZE, _continue=token
-                    )
-                else:
-                    page = kube.custom().list_namespaced_custom_object(
-                        GROUP, VERSION, namespace, plural, limit=PAGE_SIZE, _continue=token
-                    )
-            except ApiException as error:  # an expired continue token, a failing server: next pass
-                logger.warning("listing %s in %s failed: %s", plural, namespace or "all namespaces", error)
-                done.failures += 1
-                break
-            yield from page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                break
+        try:
+            for page in kube.pages_of_custom(plural, namespace, PAGE_SIZE):
+                yield from page
+        except ApiException as error:  # an expired continue token, a failing server: next pass
+            logger.warning("listing %s in %s failed: %s", plural, namespace or "all namespaces", error)
+            done.failures += 1
 
 
 def _job(namespace: str, name: str) -> dict[str, Any] | None:

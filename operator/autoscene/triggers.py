@@ -1,10 +1,10 @@
 """Trigger bookkeeping: whether it can fire (its Ready condition), its run history in its status, and
 the retention policy that prunes that history."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import conditions, events, firing, kube, labels, retention, timestamps
+from . import conditions, events, files, firing, kube, labels, retention, timestamps
 
 READY = "Ready"
 
@@ -60,6 +60,38 @@ def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:
 # Each Trigger's retention policy as its watch last showed it (None: it has none), so that the end of
 # every run does not read its Trigger only to learn that there is nothing to prune.
 _policies: dict[tuple[str, str], Mapping[str, Any] | None] = {}
+
+
+def needs_backfill(trigger: Mapping[str, Any]) -> bool:
+    """`spec.backfill` asks to catch up, the Trigger can fire, and this generation of its spec (its
+    creation, or a resume from suspend) has not caught up yet."""
+    spec, current = trigger.get("spec") or {}, trigger.get("status") or {}
+    return (
+        bool(spec.get("backfill"))
+        and not spec.get("suspend")
+        and firing.unusable(trigger) is None
+        and current.get("backfilledGeneration") != trigger["metadata"].get("generation")
+    )
+
+
+def backfill(trigger: Mapping[str, Any], record_labels: Callable[[str], Mapping[str, str] | None]) -> int:
+    """Fire the Trigger once on the files already in the Records it selects (`record_labels(record)`:
+    a Record's labels, None when it is gone), then note the generation done. The Invocations have the
+    names a dispatch gives them, so a file that already ran is not run again. How many were created."""
+    meta = trigger["metadata"]
+    created = 0
+    for page in kube.pages_of_custom(files.PLURAL, meta["namespace"]):
+        for file in page:
+            labels_of_record = record_labels(file["spec"]["record"])
+            if labels_of_record is None:
+                continue
+            for invocation in firing.invocations_due(file, labels_of_record, [trigger]):
+                created += kube.create_custom("invocations", invocation)
+    kube.patch_custom_status(
+        "triggers", meta["namespace"], meta["name"], {"backfilledGeneration": meta.get("generation")}
+    )
+    events.post(trigger, "Backfilled", f"fired on {created} files already in its Records")
+    return created
 
 
 def remember(trigger: Mapping[str, Any]) -> None:
