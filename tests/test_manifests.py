@@ -239,6 +239,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.recordSelector.matchExpressions[].values": "array",
         "spec.recordSelector.matchExpressions[].values[]": "string",
         "spec.suspend": "boolean",
+        "spec.backfill": "boolean",
         "spec.exclude": "array",
         "spec.exclude[]": "string",
         "spec.ignoreCase": "boolean",
@@ -249,6 +250,7 @@ FIELDS: dict[str, dict[str, str]] = {
         "status.fired": "integer",
         "status.lastFiredAt": "string",
         "status.lastInvocation": "string",
+        "status.backfilledGeneration": "integer",
         **CONDITIONS,
     },
     "Record": {
