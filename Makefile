@@ -46,6 +46,7 @@ operator-lock:
 lint: $(STAMP)
 	$(BIN)/ruff check operator tests bench images/frame-extractor
 	$(BIN)/mypy operator/autoscene images/frame-extractor/extract_frames.py images/frame-extractor/framex
+	$(BIN)/ruff check images/contact-sheet && $(BIN)/mypy images/contact-sheet/contact_sheet.py images/contact-sheet/contactsheet
 
 bench: $(STAMP)
 	$(BIN)/python bench/frames.py

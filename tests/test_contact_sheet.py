@@ -226,7 +226,7 @@ def test_large_frames_are_decoded_small_and_still_match(tmp_path: Path, sheets: 
     folder = tmp_path / "files" / "big"
     folder.mkdir(parents=True)
     rng = np.random.default_rng(3)
-    frames = []
+    frames: list[dict[str, Any]] = []
     for index in range(3):
         # Coarse blocks of colour: a picture that any resampling keeps recognisable.
         blocks = rng.integers(0, 256, (9, 16, 3), dtype=np.uint8)

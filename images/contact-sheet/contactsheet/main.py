@@ -43,7 +43,8 @@ def make_sheet(settings: Settings, relative: str) -> SheetResult:
     except BadInput as error:
         result.error, result.bad_input = str(error), True
     except OSError as error:
-        result.error = f"{relative}: cannot read or write: {error.strerror or error} ({error.filename or ''})"
+        where = f" ({error.filename})" if error.filename else ""
+        result.error = f"{relative}: cannot read or write: {error.strerror or error}{where}"
     except Exception as error:  # one broken manifest must not cost the others their sheets
         log.exception("%s: unexpected error", relative)
         result.error = f"{relative}: unexpected error: {type(error).__name__}: {error}"
