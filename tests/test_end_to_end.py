@@ -423,3 +423,49 @@ def triggers_reason(namespace: str, name: str) -> str | None:
     found = kube.get_custom("triggers", namespace, name) or {}
     ready = [c for c in (found.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
     return ready[0]["reason"] if ready else None
+
+
+def test_parameters_from_a_trigger_and_an_invocation_reach_the_action(
+    cluster: RunningSandbox, tmp_path: Path
+) -> None:
+    """The sample Action's `format` parameter, set by a Trigger, makes PNG frames; a manual run naming
+    a parameter the Action does not declare fails with a message naming it."""
+    namespace = cluster.namespace
+    video = make_sample_video(tmp_path / "as-png.mp4", width=64, height=48, frames=6)
+    png = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Trigger",
+        "metadata": {"name": "png-frames", "namespace": namespace},
+        "spec": {
+            "action": "extract-images",
+            "fileGlob": "as-png.mp4",
+            "parameters": {"format": "png", "quality": "80"},
+        },
+    }
+    assert kube.create_custom("triggers", png)
+    wait_for(
+        lambda: triggers_reason(namespace, "png-frames") == "Armed" or None, 30, "the trigger to be armed"
+    )
+    cluster.upload("recordings", video)
+    run = cluster.run_of(video.name, trigger="png-frames")
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["spec"]["parameters"] == {"format": "png", "quality": "80"}
+    assert run["status"]["parameters"] == {"mode": "all", "fps": "1", "quality": "80", "format": "png"}
+    frames = cluster.outputs_of(run) / "as-png"
+    assert len(list(frames.glob("*.png"))) == frames_in(video) and not list(frames.glob("*.jpg"))
+
+    odd = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Invocation",
+        "metadata": {"name": "odd-setting", "namespace": namespace},
+        "spec": {
+            "action": "extract-images",
+            "record": "recordings",
+            "file": video.name,
+            "parameters": {"speed": "9"},
+        },
+    }
+    assert kube.create_custom("invocations", odd)
+    failed = cluster.finished("odd-setting")
+    assert failed["status"]["phase"] == "Failed" and failed["status"]["reason"] == "InvalidParameters"
+    assert '"speed"' in failed["status"]["message"] and "does not declare" in failed["status"]["message"]

@@ -45,7 +45,7 @@ def unusable(trigger: Mapping[str, Any]) -> tuple[str, str] | None:
 def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:
     """The Invocation of `trigger` on a file (a RecordFile's spec: path, sha256, addedAt)."""
     trigger_name, namespace = trigger["metadata"]["name"], trigger["metadata"]["namespace"]
-    action = trigger["spec"]["action"]
+    action, parameters = trigger["spec"]["action"], trigger["spec"].get("parameters")
     name = naming.invocation_name(trigger_name, record, file["path"], file.get("sha256", ""))
     return {
         "apiVersion": API_VERSION,
@@ -62,6 +62,7 @@ def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, A
             "file": file["path"],
             "sha256": file.get("sha256", ""),
             "trigger": trigger_name,
+            **({"parameters": dict(parameters)} if parameters else {}),
         },
     }
 

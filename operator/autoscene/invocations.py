@@ -4,7 +4,19 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from . import config, jobs, kube, labels, lifecycle, queueing, records, status, timestamps, transitions
+from . import (
+    config,
+    jobs,
+    kube,
+    labels,
+    lifecycle,
+    queueing,
+    records,
+    status,
+    templates,
+    timestamps,
+    transitions,
+)
 from .transitions import Transition
 
 logger = logging.getLogger(__name__)
@@ -12,6 +24,7 @@ PLURAL = "invocations"
 ACTION_NOT_FOUND = "ActionNotFound"
 RECORD_NOT_FOUND = "RecordNotFound"
 JOB_LOST = "JobLost"
+INVALID_PARAMETERS = "InvalidParameters"
 
 
 class NotReady(Exception):
@@ -93,7 +106,14 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
     """Create the Invocation's Job (once), and write the status that says so."""
     meta = invocation["metadata"]
     namespace = meta["namespace"]
-    body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds)
+    spec = invocation["spec"]
+    try:
+        declared = action["spec"].get("parameters") or []
+        parameters = templates.resolve(declared, ("the Invocation", spec.get("parameters")))
+        values = templates.context(parameters, spec["record"], spec["file"], meta["name"])
+        body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds, values)
+    except templates.ParameterError as error:
+        return write(invocation, status.failed(INVALID_PARAMETERS, str(error)))
     job_name = body["metadata"]["name"]
     created = kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
     if (
@@ -102,7 +122,11 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
     ):
         # A Job of that name from an earlier Invocation of the same name is still being deleted.
         raise NotReady(f'an older job "{job_name}" is still being deleted', delay=5)
-    update = {**status.waiting(lifecycle.JOB_CREATED, f'job "{job_name}" created'), "jobName": job_name}
+    update = {
+        **status.waiting(lifecycle.JOB_CREATED, f'job "{job_name}" created'),
+        "jobName": job_name,
+        "parameters": parameters,
+    }
     return write(invocation, {**update, "completionTime": None})
 
 

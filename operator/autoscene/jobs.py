@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from . import labels, naming, ownership
+from . import labels, naming, ownership, templates
 
 INPUT_FOLDER = "/cos/files"
 OUTPUT_FOLDER = "/cos/outputs"
@@ -24,12 +24,18 @@ def output_subpath(invocation: str) -> str:
 
 
 def build_job(
-    invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str, ttl_seconds: int | None = None
+    invocation: Mapping[str, Any],
+    action: Mapping[str, Any],
+    claim: str,
+    ttl_seconds: int | None = None,
+    values: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job body for `invocation`, owned by it, running `action` on the Record volume `claim`.
 
     With `ttl_seconds`, the Job and its Pods are deleted that long after it finished (the TTL controller
-    does it); the Invocation's status keeps what a user needs after that.
+    does it); the Invocation's status keeps what a user needs after that. `values` fill the
+    placeholders of the Action's command, args and env values (`templates.context`); without them
+    the Action's text is used as it is. `templates.ParameterError` for an unknown placeholder.
     """
     meta, spec = invocation["metadata"], invocation["spec"]
     name = naming.job_name(meta["name"])
@@ -43,7 +49,7 @@ def build_job(
         "podFailurePolicy": pod_failure_policy(action_spec),
         "template": {
             "metadata": {"labels": job_labels},
-            "spec": _pod_spec(meta["name"], spec["file"], action_spec, claim),
+            "spec": _pod_spec(meta["name"], spec["file"], _expanded(action_spec, values), claim),
         },
     }
     if ttl_seconds is not None:
@@ -132,6 +138,26 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             {"name": "tmp", "emptyDir": {}},
         ],
     }
+
+
+def _expanded(action_spec: Mapping[str, Any], values: Mapping[str, str] | None) -> Mapping[str, Any]:
+    """The Action's spec with its placeholders filled in command, args and env values."""
+    if values is None:
+        return action_spec
+    expanded = dict(action_spec)
+    for key in ("command", "args"):
+        if action_spec.get(key):
+            expanded[key] = [
+                templates.expand(str(item), values, f"{key}[{index}]")
+                for index, item in enumerate(action_spec[key])
+            ]
+    expanded["env"] = [
+        {**entry, "value": templates.expand(str(entry["value"]), values, f"env {entry['name']}")}
+        if "value" in entry
+        else dict(entry)
+        for entry in action_spec.get("env") or []
+    ]
+    return expanded
 
 
 def _queue_label(action_spec: Mapping[str, Any]) -> dict[str, str]:
