@@ -337,6 +337,17 @@ def test_input_that_cannot_work_exits_3_with_one_clear_line_and_writes_nothing(
     assert outcome.files() == []
 
 
+def test_a_failure_to_write_exits_1_a_retry_may_cure_it(files: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+
+    outcome = run_sheet(files, blocked, AUTOSCENE_FILE="clip/manifest.json")
+
+    assert outcome.status == 1, outcome.stderr
+    assert outcome.summary["message"].startswith("clip/manifest.json: cannot read or write: Not a directory")
+    assert outcome.summary["outputs"]["count"] == 0
+
+
 def test_a_folder_named_as_the_file_stands_for_its_manifest(files: Path, sheets: Path) -> None:
     outcome = run_sheet(files, sheets, AUTOSCENE_FILE="clip", SHEET_FRAMES="2")
 

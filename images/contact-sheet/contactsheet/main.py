@@ -44,10 +44,10 @@ def make_sheet(settings: Settings, relative: str) -> SheetResult:
         result.error, result.bad_input = str(error), True
     except OSError as error:
         where = f" ({error.filename})" if error.filename else ""
-        result.error = f"{relative}: cannot read or write: {error.strerror or error}{where}"
+        result.error = f"{result.source}: cannot read or write: {error.strerror or error}{where}"
     except Exception as error:  # one broken manifest must not cost the others their sheets
-        log.exception("%s: unexpected error", relative)
-        result.error = f"{relative}: unexpected error: {type(error).__name__}: {error}"
+        log.exception("%s: unexpected error", result.source)
+        result.error = f"{result.source}: unexpected error: {type(error).__name__}: {error}"
     return result
 
 
