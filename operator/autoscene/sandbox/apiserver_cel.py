@@ -40,6 +40,7 @@ RULES_NOT_CHECKED = (
     "to complete validation"
 )
 _ABSENT = object()
+_STRING_LITERAL = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
 _IMMUTABLE = re.compile(r"\s*(self\s*==\s*oldSelf|oldSelf\s*==\s*self)\s*")
 
 
@@ -137,7 +138,7 @@ def _failure(rule: Mapping[str, Any], value: Any, old: Any, schema: Mapping[str,
         message = str(rule["message"]).strip()
     elif rule.get("messageExpression"):
         with contextlib.suppress(celpy.CELEvalError):
-            message = str(_program(str(rule["messageExpression"])).evaluate(activation))
+            message = str(_program(str(rule["messageExpression"])).evaluate(activation)).strip() or message
     if isinstance(value, Mapping | list):
         return f"Invalid value: {message}"
     return f"Invalid value: {json.dumps(value, ensure_ascii=False)}: {message}"
@@ -152,7 +153,9 @@ def _evaluation_error(error: celpy.CELEvalError) -> str:
 
 
 def _names_old_self(text: str) -> bool:
-    return "oldSelf" in text
+    """Whether the rule reads `oldSelf` (outside string literals): then it is a transition rule."""
+    code = _STRING_LITERAL.sub("", text)
+    return re.search(r"\boldSelf\b", code) is not None
 
 
 @functools.lru_cache(maxsize=256)
