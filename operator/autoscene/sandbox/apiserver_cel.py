@@ -128,7 +128,7 @@ def _failure(rule: Mapping[str, Any], value: Any, old: Any, schema: Mapping[str,
         activation["oldSelf"] = celpy.json_to_cel(old)
     try:
         result = _program(text).evaluate(activation)
-    except celpy.CELEvalError as error:
+    except (celpy.CELEvalError, RuleError) as error:  # kube-apiserver refuses a CRD whose rule won't compile
         why = _evaluation_error(error)
         return f"Invalid value: {json.dumps(str(schema.get('type') or ''))}: {why} evaluating rule: {text}"
     if isinstance(result, bool | celpy.celtypes.BoolType) and bool(result):
@@ -137,14 +137,14 @@ def _failure(rule: Mapping[str, Any], value: Any, old: Any, schema: Mapping[str,
     if rule.get("message"):
         message = str(rule["message"]).strip()
     elif rule.get("messageExpression"):
-        with contextlib.suppress(celpy.CELEvalError):
+        with contextlib.suppress(celpy.CELEvalError, RuleError):
             message = str(_program(str(rule["messageExpression"])).evaluate(activation)).strip() or message
     if isinstance(value, Mapping | list):
         return f"Invalid value: {message}"
     return f"Invalid value: {json.dumps(value, ensure_ascii=False)}: {message}"
 
 
-def _evaluation_error(error: celpy.CELEvalError) -> str:
+def _evaluation_error(error: Exception) -> str:
     """cel-go's words for the errors the rules can meet (a field read where it is absent)."""
     text = str(error.args[0]) if error.args else str(error)
     if (absent := re.fullmatch(r"no such member in mapping: '(.*)'", text)) is not None:
