@@ -223,7 +223,7 @@ def test_an_invocations_spec_cannot_change(server: Server) -> None:
     assert hashed == invalid("Invocation", "once", ("spec", IMMUTABLE))
     # Its metadata and status still change; a write that leaves the spec as it is passes the rule.
     labelled = server.patch("invocations", "once", {"metadata": {"labels": {"kept": "yes"}}})
-    assert labelled["metadata"]["labels"] == {"kept": "yes"}
+    assert labelled["metadata"]["labels"]["kept"] == "yes"  # beside the operator's own labels
     status = server.custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, server.namespace, "invocations", "once", {"status": {"message": "noted"}}
     )
