@@ -469,3 +469,53 @@ def test_parameters_from_a_trigger_and_an_invocation_reach_the_action(
     failed = cluster.finished("odd-setting")
     assert failed["status"]["phase"] == "Failed" and failed["status"]["reason"] == "InvalidParameters"
     assert '"speed"' in failed["status"]["message"] and "does not declare" in failed["status"]["message"]
+
+
+def test_an_action_takes_secrets_and_config_maps_as_the_kubelet_gives_them(cluster: RunningSandbox) -> None:
+    """`env[].valueFrom` and `envFrom` reach the action's process (the kubelet reads them, not the
+    operator); a missing Secret keeps the run waiting with the kubelet's reason."""
+    namespace = cluster.namespace
+    core = kube.core()
+    core.create_namespaced_secret(
+        namespace, {"metadata": {"name": "api"}, "stringData": {"token": "s3cret"}, "type": "Opaque"}
+    )
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "cloud"}, "data": {"REGION": "eu-west"}}
+    )
+    script = 'printf "%s|%s|%s" "$API_TOKEN" "$CLOUD_REGION" "${NOTE-unset}" > "$OUTPUT_FOLDER/env.txt"'
+
+    def action(name: str, secret: str) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Action",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "image": "busybox:1.36.1",
+                "command": ["sh", "-c", script],
+                "env": [
+                    {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": secret, "key": "token"}}},
+                    {
+                        "name": "NOTE",
+                        "valueFrom": {"configMapKeyRef": {"name": "none", "key": "x", "optional": True}},
+                    },
+                ],
+                "envFrom": [{"configMapRef": {"name": "cloud"}, "prefix": "CLOUD_"}],
+                "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+            },
+        }
+
+    assert kube.create_custom("actions", action("with-secret", "api"))
+    assert kube.create_custom("actions", action("without-secret", "no-such-secret"))
+    create_invocation(cluster, "secret-run", action="with-secret", file="any.bin")
+    done = cluster.finished("secret-run")
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    assert (cluster.outputs_of(done) / "env.txt").read_text() == "s3cret|eu-west|unset"
+
+    create_invocation(cluster, "secret-missing", action="without-secret", file="any.bin")
+
+    def waiting() -> dict[str, Any] | None:
+        found = cluster.invocation("secret-missing") or {}
+        return found if (found.get("status") or {}).get("reason") == "CreateContainerConfigError" else None
+
+    stuck = wait_for(waiting, 60, "the run to wait for its Secret")
+    assert stuck["status"]["phase"] == "Pending" and "no-such-secret" in stuck["status"]["message"]

@@ -228,6 +228,35 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.parameters[].default": "string",
         "spec.parameters[].description": "string",
         "spec.parameters[].required": "boolean",
+        "spec.env[].valueFrom": "object",
+        "spec.env[].valueFrom.secretKeyRef": "object",
+        "spec.env[].valueFrom.secretKeyRef.name": "string",
+        "spec.env[].valueFrom.secretKeyRef.key": "string",
+        "spec.env[].valueFrom.secretKeyRef.optional": "boolean",
+        "spec.env[].valueFrom.configMapKeyRef": "object",
+        "spec.env[].valueFrom.configMapKeyRef.name": "string",
+        "spec.env[].valueFrom.configMapKeyRef.key": "string",
+        "spec.env[].valueFrom.configMapKeyRef.optional": "boolean",
+        "spec.envFrom": "array",
+        "spec.envFrom[]": "object",
+        "spec.envFrom[].prefix": "string",
+        "spec.envFrom[].secretRef": "object",
+        "spec.envFrom[].secretRef.name": "string",
+        "spec.envFrom[].secretRef.optional": "boolean",
+        "spec.envFrom[].configMapRef": "object",
+        "spec.envFrom[].configMapRef.name": "string",
+        "spec.envFrom[].configMapRef.optional": "boolean",
+        "spec.nodeSelector": "object",
+        "spec.nodeSelector{}": "string",
+        "spec.tolerations": "array",
+        "spec.tolerations[]": "object",
+        "spec.tolerations[].key": "string",
+        "spec.tolerations[].operator": "string",
+        "spec.tolerations[].value": "string",
+        "spec.tolerations[].effect": "string",
+        "spec.tolerations[].tolerationSeconds": "integer",
+        "spec.serviceAccountName": "string",
+        "spec.serviceAccountToken": "boolean",
         "status": "object",
         **CONDITIONS,
     },
@@ -327,6 +356,10 @@ REQUIRED = {
         "spec": ["image"],
         "spec.env[]": ["name"],
         "spec.parameters[]": ["name"],
+        "spec.env[].valueFrom.secretKeyRef": ["name", "key"],
+        "spec.env[].valueFrom.configMapKeyRef": ["name", "key"],
+        "spec.envFrom[].secretRef": ["name"],
+        "spec.envFrom[].configMapRef": ["name"],
         "status.conditions[]": ["type", "status"],
     },
     "Trigger": {
@@ -348,7 +381,11 @@ ENUMS = {
         "spec.recordSelector.matchExpressions[].operator": ["In", "NotIn", "Exists", "DoesNotExist"],
         "status.conditions[].status": ["True", "False", "Unknown"],
     },
-    "Action": {"status.conditions[].status": ["True", "False", "Unknown"]},
+    "Action": {
+        "spec.tolerations[].operator": ["Exists", "Equal"],
+        "spec.tolerations[].effect": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"],
+        "status.conditions[].status": ["True", "False", "Unknown"],
+    },
     "Record": {
         "status.phase": ["Pending", "Ready", "Failed"],
         "status.conditions[].status": ["True", "False", "Unknown"],
@@ -1260,3 +1297,56 @@ def test_what_the_operator_creates_is_valid_and_restricted() -> None:
                 assert context["allowPrivilegeEscalation"] is False
                 assert context["capabilities"]["drop"] == ["ALL"]
                 assert context["seccompProfile"]["type"] == "RuntimeDefault"
+
+
+def test_an_action_with_secrets_placement_and_a_gpu_makes_a_valid_restricted_job(
+    crds: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    from autoscene.jobs import build_job
+
+    action = {
+        "apiVersion": API_VERSION,
+        "kind": "Action",
+        "metadata": {"name": "on-gpu", "namespace": "lab"},
+        "spec": {
+            "image": "registry.example/infer:1.0",
+            "env": [
+                {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "api", "key": "token"}}},
+                {
+                    "name": "MODEL",
+                    "valueFrom": {"configMapKeyRef": {"name": "model", "key": "name", "optional": True}},
+                },
+            ],
+            "envFrom": [
+                {"secretRef": {"name": "cloud"}, "prefix": "CLOUD_"},
+                {"configMapRef": {"name": "settings"}},
+            ],
+            "resources": {"requests": {"cpu": "1"}, "limits": {"nvidia.com/gpu": 1, "memory": "8Gi"}},
+            "nodeSelector": {"cloud.google.com/gke-accelerator": "nvidia-l4"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "serviceAccountName": "inference",
+            "serviceAccountToken": True,
+        },
+    }
+    assert schemas.validate(action, crds) == []
+    invocation = {
+        "apiVersion": API_VERSION,
+        "kind": "Invocation",
+        "metadata": {"name": "on-gpu-a-0123456789", "namespace": "lab", "uid": "u-3"},
+        "spec": {"action": "on-gpu", "record": "recordings", "file": "a.mp4"},
+    }
+    job = build_job(invocation, action, "record-recordings")
+    validate_builtin(job)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert container["envFrom"] == action["spec"]["envFrom"]
+    assert pod["nodeSelector"] == action["spec"]["nodeSelector"]
+    assert pod["tolerations"] == action["spec"]["tolerations"]
+    assert (pod["serviceAccountName"], pod["automountServiceAccountToken"]) == ("inference", True)
+    # Still the "restricted" Pod Security profile: tokens, selectors and tolerations do not change it.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    bad = copy.deepcopy(action)
+    bad["spec"]["tolerations"] = [{"operator": "Sometimes"}]
+    assert any("tolerations[0].operator" in error for error in schemas.validate(bad, crds))

@@ -103,9 +103,13 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
             container[key] = list(action_spec[key])
     if action_spec.get("resources"):
         container["resources"] = quantities_as_strings(action_spec["resources"])
+    if action_spec.get("envFrom"):
+        container["envFrom"] = [dict(entry) for entry in action_spec["envFrom"]]
     return {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
+        # No API credentials unless the Action asks for them.
+        "automountServiceAccountToken": bool(action_spec.get("serviceAccountToken", False)),
+        **_placement(action_spec),
         "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
@@ -158,6 +162,18 @@ def _expanded(action_spec: Mapping[str, Any], values: Mapping[str, str] | None) 
         for entry in action_spec.get("env") or []
     ]
     return expanded
+
+
+def _placement(action_spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Where the run's Pod may land and as whom: nodeSelector, tolerations, serviceAccountName."""
+    placed: dict[str, Any] = {}
+    if action_spec.get("nodeSelector"):
+        placed["nodeSelector"] = dict(action_spec["nodeSelector"])
+    if action_spec.get("tolerations"):
+        placed["tolerations"] = [dict(toleration) for toleration in action_spec["tolerations"]]
+    if action_spec.get("serviceAccountName"):
+        placed["serviceAccountName"] = action_spec["serviceAccountName"]
+    return placed
 
 
 def _queue_label(action_spec: Mapping[str, Any]) -> dict[str, str]:

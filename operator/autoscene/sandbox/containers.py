@@ -118,35 +118,77 @@ def container_paths(
     return PathMap(mapping, image.programs)
 
 
+Sources = Callable[[str, str], Mapping[str, str] | None]  # (kind, name) → a ConfigMap's or Secret's data
+KEY_REFERENCES = (("configMap", "configMapKeyRef"), ("secret", "secretKeyRef"))
+
+
 def container_environment(
     container: Mapping[str, Any],
     paths: PathMap,
     folder: Path,
     pod: Mapping[str, Any] | None = None,
     extra: Mapping[str, str] | None = None,
+    sources: Sources | None = None,
 ) -> tuple[dict[str, str], str]:
     """The variables and working folder of a container's process, its paths mapped to local ones.
 
-    `extra` comes first (the kubelet's service variables), then the container's own `env`, whose
-    `valueFrom.fieldRef` is read from `pod` (the downward API); other sources are not supported here.
+    In the kubelet's order (Kubernetes docs, "Define Environment Variables for a Container"): `extra`
+    (the service variables), then `envFrom` (ConfigMaps and Secrets, with their `prefix`), then `env`,
+    whose `valueFrom` reads the Pod (`fieldRef`, the downward API) or a key of a ConfigMap or Secret
+    (`sources(kind, name)`: its data, None when it does not exist). A missing source or key that is not
+    `optional` makes the container unrunnable (CreateContainerConfigError), as on a node.
     """
     home = folder / "home"
     home.mkdir(parents=True, exist_ok=True)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LANG": "C.UTF-8"}
     env.update(extra or {})
+    for entry in container.get("envFrom") or []:
+        for kind, reference_field in (("configMap", "configMapRef"), ("secret", "secretRef")):
+            if reference_field in entry:
+                data = _source_data(sources, kind, entry[reference_field])
+                env.update({f"{entry.get('prefix', '')}{key}": value for key, value in (data or {}).items()})
     for variable in container.get("env") or []:
         source = variable.get("valueFrom") if "value" not in variable else None
         if source and "fieldRef" in source and pod is not None:
             env[variable["name"]] = downward_api_value(pod, source["fieldRef"]["fieldPath"])
             continue
+        keyed = next(
+            (
+                (kind, source[key_field])
+                for kind, key_field in KEY_REFERENCES
+                if source and key_field in source
+            ),
+            None,
+        )
+        if keyed is not None:
+            kind, reference = keyed
+            data = _source_data(sources, kind, reference)
+            if data is not None and reference["key"] in data:
+                env[variable["name"]] = data[reference["key"]]
+            elif data is not None and not reference.get("optional"):
+                raise UnrunnableContainer(
+                    "CreateContainerConfigError",
+                    f'couldn\'t find key {reference["key"]} in {kind} "{reference["name"]}"',
+                )
+            continue
         if source:
             raise UnrunnableContainer(
                 "CreateContainerConfigError",
-                f'variable "{variable["name"]}" uses valueFrom, not supported locally',
+                f'variable "{variable["name"]}" uses a valueFrom source not supported locally',
             )
         env[variable["name"]] = paths.local(str(variable.get("value", "")))
     working_dir = container.get("workingDir")
     return env, paths.local(working_dir) if working_dir else str(home)
+
+
+def _source_data(
+    sources: Sources | None, kind: str, reference: Mapping[str, Any]
+) -> Mapping[str, str] | None:
+    """The data of the ConfigMap or Secret `reference` names; None when it is missing and optional."""
+    data = sources(kind, reference["name"]) if sources is not None else None
+    if data is None and not reference.get("optional"):
+        raise UnrunnableContainer("CreateContainerConfigError", f'{kind} "{reference["name"]}" not found')
+    return data
 
 
 def downward_api_value(pod: Mapping[str, Any], path: str) -> str:

@@ -66,6 +66,7 @@ BOUND_MOUNT_PREFIX = "/var/run/secrets/"
 # The kubelet's restart back-off doubles from 10 s up to 5 min; locally 1 s up to 30 s.
 RESTART_BACKOFF_SECONDS = (1.0, 30.0)
 DEFAULT_GRACE_SECONDS = 30
+CONFIG_RETRY_SECONDS = 2.0
 MATERIALIZED_KINDS = ("configMap", "secret", "downwardAPI", "projected")
 
 
@@ -210,7 +211,14 @@ class LocalKubelet:
                 argv = local_argv(list(request.command), paths)
             except UnrunnableContainer as error:
                 raise ExecFailure(f"exec failed: {error}") from None
-            env, cwd = container_environment(container, paths, folder, pod, self._service_env())
+            env, cwd = container_environment(
+                container,
+                paths,
+                folder,
+                pod,
+                self._service_env(),
+                self._sources(pod["metadata"]["namespace"]),
+            )
             try:
                 process = await asyncio.create_subprocess_exec(
                     *argv,
@@ -359,6 +367,8 @@ class LocalKubelet:
             self._patch_status(meta, _waiting_status(pod, "CreateContainerConfigError", str(error)))
             local.deleted.wait()
             return
+        if not self._await_config(pod, local):
+            return
         for container in spec.get("initContainers") or []:
             ended = self._wait(self._start(pod, container, local), local, ends_at)
             if self._stopping(local):
@@ -393,6 +403,25 @@ class LocalKubelet:
             if local.deleted.wait(backoff) or self._stop.is_set():
                 return
 
+    def _await_config(self, pod: dict[str, Any], local: LocalPod) -> bool:
+        """As the kubelet does, hold the containers while an env source they name (a ConfigMap, a
+        Secret, one of their keys) is missing: waiting with reason CreateContainerConfigError, tried
+        again until it appears. False when the Pod goes first."""
+        told = ""
+        while not self._stopping(local):
+            try:
+                for container in _all_containers(pod):
+                    paths = container_paths(pod, container, self._volumes, self._images, local.folder)
+                    sources = self._sources(pod["metadata"]["namespace"])
+                    container_environment(container, paths, local.folder, pod, {}, sources)
+                return True
+            except UnrunnableContainer as error:
+                if str(error) != told:
+                    self._patch_status(pod["metadata"], _waiting_status(pod, error.reason, str(error)))
+                    told = str(error)
+            local.deleted.wait(CONFIG_RETRY_SECONDS)
+        return False
+
     def _stopping(self, local: LocalPod) -> bool:
         return local.deleted.is_set() or self._stop.is_set()
 
@@ -407,7 +436,14 @@ class LocalKubelet:
             if not command:
                 raise UnrunnableContainer("StartError", f'container "{container["name"]}" has no command')
             argv = _with_bound_mounts(local_argv(command, paths), self._binds(pod, container, local.folder))
-            env, cwd = container_environment(container, paths, local.folder, pod, self._service_env())
+            env, cwd = container_environment(
+                container,
+                paths,
+                local.folder,
+                pod,
+                self._service_env(),
+                self._sources(pod["metadata"]["namespace"]),
+            )
             with log.open("ab") as output:
                 process = subprocess.Popen(
                     argv,
@@ -561,20 +597,40 @@ class LocalKubelet:
         self, kind: str, reference: Mapping[str, Any], namespace: str
     ) -> Iterator[tuple[str, bytes]]:
         name = reference.get("name") or reference.get("secretName")
-        try:
-            if kind == "configMap":
-                found = self._core.read_namespaced_config_map(name, namespace)
-                data = {key: value.encode() for key, value in (found.data or {}).items()}
-            else:
-                found = self._core.read_namespaced_secret(name, namespace)
-                data = {key: base64.b64decode(value) for key, value in (found.data or {}).items()}
-        except ApiException as error:
-            if error.status == 404 and reference.get("optional"):
+        data = self._data(kind, str(name), namespace)
+        if data is None:
+            if reference.get("optional"):
                 return
-            raise UnrunnableContainer("CreateContainerConfigError", f'{kind} "{name}" not found') from None
+            raise UnrunnableContainer("CreateContainerConfigError", f'{kind} "{name}" not found')
         for item in reference.get("items") or [{"key": key, "path": key} for key in data]:
             if item["key"] in data:
                 yield item["path"], data[item["key"]]
+
+    def _data(self, kind: str, name: str, namespace: str) -> dict[str, bytes] | None:
+        """A ConfigMap's or Secret's data, decoded; None when it does not exist."""
+        try:
+            if kind == "configMap":
+                found = self._core.read_namespaced_config_map(name, namespace)
+                return {key: value.encode() for key, value in (found.data or {}).items()}
+            found = self._core.read_namespaced_secret(name, namespace)
+            return {key: base64.b64decode(value) for key, value in (found.data or {}).items()}
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _sources(self, namespace: str) -> Callable[[str, str], dict[str, str] | None]:
+        """What `env` and `envFrom` read: a ConfigMap's or Secret's data as text."""
+
+        def data_of(kind: str, name: str) -> dict[str, str] | None:
+            found = self._data(kind, name, namespace)
+            return (
+                None
+                if found is None
+                else {key: value.decode("utf-8", "replace") for key, value in found.items()}
+            )
+
+        return data_of
 
     def _binds(
         self, pod: Mapping[str, Any], container: Mapping[str, Any], folder: Path
