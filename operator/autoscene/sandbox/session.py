@@ -38,6 +38,7 @@ def local_images() -> dict[str, LocalImage]:
     """The images the sandbox can run, each with the local folder standing for its files."""
     return {
         "autoscene/frame-extractor": LocalImage({"/app": paths.IMAGES / "frame-extractor"}),
+        "autoscene/contact-sheet": LocalImage({"/app": paths.IMAGES / "contact-sheet"}),
         # Used to prepare output folders; its `mkdir` is the host's.
         "busybox": LocalImage(),
     }
