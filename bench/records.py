@@ -20,6 +20,7 @@ Usage: python bench/records.py [--files 100000] [--batch 1000] [--probes 50]
 from __future__ import annotations
 
 import argparse
+import atexit
 import hashlib
 import json
 import logging
@@ -93,6 +94,8 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        # Whatever happens below, the operator does not outlive the benchmark.
+        atexit.register(lambda: operator.poll() is None and operator.kill())
         seen: dict[str, float] = {}
         stop = threading.Event()
 
