@@ -172,3 +172,96 @@ def test_the_operators_flags_become_one_configuration(monkeypatch: pytest.Monkey
     refused = runner.invoke(app, ["operator", "-A", "--job-ttl-seconds", "soon"])
     assert refused.exit_code != 0 and "whole number of seconds" in refused.output  # (the box may wrap it)
     assert runner.invoke(app, ["operator"]).exit_code != 0  # no namespace given, and not -A
+
+
+def cli(sandbox: RunningSandbox, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, [*args, "--kubeconfig", str(sandbox.sandbox.kubeconfig)])
+    return result.exit_code, result.output
+
+
+def test_run_runs_and_rerun_from_the_command_line(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    clip = make_sample_video(tmp_path / "by-hand.mp4", width=64, height=48, frames=6)
+    sandbox.upload("recordings", clip)
+    first = sandbox.run_of(clip.name)
+    code, output = cli(
+        sandbox, "run", "extract-images", "recordings", clip.name, "-p", "format=png", "--wait"
+    )
+    assert code == 0, output
+    [name] = [line.split()[1] for line in output.splitlines() if line.endswith(" created")]
+    assert f"{name}: Succeeded" in output
+    manual = sandbox.invocation(name)
+    assert manual is not None and manual["spec"]["parameters"] == {"format": "png"}
+    assert list((sandbox.outputs_of(manual) / "by-hand").glob("*.png"))
+
+    code, output = cli(sandbox, "runs", "-a", "extract-images", "--phase", "succeeded")
+    assert code == 0 and name in output and first["metadata"]["name"] in output
+    code, output = cli(sandbox, "runs", "-r", "no-such-record")
+    assert code == 0 and name not in output
+
+    code, output = cli(sandbox, "rerun", name, "--wait")
+    assert code == 0, output
+    [again] = [
+        run
+        for run in sandbox.invocations()
+        if (run["metadata"].get("annotations") or {}).get("autoscene.io/rerun-of") == name
+    ]
+    assert again["spec"] == manual["spec"] and again["status"]["phase"] == "Succeeded"
+    code, output = cli(sandbox, "rerun", "no-such-run")
+    assert code == 1 and 'invocation "no-such-run" not found' in output
+    code, output = cli(sandbox, "run", "extract-images", "recordings", clip.name, "-p", "no-equals-sign")
+    assert code != 0 and "KEY=VALUE" in output
+
+
+def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox) -> None:
+    slow = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Action",
+        "metadata": {"name": "slow", "namespace": sandbox.namespace},
+        "spec": {"image": "busybox:1.36.1", "command": ["sleep", "300"]},
+    }
+    assert kube.create_custom("actions", slow)
+    code, output = cli(sandbox, "run", "slow", "recordings", "any.bin")
+    assert code == 0, output
+    [name] = [line.split()[1] for line in output.splitlines() if line.endswith(" created")]
+
+    def running() -> dict | None:  # type: ignore[type-arg]
+        found = sandbox.invocation(name) or {}
+        return found if (found.get("status") or {}).get("phase") == "Running" else None
+
+    from autoscene.sandbox.session import wait_for
+
+    run = wait_for(running, 60, "the slow run to start")
+    code, output = cli(sandbox, "cancel", name)
+    assert code == 0 and "cancellation requested" in output, output
+    cancelled = sandbox.finished(name)
+    assert cancelled["status"]["phase"] == "Cancelled"
+    [condition] = cancelled["status"]["conditions"]
+    assert (condition["status"], condition["reason"]) == ("False", "Cancelled")
+    job = run["status"]["jobName"]
+    wait_for(
+        lambda: (
+            not any(j.metadata.name == job for j in kube.batch().list_namespaced_job(sandbox.namespace).items)
+            or None
+        ),
+        30,
+        "the job to be deleted",
+    )
+    code, output = cli(sandbox, "cancel", "no-such-run")
+    assert code == 1 and 'invocation "no-such-run" not found' in output
+
+
+def test_the_cli_is_a_kubectl_plugin(sandbox: RunningSandbox) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    plugins = Path(sys.executable).parent
+    done = subprocess.run(
+        [kubectl, "autoscene", "runs", "--kubeconfig", str(sandbox.sandbox.kubeconfig)],
+        env={**os.environ, "PATH": f"{plugins}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "runs in default" in done.stdout

@@ -6,19 +6,20 @@ from typing import Any
 import pytest
 
 from autoscene import lifecycle
-from autoscene.lifecycle import FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED, Effect
+from autoscene.lifecycle import CANCELLED, FAILED, PENDING, QUEUED, RUNNING, SUCCEEDED, Effect
 
-PHASES = [None, PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED]
+PHASES = [None, PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED]
 
 # The moves a run can make, written out from the lifecycle's rules rather than from its table:
 # nothing leaves a final phase; a run leaves the queue only to wait for its new Job (or to fail);
-# a run that ran is not queued again; a run without any phase starts waiting, queued, or fails.
+# a run that ran is not queued again; a run without any phase starts waiting, queued, or fails;
+# any run not over may be cancelled.
 ALLOWED = {
     (None, PENDING), (None, QUEUED), (None, FAILED),
     (PENDING, PENDING), (PENDING, QUEUED), (PENDING, RUNNING), (PENDING, SUCCEEDED), (PENDING, FAILED),
     (QUEUED, QUEUED), (QUEUED, PENDING), (QUEUED, FAILED),
     (RUNNING, RUNNING), (RUNNING, PENDING), (RUNNING, SUCCEEDED), (RUNNING, FAILED),
-}  # fmt: skip
+} | {(phase, CANCELLED) for phase in (None, PENDING, QUEUED, RUNNING)}  # fmt: skip
 
 
 @pytest.mark.parametrize(("current", "wanted"), list(itertools.product(PHASES, PHASES[1:])))
@@ -81,6 +82,7 @@ FINISHING = {Effect.EVENT, Effect.RELEASE_SLOT, Effect.COUNT_FINISHED, Effect.AP
         (run(RUNNING), run(SUCCEEDED, "Completed"), FINISHING),
         (run(RUNNING), run(FAILED, "PodFailurePolicy"), FINISHING),
         (run(), run(FAILED, "RecordNotFound"), FINISHING),
+        (run(QUEUED), run(CANCELLED, "Cancelled"), FINISHING),
         # progress within a phase (attempts, a log line) is no news
         (run(RUNNING), run(attempts=2), set()),
     ],

@@ -391,7 +391,7 @@ ENUMS = {
         "status.conditions[].status": ["True", "False", "Unknown"],
     },
     "Invocation": {
-        "status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed"],
+        "status.phase": ["Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"],
         "status.conditions[].status": ["True", "False", "Unknown"],
     },
 }

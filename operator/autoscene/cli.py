@@ -2,18 +2,21 @@
 
 import contextlib
 import enum
+import functools
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from . import invocations, kube, render, timestamps, upload
+from . import GROUP, VERSION, invocations, kube, render, timestamps, upload
 from .config import Leadership, OperatorConfig, parse_job_ttl
 
 app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
@@ -136,6 +139,123 @@ def invocations_command(
     _print_invocations(namespace)
 
 
+@app.command("runs")
+def runs_command(
+    record: Annotated[str | None, typer.Option("--record", "-r", help="Only this Record's runs.")] = None,
+    action: Annotated[str | None, typer.Option("--action", "-a", help="Only this Action's runs.")] = None,
+    phase: Annotated[str | None, typer.Option(help="Only runs in this phase, e.g. Failed.")] = None,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Print the table again as runs change.")
+    ] = False,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """The run history, filtered, with full names that can be copied into other commands."""
+    from . import labels, runs
+
+    _connect(kubeconfig)
+    selector = ",".join(
+        f"{key}={labels.value_of(value)}"
+        for key, value in ((labels.RECORD, record), (labels.ACTION, action))
+        if value
+    )
+
+    def show() -> None:
+        found = runs.matching(kube.list_custom(invocations.PLURAL, namespace, label_selector=selector), phase)
+        rows = render.invocation_rows(found, timestamps.now())
+        table = Table(*render.COLUMNS, title=f"runs in {namespace}", title_justify="left")
+        # A name is never cut or wrapped: it is what the other commands take; the message gives way.
+        table.columns[0].no_wrap = True
+        table.columns[0].min_width = max((len(row[0]) for row in rows), default=4)
+        table.columns[-1].overflow = "ellipsis"
+        table.columns[-1].no_wrap = True
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+    _api_errors(show)
+    while watch:
+        _api_errors(lambda: _wait_for_change(namespace, selector))
+        _api_errors(show)
+
+
+@app.command("run")
+def run_command(
+    action: Annotated[str, typer.Argument(help="The Action to run.")],
+    record: Annotated[str, typer.Argument(help="The Record holding the files.")],
+    files: Annotated[list[str], typer.Argument(help="Paths of files inside the Record.")],
+    parameter: Annotated[
+        list[str] | None,
+        typer.Option("--parameter", "-p", help="KEY=VALUE for one of the Action's parameters."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until every run is over, showing progress.")] = False,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """Run an Action on files of a Record now (manual Invocations); with --wait, exit 1 if any fails."""
+    from . import runs
+
+    try:
+        values = runs.parse_parameters(parameter or [])
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--parameter") from error
+    _connect(kubeconfig)
+    bodies = [runs.manual_run(namespace, action, record, path, values) for path in files]
+    _api_errors(lambda: [kube.create_custom(invocations.PLURAL, body) for body in bodies])
+    names = [body["metadata"]["name"] for body in bodies]
+    for name in names:
+        console.print(f"invocation {name} created")
+    if wait:
+        raise typer.Exit(_wait_for_runs(namespace, names))
+
+
+@app.command("rerun")
+def rerun_command(
+    invocation: Annotated[str, typer.Argument(help="The Invocation to run again.")],
+    wait: Annotated[bool, typer.Option(help="Wait until the new run is over.")] = False,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """A new run with the same Action, file, content and parameters, linked to the old one."""
+    from . import runs
+
+    _connect(kubeconfig)
+    old = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
+    if old is None:
+        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
+        raise typer.Exit(1)
+    again = runs.rerun_of(old)
+    _api_errors(lambda: kube.create_custom(invocations.PLURAL, again))
+    console.print(f"invocation {again['metadata']['name']} created (a re-run of {invocation})")
+    if wait:
+        raise typer.Exit(_wait_for_runs(namespace, [again["metadata"]["name"]]))
+
+
+@app.command("cancel")
+def cancel_command(
+    invocation: Annotated[str, typer.Argument(help="The Invocation to stop.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """Stop a run: the operator marks it Cancelled and deletes its Job (a finished run stays as it is)."""
+    from kubernetes.client.exceptions import ApiException
+
+    from . import runs
+
+    _connect(kubeconfig)
+    request = {"metadata": {"annotations": {runs.CANCEL: "true"}}}
+    try:
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, invocations.PLURAL, invocation, request
+        )
+    except ApiException as error:
+        if error.status == 404:
+            console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
+            raise typer.Exit(1) from error
+        raise
+    console.print(f"invocation {invocation}: cancellation requested")
+
+
 @app.command()
 def operator(
     all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
@@ -200,6 +320,83 @@ def _cluster(kind: ControlPlaneKind, folder: Path) -> Any:
         console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from error
     return RealCluster(folder)
+
+
+def _connect(kubeconfig: Path | None) -> None:
+    """The API client for `kubeconfig` (else $KUBECONFIG, else the sandbox's); a one-line error when
+    there is none."""
+    config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
+    if not Path(config).exists():
+        console.print(
+            f"[red]error:[/] no kubeconfig at {config}: start a sandbox (`autoscene sandbox`) or give "
+            "--kubeconfig / $KUBECONFIG"
+        )
+        raise typer.Exit(1)
+    kube.configure(str(config))
+
+
+T = TypeVar("T")
+
+
+def _api_errors(call: Callable[[], T]) -> T:
+    """`call()`, with an unreachable API server or a refusal told in one line."""
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        return call()
+    except ApiException as error:
+        console.print(f"[red]error:[/] the API server refused: {kube.message_of(error)}")
+        raise typer.Exit(1) from error
+    except HTTPError as error:
+        host = kube.api_client().configuration.host
+        console.print(
+            f"[red]error:[/] cannot reach the API server at {host} (is the sandbox running?): {error}"
+        )
+        raise typer.Exit(1) from error
+
+
+def _wait_for_change(namespace: str, selector: str) -> None:
+    from kubernetes import watch
+
+    listing = kube.custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, invocations.PLURAL, label_selector=selector
+    )
+    version = listing["metadata"]["resourceVersion"]
+    for _ in watch.Watch().stream(
+        kube.custom().list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        invocations.PLURAL,
+        label_selector=selector,
+        resource_version=version,
+        timeout_seconds=60,
+    ):
+        return
+
+
+def _wait_for_runs(namespace: str, names: list[str]) -> int:
+    """Show each run's phase until all are over; 0 when all succeeded, else 1."""
+    from . import lifecycle
+
+    phases: dict[str, str] = {}
+    with console.status("waiting for the runs") as waiting:
+        while True:
+            for name in names:
+                found = (
+                    _api_errors(functools.partial(kube.get_custom, invocations.PLURAL, namespace, name)) or {}
+                )
+                phase = (found.get("status") or {}).get("phase", "Pending")
+                if phases.get(name) != phase:
+                    phases[name] = phase
+                    message = (found.get("status") or {}).get("message", "")
+                    console.print(f"{name}: {phase}" + (f" ({message})" if message else ""))
+            done = [name for name in names if phases.get(name) in lifecycle.FINISHED]
+            waiting.update(f"{len(done)} of {len(names)} runs over")
+            if len(done) == len(names):
+                return 0 if all(phases[name] == lifecycle.SUCCEEDED for name in names) else 1
+            time.sleep(1)
 
 
 def _print_invocations(namespace: str) -> None:

@@ -21,6 +21,7 @@ from . import (
     lifecycle,
     metrics,
     records,
+    runs,
     tallies,
     triggers,
 )
@@ -283,6 +284,9 @@ async def invocation_seen(
         metrics.in_flight.observe(uid, status.get("phase"))
     if spec.get("trigger"):
         memo.trigger_history.changed((namespace, spec["trigger"]), indexes["trigger_runs"])
+    if type != "DELETED" and runs.cancel_requested(body) and not lifecycle.is_finished(status):
+        await _soon(logger, f"cancelling {name}", invocations.cancel, dict(body))
+        return
     if type != "DELETED" and not status.get("phase"):
         lookup = IndexLookup(indexes)
         if type == "ADDED" and spec.get("trigger"):

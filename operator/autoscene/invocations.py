@@ -4,6 +4,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from kubernetes.client.exceptions import ApiException
+
 from . import (
     config,
     jobs,
@@ -195,6 +197,24 @@ Wanted = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any] | N
 # The Invocations this process wrote last and that are not final yet, as written: the next write of
 # one starts from it instead of reading it again (a compare-and-swap, so a stale copy costs a retry).
 _LATEST: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def cancel(invocation: Mapping[str, Any]) -> Transition | None:
+    """Stop the run on request: mark it Cancelled (final: the slot it held goes to the next queued run),
+    then delete its Job and the Job's Pods. A run already over stays as it was."""
+    if lifecycle.is_finished(invocation.get("status") or {}):
+        return None
+    transition = write(invocation, status.cancelled("cancelled on request (annotation autoscene.io/cancel)"))
+    job = ((transition.invocation if transition else invocation).get("status") or {}).get("jobName")
+    if transition is not None and job:
+        try:
+            kube.batch().delete_namespaced_job(
+                job, invocation["metadata"]["namespace"], propagation_policy="Background"
+            )
+        except ApiException as error:
+            if error.status != 404:
+                raise
+    return transition
 
 
 def forget(namespace: str, name: str) -> None:

@@ -4,13 +4,14 @@ Pure: no I/O. `invocations.write` is the one writer of an Invocation's status; i
 fields a wanted status may change, and after a write it carries out `effects` of the move. The rules
 are a table so that a reader (and the tests) can see them whole:
 
-    from \\ to   Pending  Queued  Running  Succeeded  Failed
-    (none)       yes      yes     -        -          yes     (a new run; Failed: its Record is gone)
-    Pending      yes      yes     yes      yes        yes
-    Queued       yes      yes     -        -          yes     (leaves the queue when its Job is made)
-    Running      yes      -       yes      yes        yes     (Pending again: the Job retries in a new Pod)
-    Succeeded    -        -       -        -          -       (final)
-    Failed       -        -       -        -          -       (final)
+    from \\ to   Pending  Queued  Running  Succeeded  Failed  Cancelled
+    (none)       yes      yes     -        -          yes     yes     (new; Failed: no Record)
+    Pending      yes      yes     yes      yes        yes     yes
+    Queued       yes      yes     -        -          yes     yes     (leaves the queue when its Job is made)
+    Running      yes      -       yes      yes        yes     yes     (Pending: a retry's new Pod)
+    Succeeded    -        -       -        -          -       -       (final)
+    Failed       -        -       -        -          -       -       (final)
+    Cancelled    -        -       -        -          -       -       (final: stopped on request)
 
 A run waiting for its Action stays Pending (reason ActionNotFound) and starts when the Action appears.
 """
@@ -20,17 +21,19 @@ from collections.abc import Mapping
 from typing import Any
 
 PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED = "Pending", "Queued", "Running", "Succeeded", "Failed"
-FINISHED = frozenset({SUCCEEDED, FAILED})
+CANCELLED = "Cancelled"
+FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
 JOB_CREATED = "JobCreated"
 POD_PENDING = "PodPending"
 
 MOVES: Mapping[str | None, frozenset[str]] = {
-    None: frozenset({PENDING, QUEUED, FAILED}),
-    PENDING: frozenset({PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED}),
-    QUEUED: frozenset({PENDING, QUEUED, FAILED}),
-    RUNNING: frozenset({PENDING, RUNNING, SUCCEEDED, FAILED}),
+    None: frozenset({PENDING, QUEUED, FAILED, CANCELLED}),
+    PENDING: frozenset({PENDING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED}),
+    QUEUED: frozenset({PENDING, QUEUED, FAILED, CANCELLED}),
+    RUNNING: frozenset({PENDING, RUNNING, SUCCEEDED, FAILED, CANCELLED}),
     SUCCEEDED: frozenset(),
     FAILED: frozenset(),
+    CANCELLED: frozenset(),
 }
 
 

@@ -5,9 +5,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import conditions, jobs, timestamps
-from .lifecycle import FAILED, FINISHED, PENDING, QUEUED, RUNNING, SUCCEEDED
+from .lifecycle import CANCELLED, FAILED, FINISHED, PENDING, QUEUED, RUNNING, SUCCEEDED
 
-__all__ = ["FAILED", "FINISHED", "PENDING", "QUEUED", "RUNNING", "SUCCEEDED"]
+__all__ = ["CANCELLED", "FAILED", "FINISHED", "PENDING", "QUEUED", "RUNNING", "SUCCEEDED"]
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 2048
 
@@ -149,6 +149,10 @@ def waiting(reason: str, message: str) -> dict[str, Any]:
     return {"phase": PENDING, "reason": reason, "message": message}
 
 
+def cancelled(message: str) -> dict[str, Any]:
+    return {**failed("Cancelled", message), "phase": CANCELLED}
+
+
 def failed(reason: str, message: str) -> dict[str, Any]:
     return {
         "phase": FAILED,
@@ -168,7 +172,9 @@ def with_condition(
     convention for run-to-completion objects, as Tekton's TaskRun and Knative use it), and the
     `observedGeneration` it was written for."""
     phase = updated.get("phase")
-    state = {SUCCEEDED: conditions.TRUE, FAILED: conditions.FALSE}.get(phase or "", conditions.UNKNOWN)
+    state = {SUCCEEDED: conditions.TRUE, FAILED: conditions.FALSE, CANCELLED: conditions.FALSE}.get(
+        phase or "", conditions.UNKNOWN
+    )
     reason, message = updated.get("reason") or phase or "Pending", updated.get("message") or ""
     found = conditions.with_condition(
         previous.get("conditions"), SUCCEEDED_CONDITION, state, reason, message, generation, now
