@@ -147,6 +147,20 @@ def test_a_write_from_a_stale_resource_version_conflicts(server: Server) -> None
     assert answer["code"] == 409 and answer["reason"] == "Conflict"
 
 
+def test_a_custom_object_is_not_replaced_without_its_resource_version(server: Server) -> None:
+    created = server.create("triggers", trigger("unconditional"))
+    blind = {**created, "metadata": {"name": "unconditional"}}  # no resourceVersion
+    answer = rejection(
+        lambda: server.custom.replace_namespaced_custom_object(
+            GROUP, VERSION, server.namespace, "triggers", "unconditional", blind
+        )
+    )
+    assert (answer["code"], answer["reason"]) == (422, "Invalid")
+    [cause] = answer["details"]["causes"]
+    assert cause["field"] == "metadata.resourceVersion"
+    assert "must be specified for an update" in cause["message"]
+
+
 def test_an_object_in_a_missing_namespace_is_not_found(server: Server) -> None:
     body = {"apiVersion": f"{GROUP}/{VERSION}", **trigger("lost")}
     answer = rejection(

@@ -56,6 +56,7 @@ from .apiserver_resources import (
     api_resource_list_document,
     api_versions_document,
     bad_request,
+    invalid,
     openapi_group_version_document,
     openapi_index_document,
     unknown_resource,
@@ -264,6 +265,11 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     ) -> aiohttp.web.Response:
         assert target.name is not None
         body = await read_object(raw_request)
+        if resource.schema is not None and not (body.get("metadata") or {}).get("resourceVersion"):
+            # Custom resources take no unconditional update (the API server's CRD update strategy).
+            why = "Invalid value: 0x0: must be specified for an update"
+            cause = {"reason": "FieldValueInvalid", "message": why, "field": "metadata.resourceVersion"}
+            raise invalid(resource, target.name, f"metadata.resourceVersion: {why}", [cause])
         replaced = self.store.update(
             resource,
             target.namespace,
