@@ -412,11 +412,13 @@ def test_a_trigger_with_backfill_catches_up_once(cluster: RunningSandbox, tmp_pa
             assert runs_of("catch-up") == ["early.mp4"]
     wait_for(lambda: runs_of("catch-up") == ["early.mp4", "later.mp4"] or None, 60, "the run after resuming")
     assert runs_of("no-catch-up") == ["later.mp4"]  # only what arrived after it was created
-    status = (kube.get_custom("triggers", namespace, "catch-up") or {})["status"]
-    assert (
-        status["backfilledGeneration"]
-        == (kube.get_custom("triggers", namespace, "catch-up") or {})["metadata"]["generation"]
-    )
+
+    def caught_up() -> int | None:  # the generation is noted once the catch-up's runs exist
+        found = kube.get_custom("triggers", namespace, "catch-up") or {}
+        done = (found.get("status") or {}).get("backfilledGeneration")
+        return done if done == found["metadata"]["generation"] else None
+
+    wait_for(caught_up, 30, "the catch-up to be noted")
 
 
 def triggers_reason(namespace: str, name: str) -> str | None:
