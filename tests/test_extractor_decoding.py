@@ -1,9 +1,12 @@
-"""The frame extractor's decoding threads: one thread for low-bit-rate H.264 on 2 CPUs, frame threads
-otherwise. The choice changes the CPU spent, never the images."""
+"""The frame extractor's threads: one decoding thread for low-bit-rate H.264 on 2 CPUs, frame threads
+otherwise (the choice changes the CPU spent, never the images), and encoding threads that yield to
+decoding."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +92,19 @@ def test_images_are_the_same_whichever_decoding_threads(
         images[one] = {name: (outputs / "clip" / name).read_bytes() for name in outcome.images("clip")}
     assert len(images[True]) == 24
     assert images[True] == images[False]
+
+
+def test_encoding_threads_yield_to_decoding() -> None:
+    main = extractor("main")
+    seen: list[int] = []
+
+    def encoding_thread() -> None:
+        main.yield_to_decoding()
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+
+    thread = threading.Thread(target=encoding_thread)
+    thread.start()
+    thread.join()
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert seen == [min(19, ours + main.ENCODING_NICENESS)]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # this thread's is its own
