@@ -327,8 +327,14 @@ def test_replace_keeps_identity_and_counts_generations(widgets: Any) -> None:
     labelled = widgets.patch_namespaced_custom_object(
         GROUP, VERSION, "default", PLURAL, "w", {"metadata": {"labels": {"a": "b"}}}
     )
+    version = labelled["metadata"]["resourceVersion"]  # a custom object is replaced from a known version
     replaced = widgets.replace_namespaced_custom_object(
-        GROUP, VERSION, "default", PLURAL, "w", {**widget("w", size=2), "metadata": {"name": "w"}}
+        GROUP,
+        VERSION,
+        "default",
+        PLURAL,
+        "w",
+        {**widget("w", size=2), "metadata": {"name": "w", "resourceVersion": version}},
     )
     assert labelled["metadata"]["generation"] == 1
     assert replaced["metadata"]["generation"] == 2

@@ -760,7 +760,7 @@ INVALID = {
     "record-no-size-nor-claim.yaml": "spec.storage: set exactly one of size or claimName (none is set)",
     "recordfile-bad-hash.yaml": "spec.sha256: must be 64 lower-case hexadecimal digits, not 'not-a-hash'",
     "invocation-bad-phase.yaml": (
-        "status.phase: must be one of Pending, Queued, Running, Succeeded, Failed, not 'Done'"
+        "status.phase: must be one of Pending, Queued, Running, Succeeded, Failed, Cancelled, not 'Done'"
     ),
     "invocation-without-file.yaml": "spec.file: required field is missing",
 }
