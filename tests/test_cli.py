@@ -265,3 +265,32 @@ def test_the_cli_is_a_kubectl_plugin(sandbox: RunningSandbox) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "runs in default" in done.stdout
+
+
+def test_logs_come_from_the_pod_and_after_it_from_the_invocation(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    clip = make_sample_video(tmp_path / "logged.mp4", width=64, height=48, frames=6)
+    sandbox.upload("recordings", clip)
+    run = sandbox.run_of(clip.name)
+    name = run["metadata"]["name"]
+    code, output = cli(sandbox, "logs", name)
+    assert code == 0 and "extracted 6 frames" in output, output
+    # Once the Job and its Pods are gone, the end of the log the Invocation kept.
+    kube.batch().delete_namespaced_job(
+        run["status"]["jobName"], sandbox.namespace, propagation_policy="Foreground"
+    )
+    from autoscene.sandbox.session import wait_for
+
+    wait_for(
+        lambda: (
+            not kube.core().list_namespaced_pod(sandbox.namespace, label_selector=f"job-name={name}").items
+            or None
+        ),
+        30,
+        "the pods to go",
+    )
+    code, output = cli(sandbox, "logs", name)
+    assert code == 0 and "are gone" in output and "extracted 6 frames" in output, output
+    code, output = cli(sandbox, "logs", "no-such-run")
+    assert code == 1 and 'invocation "no-such-run" not found' in output

@@ -231,6 +231,61 @@ def rerun_command(
         raise typer.Exit(_wait_for_runs(namespace, [again["metadata"]["name"]]))
 
 
+@app.command("logs")
+def logs_command(
+    invocation: Annotated[str, typer.Argument(help="The Invocation whose log to print.")],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing while the run writes.")
+    ] = False,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """A run's log: live from its Pod while the Pod exists; after that, the end the Invocation kept."""
+    from . import jobs
+
+    _connect(kubeconfig)
+    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
+    if found is None:
+        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
+        raise typer.Exit(1)
+    current = found.get("status") or {}
+    job = current.get("jobName")
+    pods = (
+        _api_errors(
+            lambda: kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+        )
+        if job
+        else []
+    )
+    if pods:
+        newest = max(pods, key=lambda pod: pod.metadata.creation_timestamp)
+        stream = _api_errors(
+            lambda: kube.core().read_namespaced_pod_log(
+                newest.metadata.name,
+                namespace,
+                container=jobs.ACTION_CONTAINER,
+                follow=follow,
+                _preload_content=False,
+            )
+        )
+        for chunk in stream.stream(1 << 14):
+            sys.stdout.write(chunk.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        return
+    if current.get("logTail"):
+        console.print(
+            f"[dim]the Pods of {invocation} are gone; the end of its log, kept in the Invocation:[/]",
+            highlight=False,
+        )
+        print(current["logTail"])
+        return
+    phase = current.get("phase") or "Pending"
+    console.print(
+        f"invocation {invocation} is {phase}: no log yet"
+        + (f" ({current['message']})" if current.get("message") else "")
+    )
+
+
 @app.command("cancel")
 def cancel_command(
     invocation: Annotated[str, typer.Argument(help="The Invocation to stop.")],
