@@ -30,12 +30,12 @@ LARGE_FRAME_PIXELS = 1920 * 1088
 # H.264 below this many bits per pixel is decoded on one thread when there are 2 CPUs and every frame
 # becomes an image. Measured with bench/frames.py's clips: decoding costs about 1.8 ns per pixel plus
 # 12 ns per bit of video on one thread, and frame threads add 10-20 % to that; a JPEG image costs about
-# 3.6 ns per pixel (the encoding, the range stretch or the BGR conversion, the file). The decoding thread
-# also runs the program's own work for each frame (about 0.3 ns per pixel), so one thread keeps pace
-# with the encoders on the other CPU below about 0.12 bits per pixel: 0.1 leaves a margin. Clean clips
-# (0.07, 4 Mbit/s at 1080p30) save the frame threads' CPU; at 0.13 (the BT.709 clips) one thread
-# measured slower than frame threads, and noisy video (2 bits per pixel) needs every CPU to decode.
-ONE_DECODING_THREAD_BELOW_BITS_PER_PIXEL = 0.1
+# 3.6 ns per pixel (the encoding, the range stretch or the BGR conversion, the file). As the encoding
+# threads yield to decoding (`main.yield_to_decoding`), one decoding thread keeps pace with them up to
+# about 0.15 bits per pixel (8 Mbit/s at 1080p30): the clean clips (0.07) and the BT.709 ones (0.13)
+# measured 4-15 % less wall time and 3-6 % less CPU on one thread than on frame threads. Noisy video
+# (2 bits per pixel) decodes 10 times slower than clean video and needs every CPU to decode.
+ONE_DECODING_THREAD_BELOW_BITS_PER_PIXEL = 0.15
 
 
 class VideoError(Exception):
