@@ -294,3 +294,29 @@ def test_logs_come_from_the_pod_and_after_it_from_the_invocation(
     assert code == 0 and "are gone" in output and "extracted 6 frames" in output, output
     code, output = cli(sandbox, "logs", "no-such-run")
     assert code == 1 and 'invocation "no-such-run" not found' in output
+
+
+def test_outputs_are_listed_and_downloaded_with_their_sha256(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    import hashlib
+
+    clip = make_sample_video(tmp_path / "out.mp4", width=64, height=48, frames=6)
+    sandbox.upload("recordings", clip)
+    run = sandbox.run_of(clip.name)
+    name = run["metadata"]["name"]
+    code, output = cli(sandbox, "outputs", name)
+    assert code == 0 and f"{run['status']['outputs']['count']} files" in output, output
+    code, output = cli(sandbox, "outputs", name, "--download", str(tmp_path / "copy"))
+    assert code == 0, output
+    source = sandbox.outputs_of(run)
+    originals = {
+        file.relative_to(source).as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in source.rglob("*")
+        if file.is_file()
+    }
+    copies = {
+        file.relative_to(tmp_path / "copy").as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in (tmp_path / "copy").rglob("*")
+        if file.is_file()
+    }
+    assert copies == originals and len(originals) >= 7  # 6 frames and the manifest
+    assert all(f"sha256:{digest}" in output for digest in originals.values())

@@ -521,3 +521,30 @@ def test_an_action_takes_secrets_and_config_maps_as_the_kubelet_gives_them(clust
 
     stuck = wait_for(waiting, 60, "the run to wait for its Secret")
     assert stuck["status"]["phase"] == "Pending" and "no-such-secret" in stuck["status"]["message"]
+
+
+def test_outputs_download_through_the_api_with_matching_sha256(
+    cluster: RunningSandbox, tmp_path: Path
+) -> None:
+    """The real control plane: a Pod's tar stream out, each file checked against the sha256 computed in
+    the Pod, compared here with the files on the node's volume."""
+    import hashlib
+
+    from autoscene import cluster_upload, jobs, upload
+
+    clip = make_sample_video(tmp_path / "down.mp4", width=64, height=48, frames=6)
+    cluster.upload("recordings", clip)
+    run = cluster.run_of(clip.name)
+    source = cluster.outputs_of(run)
+    if hasattr(cluster.sandbox, "plane"):
+        copied = cluster_upload.download_via_exec(
+            cluster.namespace, "recordings", jobs.output_subpath(run["metadata"]["name"]), tmp_path / "copy"
+        )
+    else:  # the embedded sandbox's volumes are local folders, which `autoscene outputs` copies
+        copied = upload.copy_folder(source, tmp_path / "copy")
+    originals = {
+        file.relative_to(source).as_posix(): hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in source.rglob("*")
+        if file.is_file()
+    }
+    assert {file.path: file.sha256 for file in copied} == originals and len(originals) >= 7

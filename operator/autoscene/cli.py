@@ -286,6 +286,53 @@ def logs_command(
     )
 
 
+@app.command("outputs")
+def outputs_command(
+    invocation: Annotated[str, typer.Argument(help="The Invocation whose outputs to show.")],
+    download: Annotated[Path | None, typer.Option(help="Copy the outputs into this folder.")] = None,
+    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
+) -> None:
+    """What a run wrote to /cos/outputs; with --download, a copy of it (through the API on a cluster,
+    each file's sha256 checked against the one computed where the bytes are)."""
+    from . import cluster_upload, jobs, records
+    from .sandbox.session import volumes_of
+
+    config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
+    _connect(kubeconfig)
+    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
+    if found is None:
+        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
+        raise typer.Exit(1)
+    spec, current = found["spec"], found.get("status") or {}
+    folder = jobs.output_subpath(found["metadata"]["name"])
+    reported = current.get("outputs") or {}
+    console.print(
+        f"{invocation} ({current.get('phase', 'Pending')}): {reported.get('count', 0)} files, "
+        f"{reported.get('bytes', 0)} bytes in {folder}/ of record {spec['record']}",
+        highlight=False,
+    )
+    if download is None:
+        for path in reported.get("paths") or []:
+            console.print(f"  {path}", highlight=False)
+        return
+    volumes = volumes_of(Path(config))
+    try:
+        if volumes is None:
+            copied = cluster_upload.download_via_exec(namespace, spec["record"], folder, download)
+        else:
+            record = kube.get_custom("records", namespace, spec["record"]) or {}
+            claim = records.claim_of(record) if record else None
+            if claim is None:
+                raise upload.UploadError(f'record "{spec["record"]}" has no volume')
+            copied = upload.copy_folder(volumes / namespace / claim / folder, download)
+    except upload.UploadError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(1) from error
+    for file in copied:
+        console.print(f"{download / file.path}  {file.size} bytes  sha256:{file.sha256}", highlight=False)
+
+
 @app.command("cancel")
 def cancel_command(
     invocation: Annotated[str, typer.Argument(help="The Invocation to stop.")],

@@ -8,6 +8,7 @@ registered in the Record's status. The Pod is deleted when the upload ends, howe
 owned by the Record, and ends by itself after `LIFETIME_SECONDS`, for when even that fails.
 """
 
+import contextlib
 import hashlib
 import io
 import json
@@ -79,7 +80,22 @@ def upload_via_exec(
     owner = kube.get_custom("records", namespace, record)
     if owner is None:
         raise UploadError(f'record "{record}" disappeared during the upload')
-    pod = uploader_pod(owner, claim, uploader_name(record))
+    with volume_shell(namespace, owner, claim, start_timeout) as (shell, staging):
+        try:
+            uploaded = transfer(shell, staging, planned, progress)
+        finally:  # whatever arrived and was not moved into place goes
+            remove_staging(shell, staging)
+    upload.register(namespace, record, uploaded)
+    return uploaded
+
+
+@contextlib.contextmanager
+def volume_shell(
+    namespace: str, record: Mapping[str, Any], claim: str, start_timeout: float = POD_START_TIMEOUT
+) -> Iterator[tuple["PodShell", str]]:
+    """A short-lived Pod mounting the Record's volume, and its staging folder, for commands sent to it
+    through the exec API; the Pod is deleted when the block ends."""
+    pod = uploader_pod(record, claim, uploader_name(record["metadata"]["name"]))
     name = pod["metadata"]["name"]
     core = kube.core()
     try:
@@ -88,20 +104,42 @@ def upload_via_exec(
         raise UploadError(f"cannot create the uploader pod: {api_message(error)}") from error
     # `stream` swaps its client's transport while it connects: a client of its own keeps others unaffected.
     api = client.ApiClient(kube.api_client().configuration)
-    started = False
     try:
         wait_until_running(core, namespace, name, start_timeout)
-        started = True
-        uploaded = transfer(PodShell(api, namespace, name), staging_folder(name), planned, progress)
+        yield PodShell(api, namespace, name), staging_folder(name)
     finally:
-        try:
-            if started:  # whatever arrived and was not moved into place goes
-                remove_staging(PodShell(api, namespace, name), staging_folder(name))
-        finally:
-            api.close()
-            delete_pod(core, namespace, name)
-    upload.register(namespace, record, uploaded)
-    return uploaded
+        api.close()
+        delete_pod(core, namespace, name)
+
+
+def download_via_exec(namespace: str, record: str, folder: str, target: Path) -> list[UploadedFile]:
+    """Copy `folder` of the Record's volume (e.g. `outputs/<invocation>`) into `target` through the API
+    alone: one tar stream out of a short-lived Pod, then each file's sha256, computed in the Pod where
+    the bytes are, checked against the bytes received. UploadError on any mismatch."""
+    claim = upload.record_claim(namespace, record)
+    owner = kube.get_custom("records", namespace, record)
+    if owner is None:
+        raise UploadError(f'record "{record}" not found in namespace "{namespace}"')
+    source = f"{VOLUME_ROOT}/{folder}"
+    with volume_shell(namespace, owner, claim) as (shell, _):
+        archive = shell.run(f"reading {folder}", ["tar", "-c", "-f", "-", "-C", source, "."])
+        sums = shell.run(
+            f"hashing {folder}", ["sh", "-c", 'cd "$1" && find . -type f -exec sha256sum {} +', "sh", source]
+        )
+    target.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(target, filter="data")  # no absolute paths, links out or devices
+    expected = {
+        line[66:].removeprefix("./"): line[:64] for line in sums.decode().splitlines() if len(line) > 66
+    }
+    received = []
+    for path, sha256 in sorted(expected.items()):
+        local = target / path
+        actual = hashlib.sha256(local.read_bytes()).hexdigest() if local.is_file() else ""
+        if actual != sha256:
+            raise UploadError(f"{path}: received bytes do not match the sha256 computed in the pod")
+        received.append(UploadedFile(path, local.stat().st_size, sha256))
+    return received
 
 
 # The uploader Pod ------------------------------------------------------------------------------------

@@ -154,3 +154,15 @@ def register(
             )
         )
     return registered
+
+
+def copy_folder(source: Path, target: Path) -> list[UploadedFile]:
+    """Copy every file under `source` into `target` (the sandbox's volumes are local folders), hashing
+    each on the way; UploadError when `source` does not exist."""
+    if not source.is_dir():
+        raise UploadError(f"{source} does not exist (nothing was written there yet)")
+    copied = []
+    for file in sorted(path for path in source.rglob("*") if path.is_file()):
+        path = file.relative_to(source).as_posix()
+        copied.append(copy_into_folder(file, target, path, lambda _: None))
+    return copied
