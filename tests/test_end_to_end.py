@@ -234,6 +234,21 @@ def test_an_operator_restart_creates_no_second_invocation(
     assert sorted(job.metadata.name for job in jobs).count(first["metadata"]["name"]) == 1
 
 
+def wait_ready(cluster: RunningSandbox, *objects: str) -> None:
+    """`kubectl wait --for=condition=Ready` on the objects, as a user types it."""
+    kubectl = shutil.which("kubectl")
+    assert kubectl is not None, "make test puts the control plane's kubectl first on PATH"
+    waited = subprocess.run(
+        [kubectl, "wait", "--for=condition=Ready", *objects, "-n", cluster.namespace, "--timeout=60s"],
+        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert waited.returncode == 0, waited.stderr
+
+
 def create_invocation(
     cluster: RunningSandbox, name: str, *, action: str, file: str, record: str = "recordings"
 ) -> None:
@@ -279,17 +294,7 @@ def test_a_trigger_says_whether_it_can_fire(cluster: RunningSandbox) -> None:
     assert action is not None
     later = {**action, "metadata": {"name": "made-later", "namespace": cluster.namespace}}
     assert kube.create_custom("actions", later)
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None, "make test puts the control plane's kubectl first on PATH"
-    waited = subprocess.run(
-        [kubectl, "wait", "--for=condition=Ready", "trigger/early", "-n", cluster.namespace, "--timeout=60s"],
-        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert waited.returncode == 0, waited.stderr
+    wait_ready(cluster, "trigger/early")
     armed = ready("early", "Armed")
     assert armed is not None and armed["status"] == "True"
 
@@ -306,25 +311,7 @@ def test_records_and_actions_say_whether_they_are_ready(cluster: RunningSandbox)
         )
         return ready if ready and ready["reason"] == reason else None
 
-    kubectl = shutil.which("kubectl")
-    assert kubectl is not None, "make test puts the control plane's kubectl first on PATH"
-    waited = subprocess.run(
-        [
-            kubectl,
-            "wait",
-            "--for=condition=Ready",
-            "record/recordings",
-            "action/extract-images",
-            "-n",
-            namespace,
-        ],
-        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    assert waited.returncode == 0, waited.stderr
+    wait_ready(cluster, "record/recordings", "action/extract-images")
     greedy = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Action",

@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -220,10 +220,7 @@ def rerun_command(
     from . import runs
 
     _connect(kubeconfig)
-    old = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
-    if old is None:
-        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
-        raise typer.Exit(1)
+    old = _invocation(namespace, invocation)
     again = runs.rerun_of(old)
     _api_errors(lambda: kube.create_custom(invocations.PLURAL, again))
     console.print(f"invocation {again['metadata']['name']} created (a re-run of {invocation})")
@@ -244,10 +241,7 @@ def logs_command(
     from . import jobs
 
     _connect(kubeconfig)
-    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
-    if found is None:
-        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
-        raise typer.Exit(1)
+    found = _invocation(namespace, invocation)
     current = found.get("status") or {}
     job = current.get("jobName")
     pods = (
@@ -300,10 +294,7 @@ def outputs_command(
 
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     _connect(kubeconfig)
-    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, invocation))
-    if found is None:
-        console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
-        raise typer.Exit(1)
+    found = _invocation(namespace, invocation)
     spec, current = found["spec"], found.get("status") or {}
     folder = jobs.output_subpath(found["metadata"]["name"])
     reported = current.get("outputs") or {}
@@ -352,8 +343,7 @@ def cancel_command(
         )
     except ApiException as error:
         if error.status == 404:
-            console.print(f'[red]error:[/] invocation "{invocation}" not found in namespace "{namespace}"')
-            raise typer.Exit(1) from error
+            _not_found(namespace, invocation)
         raise
     console.print(f"invocation {invocation}: cancellation requested")
 
@@ -422,6 +412,19 @@ def _cluster(kind: ControlPlaneKind, folder: Path) -> Any:
         console.print(f"[red]error:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from error
     return RealCluster(folder)
+
+
+def _invocation(namespace: str, name: str) -> dict[str, Any]:
+    """The Invocation, or a one-line error and exit status 1."""
+    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, name))
+    if found is None:
+        _not_found(namespace, name)
+    return found
+
+
+def _not_found(namespace: str, name: str) -> NoReturn:
+    console.print(f'[red]error:[/] invocation "{name}" not found in namespace "{namespace}"')
+    raise typer.Exit(1)
 
 
 def _connect(kubeconfig: Path | None) -> None:
