@@ -302,7 +302,8 @@ def _start(invocation: dict[str, Any], lookup: invocations.Lookup) -> None:
     spec = invocation["spec"]
     wanted = labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger"))
     present = invocation["metadata"].get("labels") or {}
-    missing = {key: value for key, value in wanted.items() if present.get(key) != value}
+    # Only labels it lacks: a value the user set (a GitOps copy, say) is never overwritten.
+    missing = {key: value for key, value in wanted.items() if key not in present}
     if missing:
         meta = invocation["metadata"]
         kube.custom().patch_namespaced_custom_object(
