@@ -459,6 +459,34 @@ def test_parameters_from_a_trigger_and_an_invocation_reach_the_action(
     assert failed["status"]["phase"] == "Failed" and failed["status"]["reason"] == "InvalidParameters"
     assert '"speed"' in failed["status"]["message"] and "does not declare" in failed["status"]["message"]
 
+    # A required parameter nobody set, and a placeholder the Action's command names but nothing defines.
+    strict = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Action",
+        "metadata": {"name": "strict", "namespace": namespace},
+        "spec": {
+            "image": "busybox:1.36.1",
+            "command": ["echo", "{{parameter.target}}", "{{parameter.typo}}"],
+            "parameters": [{"name": "target", "required": True}],
+        },
+    }
+    assert kube.create_custom("actions", strict)
+    create_invocation(cluster, "no-target", action="strict", file=video.name)
+    missing = cluster.finished("no-target")
+    assert (missing["status"]["phase"], missing["status"]["reason"]) == ("Failed", "InvalidParameters")
+    assert 'required parameter "target"' in missing["status"]["message"]
+    typo = {**odd, "metadata": {"name": "typo", "namespace": namespace}}
+    typo["spec"] = {
+        "action": "strict",
+        "record": "recordings",
+        "file": video.name,
+        "parameters": {"target": "x"},
+    }
+    assert kube.create_custom("invocations", typo)
+    unknown = cluster.finished("typo")
+    assert unknown["status"]["reason"] == "InvalidParameters"
+    assert "unknown placeholder {{parameter.typo}} in command[2]" in unknown["status"]["message"]
+
 
 def test_an_action_takes_secrets_and_config_maps_as_the_kubelet_gives_them(cluster: RunningSandbox) -> None:
     """`env[].valueFrom` and `envFrom` reach the action's process (the kubelet reads them, not the
