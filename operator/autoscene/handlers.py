@@ -194,7 +194,7 @@ def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
         triggers.forget(namespace, body.metadata.name or "")
         return
     triggers.remember(body)
-    triggers.refresh_readiness(dict(body))
+    triggers.refresh_readiness(dict(body), IndexLookup(indexes).action)
     if triggers.needs_backfill(body):
         lookup = IndexLookup(indexes)
 
@@ -356,6 +356,6 @@ def action_changed(
         try:
             trigger = kube.get_custom(TRIGGERS, namespace, indexed["metadata"]["name"])
             if trigger is not None:
-                triggers.refresh_readiness(trigger)
+                triggers.refresh_readiness(trigger, IndexLookup(indexes).action)
         except Exception as error:  # the reconciliation pass refreshes it too
             logger.warning(f"could not refresh trigger {indexed['metadata']['name']}: {error}")

@@ -32,10 +32,20 @@ def readiness_of(trigger: Mapping[str, Any], action_exists: bool) -> conditions.
     )
 
 
-def refresh_readiness(trigger: Mapping[str, Any]) -> None:
-    """Write the Trigger's Ready condition when it changed; a Warning Event when it turns unusable."""
+ActionLookup = Callable[[str, str], Mapping[str, Any] | None]  # (namespace, name) → the Action or None
+
+
+def _action_from_api(namespace: str, name: str) -> Mapping[str, Any] | None:
+    return kube.get_custom("actions", namespace, name)
+
+
+def refresh_readiness(trigger: Mapping[str, Any], action_of: ActionLookup = _action_from_api) -> None:
+    """Write the Trigger's Ready condition when it changed; a Warning Event when it turns unusable.
+
+    `action_of` finds the Trigger's Action: the operator's handlers pass its index, since every write
+    of the Trigger's status (its counts, once a second in a burst) brings this here again."""
     meta, spec = trigger["metadata"], trigger.get("spec") or {}
-    action_exists = kube.get_custom("actions", meta["namespace"], spec.get("action", "")) is not None
+    action_exists = action_of(meta["namespace"], spec.get("action", "")) is not None
     readiness = readiness_of(trigger, action_exists)
     written = conditions.updated(trigger, READY, readiness, timestamps.render(timestamps.now()))
     if written is None:
