@@ -250,13 +250,22 @@ def wait_ready(cluster: RunningSandbox, *objects: str) -> None:
 
 
 def create_invocation(
-    cluster: RunningSandbox, name: str, *, action: str, file: str, record: str = "recordings"
+    cluster: RunningSandbox,
+    name: str,
+    *,
+    action: str,
+    file: str,
+    record: str = "recordings",
+    parameters: dict[str, str] | None = None,
 ) -> None:
+    spec: dict[str, Any] = {"action": action, "record": record, "file": file}
+    if parameters is not None:
+        spec["parameters"] = parameters
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Invocation",
         "metadata": {"name": name, "namespace": cluster.namespace},
-        "spec": {"action": action, "record": record, "file": file},
+        "spec": spec,
     }
     assert kube.create_custom("invocations", body)
 
@@ -443,18 +452,9 @@ def test_parameters_from_a_trigger_and_an_invocation_reach_the_action(
     frames = cluster.outputs_of(run) / "as-png"
     assert len(list(frames.glob("*.png"))) == frames_in(video) and not list(frames.glob("*.jpg"))
 
-    odd = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "Invocation",
-        "metadata": {"name": "odd-setting", "namespace": namespace},
-        "spec": {
-            "action": "extract-images",
-            "record": "recordings",
-            "file": video.name,
-            "parameters": {"speed": "9"},
-        },
-    }
-    assert kube.create_custom("invocations", odd)
+    create_invocation(
+        cluster, "odd-setting", action="extract-images", file=video.name, parameters={"speed": "9"}
+    )
     failed = cluster.finished("odd-setting")
     assert failed["status"]["phase"] == "Failed" and failed["status"]["reason"] == "InvalidParameters"
     assert '"speed"' in failed["status"]["message"] and "does not declare" in failed["status"]["message"]
@@ -475,14 +475,7 @@ def test_parameters_from_a_trigger_and_an_invocation_reach_the_action(
     missing = cluster.finished("no-target")
     assert (missing["status"]["phase"], missing["status"]["reason"]) == ("Failed", "InvalidParameters")
     assert 'required parameter "target"' in missing["status"]["message"]
-    typo = {**odd, "metadata": {"name": "typo", "namespace": namespace}}
-    typo["spec"] = {
-        "action": "strict",
-        "record": "recordings",
-        "file": video.name,
-        "parameters": {"target": "x"},
-    }
-    assert kube.create_custom("invocations", typo)
+    create_invocation(cluster, "typo", action="strict", file=video.name, parameters={"target": "x"})
     unknown = cluster.finished("typo")
     assert unknown["status"]["reason"] == "InvalidParameters"
     assert "unknown placeholder {{parameter.typo}} in command[2]" in unknown["status"]["message"]
