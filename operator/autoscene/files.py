@@ -30,9 +30,16 @@ class Totals:
 
 
 def body(
-    record: Mapping[str, Any], path: str, size: int, sha256: str, added_at: str, uploader: str = ""
+    record: Mapping[str, Any],
+    path: str,
+    size: int,
+    sha256: str,
+    added_at: str,
+    uploader: str = "",
+    source: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The RecordFile of `path` in `record` (a Record body: its name, namespace and uid are used)."""
+    """The RecordFile of `path` in `record` (a Record body: its name, namespace and uid are used);
+    `source` is the provenance of a run's output (`outputs.provenance`)."""
     meta = record["metadata"]
     spec: dict[str, Any] = {
         "record": meta["name"],
@@ -43,6 +50,8 @@ def body(
     }
     if uploader:
         spec["uploader"] = uploader
+    if source:
+        spec["source"] = dict(source)
     return {
         "apiVersion": API_VERSION,
         "kind": "RecordFile",
@@ -61,9 +70,17 @@ def content_changed(existing: Mapping[str, Any], wanted: Mapping[str, Any]) -> d
     """The spec patch that registers new content at an existing path; None for the same content."""
     if existing["spec"].get("sha256") == wanted["spec"]["sha256"]:
         return None  # the same content registered again is the same file: its history stays
-    return {
+    change = {
         key: wanted["spec"][key] for key in ("size", "sha256", "addedAt", "uploader") if key in wanted["spec"]
     }
+    # New content replaces the old one's provenance, or drops it (None: a merge patch's deletion).
+    change["source"] = wanted["spec"].get("source")
+    return change
+
+
+def chain_of(file: Mapping[str, Any]) -> list[str]:
+    """The Actions this file's content went through, oldest first (none for an upload)."""
+    return list(((file.get("spec") or {}).get("source") or {}).get("chain") or [])
 
 
 def needs_dispatch(file: Mapping[str, Any]) -> bool:

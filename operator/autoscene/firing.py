@@ -43,10 +43,12 @@ def unusable(trigger: Mapping[str, Any]) -> tuple[str, str] | None:
 
 
 def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:
-    """The Invocation of `trigger` on a file (a RecordFile's spec: path, sha256, addedAt)."""
+    """The Invocation of `trigger` on a file (a RecordFile's spec: path, sha256, addedAt, and for a
+    run's output its `source`, whose chain of Actions the run carries on)."""
     trigger_name, namespace = trigger["metadata"]["name"], trigger["metadata"]["namespace"]
     action, parameters = trigger["spec"]["action"], trigger["spec"].get("parameters")
     name = naming.invocation_name(trigger_name, record, file["path"], file.get("sha256", ""))
+    chain = list((file.get("source") or {}).get("chain") or [])
     return {
         "apiVersion": API_VERSION,
         "kind": "Invocation",
@@ -63,6 +65,7 @@ def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, A
             "sha256": file.get("sha256", ""),
             "trigger": trigger_name,
             **({"parameters": dict(parameters)} if parameters else {}),
+            **({"chain": chain} if chain else {}),
         },
     }
 

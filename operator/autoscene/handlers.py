@@ -20,6 +20,8 @@ from . import (
     labels,
     lifecycle,
     metrics,
+    outputs,
+    publishing,
     records,
     runs,
     tallies,
@@ -74,8 +76,12 @@ async def _soon(logger: kopf.Logger, what: str, call: Callable[..., object], *ar
         except Exception as error:
             if delay is None:
                 raise
-            wait = error.delay if isinstance(error, invocations.NotReady) else delay
-            logger.warning(f"{what} failed, trying again in {wait} s: {error}")
+            if isinstance(error, invocations.NotReady):  # waiting for something that comes by itself
+                logger.info(f"{what} waits {error.delay} s: {error}")
+                wait = error.delay
+            else:
+                logger.warning(f"{what} failed, trying again in {delay} s: {error}")
+                wait = delay
         await asyncio.sleep(wait)
 
 
@@ -315,8 +321,11 @@ def _start(invocation: dict[str, Any], lookup: invocations.Lookup) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
 @_counting_errors
-def job_changed(body: kopf.Body, type: str, namespace: str | None, **indexes: Any) -> None:
-    """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the run)."""
+async def job_changed(
+    body: kopf.Body, type: str, namespace: str | None, logger: kopf.Logger, **indexes: Any
+) -> None:
+    """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the run);
+    a run that succeeded with an output Record goes on to its publish Job, which ends it."""
     metrics.watch_event("jobs")
     owner = invocations.owner_of(body)
     if owner is None or namespace is None:
@@ -324,7 +333,19 @@ def job_changed(body: kopf.Body, type: str, namespace: str | None, **indexes: An
     if (owner[1], True) in indexes["invocation_finished"].get((namespace, owner[0]), []):
         return  # its run's record is final: nothing a Job event says changes it (no API call needed)
     job = None if type == "DELETED" else dict(body)
-    invocations.sync_with_job(namespace, job, *owner)
+    if outputs.is_publish_job(body):
+        await _soon(
+            logger,
+            f"registering the outputs of {owner[0]}",
+            publishing.sync_with_publish_job,
+            namespace,
+            job,
+            *owner,
+        )
+        return
+    transition = await asyncio.to_thread(invocations.sync_with_job, namespace, job, *owner)
+    if transition is not None and transition.update.get("reason") == outputs.REGISTERING:
+        await _soon(logger, f"publishing the outputs of {owner[0]}", publishing.start, transition.invocation)
 
 
 # Actions -----------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from . import (
     kube,
     labels,
     lifecycle,
+    outputs,
     queueing,
     records,
     status,
@@ -69,6 +70,11 @@ def start(invocation: Mapping[str, Any], lookup: Lookup = FROM_API) -> Transitio
     if not needs_start(invocation.get("status") or {}):
         return None
     namespace = meta["namespace"]
+    stop = outputs.chain_stop(
+        spec.get("chain") or [], spec["action"], f'"{spec["file"]}" of record "{spec["record"]}"'
+    )
+    if stop is not None:
+        return write(invocation, {**status.failed(*stop), "chainDepth": len(spec.get("chain") or [])})
     action = lookup.action(namespace, spec["action"])
     if action is None:
         update = status.waiting(
@@ -114,6 +120,7 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
         parameters = templates.resolve(declared, ("the Invocation", spec.get("parameters")))
         values = templates.context(parameters, spec["record"], spec["file"], meta["name"])
         body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds, values)
+        destination = outputs.destination(action["spec"], values)
     except templates.ParameterError as error:
         return write(invocation, status.failed(INVALID_PARAMETERS, str(error)))
     job_name = body["metadata"]["name"]
@@ -128,7 +135,11 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
         **status.waiting(lifecycle.JOB_CREATED, f'job "{job_name}" created'),
         "jobName": job_name,
         "parameters": parameters,
+        "image": action["spec"]["image"],
+        "chainDepth": len(spec.get("chain") or []),
     }
+    if destination is not None:
+        update["outputRecord"] = destination.as_status()
     return write(invocation, {**update, "completionTime": None})
 
 
@@ -184,11 +195,13 @@ def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid:
     def wanted(current: Mapping[str, Any]) -> Mapping[str, Any] | None:
         if not current.get("jobName") or lifecycle.is_finished(current):
             return None
+        if current.get("reason") == outputs.REGISTERING:
+            return None  # the run's Job is done; its publish Job says how the run ends
         if job is None:
             return status.failed(JOB_LOST, f'job "{current["jobName"]}" was deleted before it finished')
         if not observed:  # read the Job's Pods once, and only for a run that is not final
             observed.update(observed_status(job))
-        return observed
+        return outputs.registering(current, observed)
 
     return write({"metadata": {"namespace": namespace, "name": name, "uid": uid}}, wanted)
 

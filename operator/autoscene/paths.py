@@ -5,6 +5,7 @@ from pathlib import Path
 REPOSITORY = Path(__file__).resolve().parents[2]
 CRDS = REPOSITORY / "crds"
 SAMPLES = REPOSITORY / "manifests" / "samples"
+CHAIN = REPOSITORY / "manifests" / "chain"
 IMAGES = REPOSITORY / "images"
 MANIFESTS = REPOSITORY / "manifests"
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import actions, dispatching, files, invocations, kube, metrics, status, triggers
+from . import actions, dispatching, files, invocations, kube, metrics, outputs, publishing, status, triggers
 
 logger = logging.getLogger(__name__)
 PAGE_SIZE = 500  # objects per list request: a pass over 100,000 files never holds them all at once
@@ -104,10 +104,26 @@ def _repair(invocation: dict[str, Any]) -> bool:
     current, meta = invocation.get("status") or {}, invocation["metadata"]
     if current.get("reason") == invocations.ACTION_NOT_FOUND:
         invocations.start(invocation)  # starts if its Action exists now
+    elif current.get("reason") == outputs.REGISTERING:
+        return _repair_publishing(invocation)
     elif current.get("jobName") and current.get("phase") not in status.FINISHED:
         job = _job(meta["namespace"], current["jobName"])
         return invocations.sync_with_job(meta["namespace"], job, meta["name"], meta["uid"]) is not None
     return False
+
+
+def _repair_publishing(invocation: dict[str, Any]) -> bool:
+    """A run whose outputs wait to be registered: make its publish Job if it has none (the operator
+    stopped, the output Record's volume came late), or follow the one it has."""
+    meta, current = invocation["metadata"], invocation["status"]
+    job_name = current["outputRecord"].get("jobName")
+    if not job_name:
+        try:
+            return publishing.start(invocation) is not None
+        except invocations.NotReady:
+            return False
+    job = _job(meta["namespace"], job_name)
+    return publishing.sync_with_publish_job(meta["namespace"], job, meta["name"], meta["uid"]) is not None
 
 
 def _dispatch_missed(file: dict[str, Any], triggers_of: dict[str, list[dict[str, Any]]]) -> bool:

@@ -44,14 +44,15 @@ def manual_run(
 
 
 def rerun_of(invocation: Mapping[str, Any]) -> dict[str, Any]:
-    """A new run with the inputs of `invocation` (Action, Record, file, content, parameters), linked to
+    """A new run with the inputs of `invocation` (Action, Record, file, content, parameters, chain), linked to
     it by the `autoscene.io/rerun-of` annotation; a manual run (no Trigger), whoever made the first."""
     meta, spec = invocation["metadata"], invocation["spec"]
     again = manual_run(
         meta["namespace"], spec["action"], spec["record"], spec["file"], spec.get("parameters")
     )
-    if spec.get("sha256"):
-        again["spec"]["sha256"] = spec["sha256"]
+    for carried in ("sha256", "chain"):
+        if spec.get(carried):
+            again["spec"][carried] = spec[carried]
     again["metadata"]["annotations"] = {RERUN_OF: meta["name"]}
     return again
 

@@ -4,7 +4,7 @@ import hashlib
 import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,9 +111,14 @@ def upload_to_folder(
 
 
 def register(
-    namespace: str, record: str, uploaded: list[UploadedFile], uploader: str = ""
+    namespace: str,
+    record: str,
+    uploaded: list[UploadedFile],
+    uploader: str = "",
+    source: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Create a RecordFile for each file, or update its content when the path held other content.
+    """Create a RecordFile for each file, or update its content when the path held other content;
+    `source` is the provenance of a run's outputs (`outputs.provenance`).
 
     The same content registered again changes nothing. The RecordFiles as they now are, in order.
     """
@@ -123,7 +128,7 @@ def register(
     added = timestamps.render_precise(timestamps.now())
     registered = []
     for file in uploaded:
-        wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader)
+        wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader, source)
         name = wanted["metadata"]["name"]
         try:
             registered.append(

@@ -13,7 +13,9 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from .. import GROUP, VERSION, schemas
+from .apiserver_patches import merge_patch
 
+KUSTOMIZATION = "kustomization.yaml"
 PLURALS = {
     "Action": "actions",
     "Trigger": "triggers",
@@ -28,14 +30,44 @@ class InvalidManifestError(ValueError):
 
 
 def documents(path: Path) -> Iterator[dict[str, Any]]:
-    """The objects of a YAML file or of a folder's YAML files (kustomization files left out)."""
+    """The objects of a YAML file, of a kustomization folder (see `kustomized`), or of a folder's
+    YAML files."""
+    if (path / KUSTOMIZATION).is_file():
+        yield from kustomized(path)
+        return
     files = sorted(path.glob("*.yaml")) if path.is_dir() else [path]
     for file in files:
-        if file.name == "kustomization.yaml":
+        if file.name == KUSTOMIZATION:
             continue
         for document in yaml.safe_load_all(file.read_text()):
             if document:
                 yield document
+
+
+def kustomized(folder: Path) -> list[dict[str, Any]]:
+    """The objects `kubectl kustomize folder` renders, for the part of kustomize the samples use:
+    `resources` (files and folders) and `patches` given by file, each applied as a JSON merge patch to
+    the object of its kind and name (what kustomize does for custom resources). Read here because the
+    sandbox runs without kubectl; any other field of the kustomization is refused, not ignored."""
+    kustomization = yaml.safe_load((folder / KUSTOMIZATION).read_text()) or {}
+    unsupported = sorted(set(kustomization) - {"apiVersion", "kind", "resources", "patches"})
+    if unsupported:
+        raise ValueError(f"{folder / KUSTOMIZATION}: the sandbox cannot render {', '.join(unsupported)}")
+    objects = [
+        obj for resource in kustomization.get("resources") or [] for obj in documents(folder / resource)
+    ]
+    for patch in kustomization.get("patches") or []:
+        body = yaml.safe_load((folder / patch["path"]).read_text())
+        target = patch.get("target") or {"kind": body["kind"], "name": body["metadata"]["name"]}
+        matched = [obj for obj in objects if _is_target(obj, target)]
+        if not matched:
+            raise ValueError(f"{folder / patch['path']}: no {target['kind']} {target['name']} to patch")
+        objects = [merge_patch(obj, body) if _is_target(obj, target) else obj for obj in objects]
+    return objects
+
+
+def _is_target(obj: Mapping[str, Any], target: Mapping[str, str]) -> bool:
+    return obj.get("kind") == target.get("kind") and obj["metadata"].get("name") == target.get("name")
 
 
 def apply(

@@ -1,24 +1,33 @@
-"""The whole flow on the sandbox: samples applied, an MP4 uploaded, the Invocation awaited."""
+"""The whole flow on the sandbox: the chained samples applied, an MP4 uploaded, its frames extracted
+into a Record of their own and a contact sheet made of them."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from .. import invocations, jobs, kube, labels, paths, records, status, upload
 from .session import wait_for
 
 DEMO_RECORD = "recordings"
+CONTACT_SHEET = "contact_sheet.jpg"
 
 
 @dataclass
 class DemoResult:
+    """The extraction run and where its frames are; the contact-sheet run and its sheet, once made."""
+
     invocation: dict[str, Any]
     outputs: Path
+    sheet_run: dict[str, Any] | None = None
+    contact_sheet: Path | None = None
 
     @property
     def succeeded(self) -> bool:
-        return (self.invocation.get("status") or {}).get("phase") == status.SUCCEEDED
+        return all(
+            run is not None and (run.get("status") or {}).get("phase") == status.SUCCEEDED
+            for run in (self.invocation, self.sheet_run)
+        )
 
 
 class Cluster(Protocol):
@@ -33,23 +42,43 @@ class Cluster(Protocol):
 
 
 def run_demo(sandbox: Cluster, video: Path, say: Callable[[str], None], timeout: float = 180) -> DemoResult:
-    """Apply the samples, upload `video` to the sample Record and wait for its Invocation to finish."""
-    for applied in sandbox.apply(list(sample_manifests())):
+    """Apply the chained samples (`manifests/chain`), upload `video` to the sample Record and follow
+    the chain: its frames extracted into the Record "<record>-frames", then a contact sheet of them."""
+    for applied in sandbox.apply(list(chain_manifests())):
         say(f"applied {applied}")
     namespace = sandbox.namespace
-    record = wait_for(lambda: _ready_record(namespace), 30, f'record "{DEMO_RECORD}" to get its volume')
+    record = wait_for(
+        lambda: _ready_record(namespace, DEMO_RECORD), 30, f'record "{DEMO_RECORD}" to get its volume'
+    )
     say(f'record "{DEMO_RECORD}" is ready on claim "{records.claim_of(record)}"')
     planned = upload.plan([video])
     uploaded = sandbox.upload(DEMO_RECORD, planned)
     say(f"uploaded {uploaded[0].path} ({uploaded[0].size} bytes, sha256 {uploaded[0].sha256[:12]}…)")
     invocation = wait_for(
-        lambda: _finished_run_of(namespace, uploaded[0].path),
+        lambda: _finished_run_of(namespace, DEMO_RECORD, uploaded[0].path),
         timeout,
         f"the invocation for {uploaded[0].path} to finish",
     )
     claim = records.claim_of(record) or ""
     outputs = sandbox.volumes / namespace / claim / jobs.output_subpath(invocation["metadata"]["name"])
-    return DemoResult(invocation, outputs)
+    registered = (invocation.get("status") or {}).get("outputRecord") or {}
+    if (invocation.get("status") or {}).get("phase") != status.SUCCEEDED or not registered:
+        return DemoResult(invocation, outputs)
+    frames_record = registered["name"]
+    count = registered.get("fileCount")
+    say(f'{invocation["metadata"]["name"]}: {count} files registered in record "{frames_record}"')
+    folder = str(PurePosixPath(uploaded[0].path).with_suffix(""))
+    manifest = f"{folder}/manifest.json"
+    sheet_run = wait_for(
+        lambda: _finished_run_of(namespace, frames_record, manifest),
+        timeout,
+        f"the contact sheet of {frames_record}/{manifest}",
+    )
+    frames_claim = records.claim_of(_ready_record(namespace, frames_record) or {}) or ""
+    files = sandbox.volumes / namespace / frames_claim / jobs.FILES_SUBPATH
+    sheet = files / folder / CONTACT_SHEET
+    say(f"{sheet_run['metadata']['name']}: contact sheet of {frames_record}/{manifest} at {sheet}")
+    return DemoResult(invocation, files / folder, sheet_run, sheet if sheet.is_file() else None)
 
 
 def sample_manifests() -> Any:
@@ -58,13 +87,20 @@ def sample_manifests() -> Any:
     return documents(paths.require(paths.SAMPLES))
 
 
-def _ready_record(namespace: str) -> dict[str, Any] | None:
-    record = kube.get_custom("records", namespace, DEMO_RECORD)
+def chain_manifests() -> Any:
+    """The samples with outputs saved into Records and a contact-sheet Action chained after them."""
+    from .apply import documents
+
+    return documents(paths.require(paths.CHAIN))
+
+
+def _ready_record(namespace: str, name: str) -> dict[str, Any] | None:
+    record = kube.get_custom("records", namespace, name)
     return record if record is not None and records.claim_of(record) else None
 
 
-def _finished_run_of(namespace: str, path: str) -> dict[str, Any] | None:
-    selector = f"{labels.RECORD}={DEMO_RECORD}"
+def _finished_run_of(namespace: str, record: str, path: str) -> dict[str, Any] | None:
+    selector = f"{labels.RECORD}={labels.value_of(record)}"
     for invocation in kube.list_custom(invocations.PLURAL, namespace, label_selector=selector):
         finished = (invocation.get("status") or {}).get("phase") in status.FINISHED
         if invocation["spec"]["file"] == path and finished:

@@ -1,0 +1,172 @@
+"""Registering a succeeded run's outputs in its output Record (`outputs` holds the rules): the Record
+made when missing, the publish Job, and the RecordFiles made from what that Job reports."""
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+from rich import filesize
+
+from . import (
+    GROUP,
+    VERSION,
+    config,
+    files,
+    invocations,
+    kube,
+    labels,
+    outputs,
+    records,
+    status,
+    timestamps,
+    upload,
+)
+from .invocations import NotReady
+from .transitions import Transition
+
+logger = logging.getLogger(__name__)
+
+
+def start(invocation: Mapping[str, Any]) -> Transition | None:
+    """Create the output Record when missing, then the publish Job (once). `NotReady` while the
+    output Record has no volume yet."""
+    meta, spec, current = invocation["metadata"], invocation["spec"], invocation.get("status") or {}
+    if current.get("reason") != outputs.REGISTERING:
+        return None
+    namespace = meta["namespace"]
+    target = outputs.Destination.from_status(current["outputRecord"])
+    source = kube.get_custom("records", namespace, spec["record"])
+    if source is None or records.claim_of(source) is None:
+        return _fail(invocation, f'its Record "{spec["record"]}" is gone')
+    record = kube.get_custom("records", namespace, target.record)
+    if record is None:
+        kube.create_custom("records", outputs.record_body(source, target.record, _claim_class(source)))
+        raise NotReady(f'record "{target.record}" was created for the outputs; waiting for its volume', 2)
+    target_claim = records.claim_of(record)
+    if target_claim is None:
+        raise NotReady(f'record "{target.record}" has no volume yet', 2)
+    body = outputs.publish_job(
+        invocation, target, str(records.claim_of(source)), target_claim, config.current().job_ttl_seconds
+    )
+    kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
+    job_name = body["metadata"]["name"]
+
+    def noted(latest: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        if latest.get("reason") != outputs.REGISTERING:
+            return None
+        return {"outputRecord": {**latest["outputRecord"], "jobName": job_name}}
+
+    return invocations.write(invocation, noted)
+
+
+def sync_with_publish_job(
+    namespace: str, job: Mapping[str, Any] | None, name: str, uid: str
+) -> Transition | None:
+    """The publish Job ended (or vanished): register what it copied and end the run Succeeded, or fail
+    it with the Job's own words."""
+    invocation = kube.get_custom(invocations.PLURAL, namespace, name)
+    if invocation is None or invocation["metadata"]["uid"] != uid:
+        return None
+    current = invocation.get("status") or {}
+    if current.get("reason") != outputs.REGISTERING:
+        return None
+    target_name = current["outputRecord"]["name"]
+    if job is None:
+        return _fail(invocation, "its publish job was deleted before it finished")
+    ended = _ended(job)
+    if ended is None:
+        return None
+    log = _log_of(namespace, job["metadata"]["name"])
+    if ended == "Failed":
+        last = status.log_tail(log).splitlines()[-1:] or ["no log"]
+        return _fail(invocation, f'copying them into record "{target_name}" failed: {last[0]}')
+    try:
+        copied = outputs.published(log)
+        total = register(invocation, outputs.Destination.from_status(current["outputRecord"]), copied)
+    except (outputs.OutputsError, upload.UploadError) as error:
+        return _fail(invocation, str(error))
+    now = timestamps.render(timestamps.now())
+    done: dict[str, Any] = {
+        "phase": status.SUCCEEDED,
+        "reason": "Completed",
+        "message": f"{len(copied)} output file(s) ({filesize.decimal(total)}) registered in record "
+        f'"{target_name}"',
+        "completionTime": now,
+        "outputRecord": {**current["outputRecord"], "fileCount": len(copied), "bytes": total},
+    }
+    if current.get("startTime"):
+        elapsed = timestamps.parse(now) - timestamps.parse(current["startTime"])
+        done["duration"] = timestamps.human_duration(elapsed.total_seconds())
+    return invocations.write(invocation, done)
+
+
+def register(
+    invocation: Mapping[str, Any], target: outputs.Destination, copied: list[outputs.PublishedFile]
+) -> int:
+    """RecordFiles for the copied files, with their provenance; in mode overwrite, the files under the
+    prefix that this run did not write are unregistered (the Job removed them). Their total bytes."""
+    namespace = invocation["metadata"]["namespace"]
+    source = outputs.provenance(invocation, (invocation.get("status") or {}).get("image", ""))
+    uploaded = [upload.UploadedFile(target.path_of(file.path), file.size, file.sha256) for file in copied]
+    upload.register(namespace, target.record, uploaded, source=source)
+    if target.mode == outputs.OVERWRITE:
+        kept = {file.path for file in uploaded}
+        selector = f"{labels.RECORD}={labels.value_of(target.record)}"
+        for existing in kube.list_custom(files.PLURAL, namespace, label_selector=selector):
+            path = existing["spec"]["path"]
+            if existing["spec"]["record"] == target.record and target.holds(path) and path not in kept:
+                _delete_file(namespace, existing["metadata"]["name"])
+    return sum(file.size for file in copied)
+
+
+def _fail(invocation: Mapping[str, Any], why: str) -> Transition | None:
+    return invocations.write(
+        invocation, status.failed(outputs.NOT_REGISTERED, f"the outputs were not registered: {why}")
+    )
+
+
+def _ended(job: Mapping[str, Any]) -> str | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
+
+
+def _log_of(namespace: str, job_name: str) -> str:
+    """The log of the Job's newest Pod ("" when it has none left)."""
+    pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
+    newest = status.newest([kube.sanitized(pod) for pod in pods])
+    if newest is None:
+        return ""
+    try:
+        return str(
+            kube.core().read_namespaced_pod_log(
+                newest["metadata"]["name"], namespace, container=outputs.PUBLISH_CONTAINER
+            )
+        )
+    except ApiException as error:
+        logger.warning("no log for %s: %s", newest["metadata"]["name"], kube.message_of(error))
+        return ""
+
+
+def _claim_class(record: Mapping[str, Any]) -> str | None:
+    """The storage class of the existing claim a Record names, if it names one."""
+    claim = ((record.get("spec") or {}).get("storage") or {}).get("claimName")
+    if not claim:
+        return None
+    try:
+        found = kube.core().read_namespaced_persistent_volume_claim(claim, record["metadata"]["namespace"])
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return found.spec.storage_class_name
+
+
+def _delete_file(namespace: str, name: str) -> None:
+    try:
+        kube.custom().delete_namespaced_custom_object(GROUP, VERSION, namespace, files.PLURAL, name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
