@@ -32,6 +32,12 @@ class RunningSandbox:
         self.sandbox = sandbox
         self.namespace = namespace or sandbox.namespace
 
+    def apply(self, objects: Any) -> list[str]:
+        """Create or update the objects in this namespace, as `kubectl apply` does."""
+        if isinstance(self.sandbox, RealCluster):
+            return self.sandbox.kubectl_apply(objects, self.namespace)
+        return self.sandbox.apply(objects)
+
     def upload(self, record: str, *sources: Path, prefix: str = "") -> list[upload.UploadedFile]:
         return self.sandbox.upload(record, upload.plan(list(sources), prefix), self.namespace)
 
