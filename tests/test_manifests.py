@@ -161,7 +161,10 @@ def test_kustomization_lists_existing_resources(path: Path) -> None:
         assert target.exists(), f"{rel(path)}: {entry} does not exist"
         if target.is_dir():
             assert (target / "kustomization.yaml").is_file(), f"{rel(path)}: {entry} is no kustomization"
-    listed = {(path.parent / entry).resolve() for entry in resources}
+    patches = [patch["path"] for patch in document.get("patches") or [] if "path" in patch]
+    for patch in patches:
+        assert (path.parent / patch).is_file(), f"{rel(path)}: patch {patch} does not exist"
+    listed = {(path.parent / entry).resolve() for entry in [*resources, *patches]}
     for sibling in path.parent.glob("*.yaml"):
         if sibling.name != "kustomization.yaml":
             assert sibling.resolve() in listed, f"{rel(sibling)} is not listed in {rel(path)}"
@@ -319,7 +322,10 @@ FIELDS: dict[str, dict[str, str]] = {
         "spec.addedAt": "string",
         "spec.uploader": "string",
         "spec.source": "object",
-        **{f"spec.source.{key}": "string" for key in ("invocation", "record", "file", "sha256", "action", "image")},
+        **{
+            f"spec.source.{key}": "string"
+            for key in ("invocation", "record", "file", "sha256", "action", "image")
+        },
         "spec.source.chain": "array",
         "spec.source.chain[]": "string",
         "status": "object",
@@ -1196,6 +1202,32 @@ def test_rendered_samples_validate_and_fit_together(
     record = one(rendered_samples, "Record")
     assert record["spec"] == {"storage": {"size": "10Gi"}}
     assert record["metadata"]["labels"] == {"app.kubernetes.io/part-of": "autoscene"}
+
+
+def test_the_chain_renders_as_the_sandbox_reads_it(crds: dict[tuple[str, str], dict[str, Any]]) -> None:
+    """`kubectl kustomize manifests/chain` (the reference) and the sandbox's reading of the same folder
+    (`make demo` runs without kubectl) give the same objects; they validate and chain up."""
+    from autoscene.sandbox.apply import documents
+
+    rendered = render(MANIFESTS_DIR / "chain")
+    key = lambda obj: (obj["kind"], obj["metadata"]["name"])  # noqa: E731
+    assert sorted(rendered, key=key) == sorted(documents(MANIFESTS_DIR / "chain"), key=key)
+    for obj in rendered:
+        assert schemas.validate(obj, crds) == [], obj["kind"]
+    extract = next(obj for obj in rendered if key(obj) == ("Action", "extract-images"))
+    assert extract["spec"]["outputs"] == {"record": "{{record.name}}-frames"}
+    assert extract["spec"]["image"] == one(render(SAMPLES_DIR), "Action")["spec"]["image"]  # the rest kept
+    sheet_trigger = next(obj for obj in rendered if key(obj) == ("Trigger", "contact-sheet-of-frames"))
+    assert sheet_trigger["spec"]["action"] == "contact-sheet"
+    assert sheet_trigger["spec"]["fileGlob"] == "manifest.json"
+
+
+def test_the_sandbox_refuses_kustomize_fields_it_cannot_render(tmp_path: Path) -> None:
+    from autoscene.sandbox.apply import documents
+
+    (tmp_path / "kustomization.yaml").write_text("resources: []\nnamePrefix: x-\n")
+    with pytest.raises(ValueError, match="cannot render namePrefix"):
+        list(documents(tmp_path))
 
 
 # Images ----------------------------------------------------------------------------------------
