@@ -7,7 +7,7 @@ import pytest
 from autoscene import jobs, outputs, templates
 from autoscene.lifecycle import RUNNING, SUCCEEDED
 
-INVOCATION = {
+INVOCATION: dict[str, Any] = {
     "apiVersion": "autoscene.io/v1alpha1",
     "kind": "Invocation",
     "metadata": {"name": "run-1", "namespace": "ns", "uid": "u-1"},
