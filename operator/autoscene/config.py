@@ -38,6 +38,9 @@ class OperatorConfig:
     leadership: Leadership | None = None
     #: Port of the Prometheus metrics endpoint; None serves none.
     metrics_port: int | None = None
+    #: Whether each run's log (its last MiB) is kept on its Record's volume for `autoscene logs` after
+    #: the Job is gone (`--no-keep-logs`: only the Invocation's status.logTail stays).
+    keep_logs: bool = True
     #: kopf's health endpoint (e.g. http://0.0.0.0:8080/healthz) for liveness probes; None serves none.
     liveness: str | None = None
 

@@ -12,6 +12,7 @@ from . import (
     kube,
     labels,
     lifecycle,
+    logkeeping,
     outputs,
     queueing,
     records,
@@ -200,10 +201,16 @@ def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid:
         if job is None:
             return status.failed(JOB_LOST, f'job "{current["jobName"]}" was deleted before it finished')
         if not observed:  # read the Job's Pods once, and only for a run that is not final
-            observed.update(observed_status(job))
+            observed.update(observed_status(job, logs if config.current().keep_logs else None))
         return outputs.registering(current, observed)
 
-    return write({"metadata": {"namespace": namespace, "name": name, "uid": uid}}, wanted)
+    logs: list[bytes] = []
+    written = write({"metadata": {"namespace": namespace, "name": name, "uid": uid}}, wanted)
+    claim = claim_of_job(job) if job is not None else None
+    if written is not None and logs and claim:
+        record = written.invocation["spec"]["record"]
+        logkeeping.KEEPER.keep(logkeeping.KeptLog(namespace, record, claim, name, logs[0]))
+    return written
 
 
 Wanted = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any] | None]
@@ -275,8 +282,9 @@ def write(invocation: Mapping[str, Any], wanted: Wanted) -> Transition | None:
     return transition
 
 
-def observed_status(job: Mapping[str, Any]) -> dict[str, Any]:
-    """The status the Job and its Pods say, with the log's end once the run is over."""
+def observed_status(job: Mapping[str, Any], logs: list[bytes] | None = None) -> dict[str, Any]:
+    """The status the Job and its Pods say, with the log's end once the run is over (the log itself,
+    its last `logkeeping.KEPT_BYTES`, appended to `logs` when given)."""
     namespace, pods = job["metadata"]["namespace"], []
     if status.needs_pods(job):
         selector = f"job-name={job['metadata']['name']}"
@@ -285,11 +293,13 @@ def observed_status(job: Mapping[str, Any]) -> dict[str, Any]:
             for pod in kube.core().list_namespaced_pod(namespace, label_selector=selector).items
         ]
     wanted = status.from_job(job, pods)
-    if wanted["phase"] in status.FINISHED and "logTail" not in wanted:
+    if wanted["phase"] in status.FINISHED and ("logTail" not in wanted or logs is not None):
         # Kept in the Invocation: the Job and its Pods (and their logs) are deleted after a while.
         log = _newest_log(namespace, pods)
-        if log:
-            wanted["logTail"] = status.log_tail(log)
+        if log and "logTail" not in wanted:
+            wanted["logTail"] = status.log_tail(log.decode(errors="replace"))
+        if log and logs is not None:
+            logs.append(log)
     return wanted
 
 
@@ -317,20 +327,27 @@ def _owner_uid(job: Mapping[str, Any]) -> str | None:
     return owner[1] if owner else None
 
 
-def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> str:
+def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> bytes:
+    """The end of the newest Pod's action log (`logkeeping.bounded`); empty when there is none."""
     newest = status.newest(pods)
     if newest is None:
-        return ""
+        return b""
     try:
-        return str(
-            kube.core().read_namespaced_pod_log(
-                newest["metadata"]["name"],
-                namespace,
-                container=jobs.ACTION_CONTAINER,
-                tail_lines=status.LOG_TAIL_LINES,
-                limit_bytes=4 * status.LOG_TAIL_CHARS,
-            )
+        response = kube.core().read_namespaced_pod_log(
+            newest["metadata"]["name"], namespace, container=jobs.ACTION_CONTAINER, _preload_content=False
         )
+        try:
+            return logkeeping.bounded(response.stream(1 << 16))
+        finally:
+            response.release_conn()
     except Exception as error:  # a log is a nice-to-have: the run's outcome does not depend on it
         logger.debug("no log for %s: %s", newest["metadata"]["name"], error)
-        return ""
+        return b""
+
+
+def claim_of_job(job: Mapping[str, Any]) -> str | None:
+    """The Record claim a run's Job mounts (`jobs.build_job`)."""
+    for volume in job["spec"]["template"]["spec"].get("volumes") or []:
+        if volume.get("persistentVolumeClaim"):
+            return str(volume["persistentVolumeClaim"]["claimName"])
+    return None

@@ -1,0 +1,66 @@
+"""A run's log kept on its Record's volume, so that it outlives the Job: end to end on both servers."""
+
+from pathlib import Path
+
+from autoscene import GROUP, VERSION, kube, logkeeping
+from autoscene.sandbox.session import wait_for
+
+from .conftest import RunningSandbox
+from .test_end_to_end import create_invocation
+
+
+def kept_log(cluster: RunningSandbox, invocation: str) -> Path:
+    record = kube.get_custom("records", cluster.namespace, "recordings")
+    assert record is not None
+    claim = record["status"]["claimName"]
+    return cluster.sandbox.volumes / cluster.namespace / claim / logkeeping.log_path(invocation)
+
+
+def test_a_runs_log_is_kept_after_its_job_is_deleted(cluster: RunningSandbox, tmp_path: Path) -> None:
+    """The whole log of a short run; the last MiB, whole lines, of a long one; both still there once
+    the Jobs (and their Pods) are gone."""
+    talk = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Action",
+        "metadata": {"name": "talk"},
+        "spec": {
+            "image": "busybox:1.36.1",
+            "command": ["sh", "-c", 'seq 1 "{{parameter.lines}}" | sed "s/^/line /"'],
+            "parameters": [{"name": "lines", "required": True}],
+        },
+    }
+    cluster.apply([talk])
+    seed = tmp_path / "seed.txt"
+    seed.write_text("x\n")
+    cluster.upload("recordings", seed)
+    create_invocation(cluster, "short-talk", action="talk", file="seed.txt", parameters={"lines": "3000"})
+    create_invocation(cluster, "long-talk", action="talk", file="seed.txt", parameters={"lines": "150000"})
+    for name in ("short-talk", "long-talk"):
+        assert cluster.finished(name, timeout=90)["status"]["phase"] == "Succeeded"
+
+    short = wait_for(lambda: kept_log(cluster, "short-talk").is_file() or None, 30, "the short log kept")
+    assert short
+    expected = "".join(f"line {number}\n" for number in range(1, 3001))
+    assert kept_log(cluster, "short-talk").read_text() == expected
+
+    wait_for(lambda: kept_log(cluster, "long-talk").is_file() or None, 30, "the long log kept")
+    long_text = kept_log(cluster, "long-talk").read_bytes()
+    whole = "".join(f"line {number}\n" for number in range(1, 150_001)).encode()
+    note, _, rest = long_text.partition(b"\n")
+    assert whole.endswith(rest) and rest.startswith(b"line ")
+    assert logkeeping.KEPT_BYTES - 20 < len(rest) <= logkeeping.KEPT_BYTES
+    assert note == f"[the first {len(whole) - len(rest)} bytes of the log were not kept]".encode()
+
+    for name in ("short-talk", "long-talk"):
+        kube.batch().delete_namespaced_job(name, cluster.namespace, propagation_policy="Foreground")
+    wait_for(
+        lambda: (
+            not kube.batch()
+            .list_namespaced_job(cluster.namespace, label_selector="autoscene.io/action=talk")
+            .items
+            or None
+        ),
+        60,
+        "the jobs to be gone",
+    )
+    assert kept_log(cluster, "short-talk").read_text() == expected
