@@ -1,7 +1,9 @@
 """The `autoscene` command as a user types it."""
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +14,38 @@ from typer.testing import CliRunner
 from autoscene import kube
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
+from autoscene.sandbox.session import FolderLock
 
 from .conftest import RunningSandbox
 
 runner = CliRunner()
+# The CLI as its entry point starts it, but with warnings logged to stderr (where a retry of the
+# connection would show) and a last line there telling whether the Kubernetes client was loaded.
+LAUNCHER = """
+import atexit, logging, sys
+logging.basicConfig(level=logging.WARNING)
+atexit.register(lambda: print("kubernetes loaded:", "kubernetes" in sys.modules, file=sys.stderr))
+from autoscene.cli import app
+sys.argv[0] = "autoscene"
+app()
+"""
+# Imports the CLI, then asks each command for its --help in the same process; prints on stderr, as JSON,
+# which of the modules that load the Kubernetes client were loaded after each step.
+HELP_PROBE = """
+import json, sys
+from typer.main import get_command
+from autoscene.cli import app
+heavy = ("kubernetes", "urllib3", "kopf", "autoscene.kube", "autoscene.invocations")
+loaded = {"import": [name for name in heavy if name in sys.modules]}
+command = get_command(app)
+for name in command.commands:
+    try:
+        command([name, "--help"], prog_name="autoscene")
+    except SystemExit as done:
+        assert done.code == 0, (name, done.code)
+    loaded[name] = [module for module in heavy if module in sys.modules]
+print(json.dumps(loaded), file=sys.stderr)
+"""
 
 
 def upload(sandbox: RunningSandbox, *args: str) -> tuple[int, str]:
@@ -42,7 +72,10 @@ def test_upload_errors_are_clear_and_copy_nothing(sandbox: RunningSandbox, tmp_p
         ("recordings", str(tmp_path / "missing.mp4")): "missing.mp4: no such file",
         ("recordings", str(clip), "--prefix", "../up"): "escapes the record",
         ("recordings", str(clip), "--prefix", "/abs"): "not a relative path",
-        ("no-such-record", str(clip)): 'record "no-such-record" does not exist',
+        (
+            "no-such-record",
+            str(clip),
+        ): f'record "no-such-record" not found in namespace "{sandbox.namespace}"',
     }
     for args, message in cases.items():
         code, output = upload(sandbox, *args)
@@ -320,3 +353,137 @@ def test_outputs_are_listed_and_downloaded_with_their_sha256(sandbox: RunningSan
     }
     assert copies == originals and len(originals) >= 7  # 6 frames and the manifest
     assert all(f"sha256:{digest}" in output for digest in originals.values())
+
+
+def autoscene(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def kubeconfig_at(path: Path, port: int) -> Path:
+    """A kubeconfig whose one context names an API server on this local port."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{port}"}}],
+        "users": [{"name": "u", "user": {}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    """The error the command printed, checked to be a single line with nothing on stderr but the
+    launcher's note: no traceback, no retried connection."""
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout.count("\n") == 1, done.stdout
+    assert done.stderr.splitlines()[:-1] == [], done.stderr
+    return done.stdout.strip()
+
+
+def test_help_and_the_import_of_the_cli_load_no_kubernetes_client(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stderr.splitlines()[-1])
+    assert {"import", "runs", "logs", "upload", "operator", "sandbox"} <= loaded.keys()
+    assert all(modules == [] for modules in loaded.values()), loaded
+    assert "Usage: autoscene runs" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["runs"],
+        ["invocations"],
+        ["run", "extract-images", "recordings", "a.mp4"],
+        ["cancel", "some-run"],
+        ["logs", "some-run"],
+        ["upload", "recordings", "clip.mp4"],
+    ],
+)
+def test_an_unreachable_api_server_is_one_line_saying_where_it_looked(
+    command: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "clip.mp4").write_bytes(b"bytes")
+    port = closed_port()
+    kubeconfig = kubeconfig_at(tmp_path / "cluster" / "kubeconfig", port)
+    error = one_line(autoscene(*command, "--kubeconfig", kubeconfig, cwd=tmp_path))
+    assert error == (
+        f"error: cannot reach the API server at http://127.0.0.1:{port} (kubeconfig {kubeconfig}): "
+        "Connection refused; no sandbox is running in .autoscene"
+    )
+
+
+def test_a_sandboxs_kubeconfig_tells_whether_that_sandbox_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "sandbox"
+    lock = FolderLock(folder)
+    lock.acquire()  # a sandbox ran here, and stopped
+    lock.release()
+    port = closed_port()
+    kubeconfig = kubeconfig_at(folder / "kubeconfig", port)
+    stopped = autoscene("runs", "--kubeconfig", kubeconfig, cwd=tmp_path)
+    assert one_line(stopped) == (
+        f"error: no sandbox is running in {folder} (kubeconfig {kubeconfig}): "
+        f"start it with `autoscene sandbox --keep --dir {folder}`"
+    )
+    assert stopped.stderr.endswith("kubernetes loaded: False\n")  # told from the folder alone
+    lock.acquire()  # this process is now the sandbox, running but not answering
+    try:
+        hung = autoscene("logs", "some-run", "--kubeconfig", kubeconfig, cwd=tmp_path)
+    finally:
+        lock.release()
+    assert one_line(hung) == (
+        f"error: cannot reach the API server at http://127.0.0.1:{port} (kubeconfig {kubeconfig}): "
+        f"Connection refused; a sandbox is running in {folder} (pid {os.getpid()})"
+    )
+
+
+def test_a_missing_or_unreadable_kubeconfig_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing"
+    done = runner.invoke(app, ["runs", "--kubeconfig", str(missing)])
+    assert done.exit_code == 1 and done.output.count("\n") == 1, done.output
+    assert done.output.startswith(f"error: no kubeconfig at {missing}: start a sandbox")
+    for text, reason in (
+        ("", "is empty"),
+        ("clusters: [\n", "while parsing"),
+        ("kind: Config\n", "current-context"),
+    ):
+        broken = tmp_path / "broken"
+        broken.write_text(text)
+        done = runner.invoke(app, ["invocations", "--kubeconfig", str(broken)])
+        assert done.exit_code == 1 and done.output.count("\n") == 1, done.output
+        assert (
+            done.output.startswith(f"error: cannot use the kubeconfig at {broken}: ")
+            and reason in done.output
+        )
+
+
+def test_unknown_names_are_one_line_and_create_nothing(sandbox: RunningSandbox) -> None:
+    cases = [
+        (("run", "no-such-action", "recordings", "a.mp4"), 'action "no-such-action"'),
+        (("run", "extract-images", "no-such-record", "a.mp4"), 'record "no-such-record"'),
+        *(
+            ((command, "no-such-run"), 'invocation "no-such-run"')
+            for command in ("rerun", "cancel", "logs", "outputs")
+        ),
+    ]
+    for args, unknown in cases:
+        code, output = cli(sandbox, *args)
+        assert (code, output) == (1, f'error: {unknown} not found in namespace "{sandbox.namespace}"\n'), args
+    assert sandbox.invocations() == []

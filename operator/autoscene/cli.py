@@ -2,8 +2,10 @@
 
 import contextlib
 import enum
+import fcntl
 import functools
 import logging
+import shlex
 import signal
 import sys
 import time
@@ -13,16 +15,27 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.markup import escape
 
-from . import GROUP, VERSION, invocations, kube, render, timestamps, upload
+from . import GROUP, VERSION
 from .config import Leadership, OperatorConfig, parse_job_ttl
+
+# This module loads typer, rich's console and the standard library only, so that `--help`, and an error
+# found before the API server is asked, come at once: the package's modules that load the Kubernetes
+# client (about a second of imports) are imported inside the commands, after `_connect` has checked the
+# kubeconfig and the sandbox.
 
 app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
 # Piped output (CI logs, files) gets the room of a wide terminal rather than 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
 DEFAULT_SANDBOX = Path(".autoscene")
+# The plurals in the API's paths (`invocations.PLURAL` would load the operator's whole core).
+INVOCATIONS, ACTIONS, RECORDS = "invocations", "actions", "records"
+# The file a running sandbox holds an flock on: sandbox/session.py's LOCK_FILE, named here because that
+# module loads kopf and the Kubernetes client.
+SANDBOX_LOCK = "sandbox.lock"
+# The kubeconfig this command connected with, for an error to say where it looked.
+_kubeconfig_in_use: Path | None = None
 
 
 class ControlPlaneKind(enum.StrEnum):
@@ -61,8 +74,7 @@ def sandbox(
     try:
         running = stack.enter_context(_cluster(control_plane, folder))
     except SandboxBusy as error:
-        console.print(f"[red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(1) from error
+        _fail(str(error))
     with stack:
         console.print(
             f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
@@ -100,15 +112,18 @@ def upload_command(
     Against a cluster the bytes go through the Kubernetes API (a short-lived uploader Pod, a tar stream
     over exec, the sha256 checked on arrival); against a running sandbox straight into its volumes.
     """
-    from . import cluster_upload
+    _connect(kubeconfig)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from . import cluster_upload, upload
     from .sandbox.session import volumes_of
 
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     try:
         planned = upload.plan(files, prefix)
-        kube.configure(str(config))
-        volumes = volumes_of(config)
         total = sum(source.stat().st_size for source, _ in planned)
+        _existing(RECORDS, namespace, record)  # before the progress bar, so that the error is one line
+        volumes = volumes_of(config)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -119,12 +134,15 @@ def upload_command(
             task = progress.add_task(f"uploading to {record}", total=total)
             advance = lambda done: progress.advance(task, done)  # noqa: E731
             if volumes is None:
-                uploaded = cluster_upload.upload_via_exec(namespace, record, planned, advance)
+                uploaded = _api_errors(
+                    lambda: cluster_upload.upload_via_exec(namespace, record, planned, advance)
+                )
             else:
-                uploaded = upload.upload_to_folder(volumes, namespace, record, planned, advance)
+                uploaded = _api_errors(
+                    lambda: upload.upload_to_folder(volumes, namespace, record, planned, advance)
+                )
     except (upload.UploadError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(1) from error
+        _fail(str(error))
     for file in uploaded:
         console.print(f"{file.path}  {file.size} bytes  sha256:{file.sha256}")
 
@@ -135,8 +153,8 @@ def invocations_command(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """The run history: every Invocation with its phase, duration, exit code and message."""
-    kube.configure(str(kubeconfig or DEFAULT_SANDBOX / "kubeconfig"))
-    _print_invocations(namespace)
+    _connect(kubeconfig)
+    _api_errors(lambda: _print_invocations(namespace))
 
 
 @app.command("runs")
@@ -151,9 +169,11 @@ def runs_command(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """The run history, filtered, with full names that can be copied into other commands."""
-    from . import labels, runs
-
     _connect(kubeconfig)
+    from rich.table import Table
+
+    from . import kube, labels, render, runs, timestamps
+
     selector = ",".join(
         f"{key}={labels.value_of(value)}"
         for key, value in ((labels.RECORD, record), (labels.ACTION, action))
@@ -161,7 +181,7 @@ def runs_command(
     )
 
     def show() -> None:
-        found = runs.matching(kube.list_custom(invocations.PLURAL, namespace, label_selector=selector), phase)
+        found = runs.matching(kube.list_custom(INVOCATIONS, namespace, label_selector=selector), phase)
         rows = render.invocation_rows(found, timestamps.now())
         table = Table(*render.COLUMNS, title=f"runs in {namespace}", title_justify="left")
         # A name is never cut or wrapped: it is what the other commands take; the message gives way.
@@ -200,8 +220,13 @@ def run_command(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--parameter") from error
     _connect(kubeconfig)
+    from . import kube
+
+    # A run of a missing Action would wait for it (ActionNotFound): a mistyped name is told at once instead.
+    _existing(ACTIONS, namespace, action)
+    _existing(RECORDS, namespace, record)
     bodies = [runs.manual_run(namespace, action, record, path, values) for path in files]
-    _api_errors(lambda: [kube.create_custom(invocations.PLURAL, body) for body in bodies])
+    _api_errors(lambda: [kube.create_custom(INVOCATIONS, body) for body in bodies])
     names = [body["metadata"]["name"] for body in bodies]
     for name in names:
         console.print(f"invocation {name} created")
@@ -217,12 +242,12 @@ def rerun_command(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """A new run with the same Action, file, content and parameters, linked to the old one."""
-    from . import runs
-
     _connect(kubeconfig)
+    from . import kube, runs
+
     old = _invocation(namespace, invocation)
     again = runs.rerun_of(old)
-    _api_errors(lambda: kube.create_custom(invocations.PLURAL, again))
+    _api_errors(lambda: kube.create_custom(INVOCATIONS, again))
     console.print(f"invocation {again['metadata']['name']} created (a re-run of {invocation})")
     if wait:
         raise typer.Exit(_wait_for_runs(namespace, [again["metadata"]["name"]]))
@@ -238,9 +263,9 @@ def logs_command(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """A run's log: live from its Pod while the Pod exists; after that, the end the Invocation kept."""
-    from . import jobs
-
     _connect(kubeconfig)
+    from . import jobs, kube
+
     found = _invocation(namespace, invocation)
     current = found.get("status") or {}
     job = current.get("jobName")
@@ -289,11 +314,11 @@ def outputs_command(
 ) -> None:
     """What a run wrote to /cos/outputs; with --download, a copy of it (through the API on a cluster,
     each file's sha256 checked against the one computed where the bytes are)."""
-    from . import cluster_upload, jobs, records
-    from .sandbox.session import volumes_of
-
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     _connect(kubeconfig)
+    from . import cluster_upload, jobs, kube, records, upload
+    from .sandbox.session import volumes_of
+
     found = _invocation(namespace, invocation)
     spec, current = found["spec"], found.get("status") or {}
     folder = jobs.output_subpath(found["metadata"]["name"])
@@ -331,20 +356,24 @@ def cancel_command(
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """Stop a run: the operator marks it Cancelled and deletes its Job (a finished run stays as it is)."""
+    _connect(kubeconfig)
     from kubernetes.client.exceptions import ApiException
 
-    from . import runs
+    from . import kube, runs
 
-    _connect(kubeconfig)
     request = {"metadata": {"annotations": {runs.CANCEL: "true"}}}
-    try:
-        kube.custom().patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, invocations.PLURAL, invocation, request
-        )
-    except ApiException as error:
-        if error.status == 404:
-            _not_found(namespace, invocation)
-        raise
+
+    def annotate() -> None:
+        try:
+            kube.custom().patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, INVOCATIONS, invocation, request
+            )
+        except ApiException as error:
+            if error.status == 404:
+                _not_found(INVOCATIONS, namespace, invocation)
+            raise
+
+    _api_errors(annotate)
     console.print(f"invocation {invocation}: cancellation requested")
 
 
@@ -409,35 +438,64 @@ def _cluster(kind: ControlPlaneKind, folder: Path) -> Any:
     try:
         find_binaries()
     except ControlPlaneUnavailable as error:
-        console.print(f"[red]error:[/] {error}", soft_wrap=True)
-        raise typer.Exit(1) from error
+        _fail(str(error))
     return RealCluster(folder)
 
 
 def _invocation(namespace: str, name: str) -> dict[str, Any]:
     """The Invocation, or a one-line error and exit status 1."""
-    found = _api_errors(lambda: kube.get_custom(invocations.PLURAL, namespace, name))
+    return _existing(INVOCATIONS, namespace, name)
+
+
+def _existing(plural: str, namespace: str, name: str) -> dict[str, Any]:
+    """The object, or a one-line error and exit status 1."""
+    from . import kube
+
+    found = _api_errors(functools.partial(kube.get_custom, plural, namespace, name))
     if found is None:
-        _not_found(namespace, name)
+        _not_found(plural, namespace, name)
     return found
 
 
-def _not_found(namespace: str, name: str) -> NoReturn:
-    console.print(f'[red]error:[/] invocation "{name}" not found in namespace "{namespace}"')
+def _not_found(plural: str, namespace: str, name: str) -> NoReturn:
+    _fail(f'{plural.removesuffix("s")} "{name}" not found in namespace "{namespace}"')
+
+
+def _fail(message: str) -> NoReturn:
+    """`message` as one line, whatever the terminal's width (rich would wrap it), and exit status 1."""
+    console.print(f"[red]error:[/] {escape(message)}", soft_wrap=True, highlight=False)
     raise typer.Exit(1)
 
 
 def _connect(kubeconfig: Path | None) -> None:
     """The API client for `kubeconfig` (else $KUBECONFIG, else the sandbox's); a one-line error when
-    there is none."""
-    config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
-    if not Path(config).exists():
-        console.print(
-            f"[red]error:[/] no kubeconfig at {config}: start a sandbox (`autoscene sandbox`) or give "
+    there is none, when it cannot be read, or when it is a sandbox's and that sandbox is not running."""
+    global _kubeconfig_in_use
+    config = Path(kubeconfig or DEFAULT_SANDBOX / "kubeconfig")
+    if not config.exists():
+        _fail(
+            f"no kubeconfig at {config}: start a sandbox (`autoscene sandbox --keep`) or give "
             "--kubeconfig / $KUBECONFIG"
         )
-        raise typer.Exit(1)
-    kube.configure(str(config))
+    # Known from the sandbox's folder alone, before the Kubernetes client is even loaded.
+    if _is_sandbox_folder(config.parent) and _sandbox_holder(config.parent) is None:
+        _fail(
+            f"no sandbox is running in {config.parent} (kubeconfig {config}): start it with "
+            f"`autoscene sandbox --keep{_dir_option(config.parent)}`"
+        )
+    import yaml
+    from kubernetes.config import ConfigException
+
+    from . import kube
+
+    try:
+        api = kube.configure(str(config))
+    except (ConfigException, yaml.YAMLError) as error:
+        _fail(f"cannot use the kubeconfig at {config}: {' '.join(str(error).split())}")
+    # At a terminal a server that does not answer is told at once, not after six retries and 12 s of
+    # backoff; one that answers "busy" (429, 5xx) is still waited for, as the operator waits.
+    api.rest_client.pool_manager.connection_pool_kw["retries"] = kube.RETRIES.new(connect=0, other=0)
+    _kubeconfig_in_use = config
 
 
 T = TypeVar("T")
@@ -448,24 +506,67 @@ def _api_errors(call: Callable[[], T]) -> T:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError
 
+    from . import kube
+
     try:
         return call()
     except ApiException as error:
-        console.print(f"[red]error:[/] the API server refused: {kube.message_of(error)}")
-        raise typer.Exit(1) from error
+        _fail(f"the API server refused: {kube.message_of(error)}")
     except HTTPError as error:
-        host = kube.api_client().configuration.host
-        console.print(
-            f"[red]error:[/] cannot reach the API server at {host} (is the sandbox running?): {error}"
-        )
-        raise typer.Exit(1) from error
+        where = kube.api_client().configuration.host
+        if _kubeconfig_in_use is not None:
+            where += f" (kubeconfig {_kubeconfig_in_use})"
+        _fail(f"cannot reach the API server at {where}: {_reason_of(error)}; {_sandbox_state()}")
+
+
+def _reason_of(error: BaseException) -> str:
+    """What went wrong at the bottom: "Connection refused" rather than urllib3's retry summary."""
+    cause: BaseException = getattr(error, "reason", None) or error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror
+    return " ".join(str(cause).split())
+
+
+def _sandbox_state() -> str:
+    """Whether a sandbox runs where the kubeconfig lies, or else in the default folder."""
+    here = _kubeconfig_in_use.parent if _kubeconfig_in_use is not None else DEFAULT_SANDBOX
+    folder = here if _is_sandbox_folder(here) else DEFAULT_SANDBOX
+    holder = _sandbox_holder(folder)
+    return f"a sandbox is running in {folder} ({holder})" if holder else f"no sandbox is running in {folder}"
+
+
+def _is_sandbox_folder(folder: Path) -> bool:
+    return (folder / SANDBOX_LOCK).is_file()
+
+
+def _sandbox_holder(folder: Path) -> str | None:
+    """Who runs the sandbox in `folder` ("pid 123"), or None when no one does. A running sandbox holds an
+    exclusive flock on its lock file: a shared one, tried and dropped at once, tells which."""
+    try:
+        handle = (folder / SANDBOX_LOCK).open()
+    except FileNotFoundError:
+        return None
+    with handle:  # closing drops the shared lock, if it was granted
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+    return None
+
+
+def _dir_option(folder: Path) -> str:
+    return "" if folder == DEFAULT_SANDBOX else f" --dir {shlex.quote(str(folder))}"
 
 
 def _wait_for_change(namespace: str, selector: str) -> None:
     from kubernetes import watch
 
+    from . import kube
+
     listing = kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, invocations.PLURAL, label_selector=selector
+        GROUP, VERSION, namespace, INVOCATIONS, label_selector=selector
     )
     version = listing["metadata"]["resourceVersion"]
     for _ in watch.Watch().stream(
@@ -473,7 +574,7 @@ def _wait_for_change(namespace: str, selector: str) -> None:
         GROUP,
         VERSION,
         namespace,
-        invocations.PLURAL,
+        INVOCATIONS,
         label_selector=selector,
         resource_version=version,
         timeout_seconds=60,
@@ -483,15 +584,13 @@ def _wait_for_change(namespace: str, selector: str) -> None:
 
 def _wait_for_runs(namespace: str, names: list[str]) -> int:
     """Show each run's phase until all are over; 0 when all succeeded, else 1."""
-    from . import lifecycle
+    from . import kube, lifecycle
 
     phases: dict[str, str] = {}
     with console.status("waiting for the runs") as waiting:
         while True:
             for name in names:
-                found = (
-                    _api_errors(functools.partial(kube.get_custom, invocations.PLURAL, namespace, name)) or {}
-                )
+                found = _api_errors(functools.partial(kube.get_custom, INVOCATIONS, namespace, name)) or {}
                 phase = (found.get("status") or {}).get("phase", "Pending")
                 if phases.get(name) != phase:
                     phases[name] = phase
@@ -505,8 +604,12 @@ def _wait_for_runs(namespace: str, names: list[str]) -> int:
 
 
 def _print_invocations(namespace: str) -> None:
+    from rich.table import Table
+
+    from . import kube, render, timestamps
+
     table = Table(*render.COLUMNS, title=f"invocations in {namespace}", title_justify="left")
-    for row in render.invocation_rows(kube.list_custom(invocations.PLURAL, namespace), timestamps.now()):
+    for row in render.invocation_rows(kube.list_custom(INVOCATIONS, namespace), timestamps.now()):
         table.add_row(*row)
     console.print(table)
 
