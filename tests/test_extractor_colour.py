@@ -56,6 +56,7 @@ class Case:
     chroma: str  # 420 | 422 | 444
     bits: int = 8
     tagged: bool = True
+    odd_size: bool = False  # one column and one row more (black): 4:4:4 and AV1 allow odd sizes
 
     @property
     def pixel_format(self) -> str:
@@ -65,7 +66,8 @@ class Case:
     def __str__(self) -> str:
         range_name = "full" if self.full_range else "limited"
         tags = "" if self.tagged else "-untagged"
-        return f"{self.codec}-{self.matrix}-{range_name}-{self.chroma}-{self.bits}bit{tags}"
+        odd = "-odd" if self.odd_size else ""
+        return f"{self.codec}-{self.matrix}-{range_name}-{self.chroma}-{self.bits}bit{tags}{odd}"
 
 
 CASES = [
@@ -73,6 +75,7 @@ CASES = [
     Case("h264", "bt709", False, "420", bits=10),
     Case("h264", "bt709", False, "422"),
     Case("h264", "bt709", True, "444"),
+    Case("h264", "bt709", False, "444", odd_size=True),
     Case("h264", "bt601", False, "420", tagged=False),
     Case("h264", "bt601", True, "420", tagged=False),
     Case("hevc", "bt709", False, "420"),
@@ -84,6 +87,7 @@ CASES = [
     Case("av1", "bt709", False, "420"),
     Case("av1", "bt2020", False, "420", bits=10),
     Case("av1", "bt709", True, "444"),
+    Case("av1", "bt709", False, "420", odd_size=True),
     Case("mjpeg", "bt601", True, "420"),
     Case("mjpeg", "bt601", True, "422"),
     Case("mjpeg", "bt709", False, "444"),
@@ -107,6 +111,7 @@ def make_patch_clip(case: Case, folder: Path) -> Path:
     scale = f"scale=out_color_matrix={case.matrix}:out_range={'pc' if case.full_range else 'tv'}"
     if case.matrix == "bt601":
         scale = f"scale=out_color_matrix=bt601:out_range={'pc' if case.full_range else 'tv'}"
+    pad = "pad=iw+1:ih+1," if case.odd_size else ""
     tags: list[str] = []
     if case.tagged:
         space, primaries, transfer = TAGS[case.matrix]
@@ -115,7 +120,7 @@ def make_patch_clip(case: Case, folder: Path) -> Path:
         tags += ["-color_range", "pc" if case.full_range else "tv"]
     command = [
         "ffmpeg", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "10", "-i", str(source),
-        "-frames:v", "2", "-vf", f"{scale},format={case.pixel_format}",
+        "-frames:v", "2", "-vf", f"{pad}{scale},format={case.pixel_format}",
         *CODEC_ARGUMENTS[case.codec], *tags, str(clip),
     ]  # fmt: skip
     subprocess.run(command, check=True, capture_output=True, timeout=120)

@@ -77,8 +77,9 @@ def resize_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.
 
 
 def encode_jpeg(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
-    """JPEG from the decoder's Y'CbCr planes for BT.601 video (no RGB round trip), through BGR for other
-    colour matrices (see `colour`)."""
+    """JPEG from the decoder's Y'CbCr planes (no RGB round trip), converted to BT.601 on the planes when
+    the video has another colour matrix; through BGR for RGB video and the few frames that conversion
+    does not take (see `colour`)."""
     if goes_through_bgr(frame):
         picture = upright_picture(bgr_picture(frame), frame, options)
         subsampling = subsampling_of(frame)
