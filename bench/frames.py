@@ -9,13 +9,15 @@ alternating, `--rounds` times each:
   ffmpeg-q2  ffmpeg -i in.mp4 -q:v 2 out_%06d.jpg
   decode     ffmpeg -i in.mp4 -f null -   (decoding alone: the floor for any extractor)
   extractor  images/frame-extractor/extract_frames.py, as a Job runs it
+  baseline   with --baseline, another copy of the extractor (an earlier commit's, say), run beside it
 
 It prints medians of frames/s, wall and CPU seconds (children included), CPU milliseconds per frame,
 peak memory, output bytes, luma PSNR against the decoded source (BT.601 luma: the BT.709 clips' JPEG
 luma is BT.601's, so their PSNR reads low), colour error against ffmpeg's own decode of the first
 frame (median and 99th percentile of the differences of 16 x 16 block means, in levels), the ratios
 (CPU per frame beside decoding alone, its floor), a summary per clip, and whether each target is met.
-Needs the ffmpeg command. Usage: python bench/frames.py [--rounds 3] [--work bench/out]
+Needs the ffmpeg command. Usage: python bench/frames.py [--rounds 3] [--work bench/out] [--clips ...]
+[--baseline OTHER/extract_frames.py] [--no-memory]
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ TARGET_CPU_VS_ORIGINAL = 0.8
 COLOUR_TOLERANCE = 3
 CLIP_4K = Clip("4k", 3840, 2160, 48, preset="veryfast")
 PIPELINES = ("original", "ffmpeg-q2", "decode", "extractor")
+# The extractor scripts run, by pipeline: this tree's, and with --baseline another copy's beside it, so
+# that a change is measured against what it replaces in the same run (runs apart differ by 15-20 %).
+EXTRACTORS = {"extractor": EXTRACTOR}
 
 
 @dataclass
@@ -183,7 +188,7 @@ def command_for(pipeline: str, video: Path, output: Path) -> tuple[list[str], di
         OUTPUT_FOLDER=str(output),
         AUTOSCENE_TERMINATION_LOG=str(output / "summary.json"),
     )
-    return [sys.executable, str(EXTRACTOR)], env
+    return [sys.executable, str(EXTRACTORS[pipeline])], env
 
 
 def busy_cpu_seconds() -> float:
@@ -315,17 +320,22 @@ def undisturbed_run(pipeline: str, video: Path, output: Path, deadline: float) -
     return run_pipeline(pipeline, video, output)
 
 
+def pipelines() -> tuple[str, ...]:
+    return PIPELINES + tuple(name for name in EXTRACTORS if name not in PIPELINES)
+
+
 def bench_clip(clip: Clip, video: Path, scratch: Path, rounds: int, deadline: float) -> Results:
-    results = Results({pipeline: [] for pipeline in PIPELINES})
+    chosen = pipelines()
+    results = Results({pipeline: [] for pipeline in chosen})
     for round_number in range(rounds):
         # Rotate the order every round so that no pipeline always runs first (or after a big delete).
-        order = PIPELINES[round_number % len(PIPELINES) :] + PIPELINES[: round_number % len(PIPELINES)]
+        order = chosen[round_number % len(chosen) :] + chosen[: round_number % len(chosen)]
         for pipeline in order:
             measure = undisturbed_run(pipeline, video, scratch / pipeline, deadline)
             results.runs[pipeline].append(measure)
             if pipeline != "decode" and measure.images != clip.frames:
                 print(f"  WARNING {pipeline} wrote {measure.images} images, expected {clip.frames}")
-    for pipeline in PIPELINES:
+    for pipeline in chosen:
         if pipeline != "decode":
             images = sorted((scratch / pipeline).rglob("*.jpg"))
             results.psnr[pipeline] = luma_psnr(video, images)
@@ -344,6 +354,18 @@ class Summary:
     cpu_vs_original: float  # CPU per frame, extractor / original loop
     decode_vs_original: float  # CPU per frame, decoding alone / original loop: the floor of the above
     colour: ColourError
+    baseline: Baseline | None = None
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The --baseline extractor on one clip, and the extractor against it."""
+
+    vs_original: float  # frames/s, baseline / original loop
+    vs_ffmpeg: float  # frames/s, baseline / ffmpeg -q:v 2
+    cpu_vs_original: float  # CPU per frame, baseline / original loop
+    extractor_cpu: float  # CPU per frame, extractor / baseline
+    extractor_fps: float  # frames/s, extractor / baseline
 
 
 def print_table(clip: Clip, results: Results, cores: int) -> tuple[list[tuple[str, bool]], Summary]:
@@ -362,7 +384,7 @@ def print_table(clip: Clip, results: Results, cores: int) -> tuple[list[tuple[st
     )
     print(f"  {'pipeline':<10}" + "".join(f"{column:>9}" for column in columns))
     fps = {}
-    for pipeline in PIPELINES:
+    for pipeline in pipelines():
         wall = results.median(pipeline, "wall")
         fps[pipeline] = clip.frames / wall
         psnr = results.psnr.get(pipeline)
@@ -395,6 +417,20 @@ def print_table(clip: Clip, results: Results, cores: int) -> tuple[list[tuple[st
         f"{decode_vs_original:.2f}x); colour vs ffmpeg's decode: median {colour.median:.1f}, "
         f"p99 {colour.p99:.1f}, largest {colour.largest:.1f} levels"
     )
+    baseline = None
+    if "baseline" in results.runs:
+        baseline = Baseline(
+            fps["baseline"] / fps["original"],
+            fps["baseline"] / fps["ffmpeg-q2"],
+            results.median("baseline", "cpu") / results.median("original", "cpu"),
+            results.median("extractor", "cpu") / results.median("baseline", "cpu"),
+            fps["extractor"] / fps["baseline"],
+        )
+        print(
+            f"  baseline:  {baseline.vs_original:.2f}x original, {baseline.vs_ffmpeg:.2f}x ffmpeg-q2, cpu per"
+            f" frame {baseline.cpu_vs_original:.2f}x original; the extractor against it: cpu per frame"
+            f" {baseline.extractor_cpu:.2f}x, frames/s {baseline.extractor_fps:.2f}x"
+        )
     verdicts = [
         (
             f"{clip.name}: >= {TARGET_VS_ORIGINAL}x the original loop ({vs_original:.2f}x)",
@@ -420,7 +456,10 @@ def print_table(clip: Clip, results: Results, cores: int) -> tuple[list[tuple[st
             wall_over_cpu <= TARGET_WALL_OVER_CPU,
         ),
     ]
-    return verdicts, Summary(clip.name, vs_original, vs_ffmpeg, cpu_vs_original, decode_vs_original, colour)
+    summary = Summary(
+        clip.name, vs_original, vs_ffmpeg, cpu_vs_original, decode_vs_original, colour, baseline
+    )
+    return verdicts, summary
 
 
 def print_summary(summaries: list[Summary]) -> None:
@@ -429,13 +468,19 @@ def print_summary(summaries: list[Summary]) -> None:
         "\nextractor, per clip (wall: frames/s ratio, higher is better; cpu: CPU per frame ratio, lower is"
         " better; decode: decoding alone, the floor of cpu; colour: median / p99 levels):"
     )
-    print(f"  {'clip':<14}{'vs orig':>9}{'vs ffmpeg':>10}{'cpu':>7}{'decode':>8}{'colour':>12}")
+    with_baseline = any(summary.baseline for summary in summaries)
+    extra = f"{'| baseline: vs orig':>20}{'vs ffmpeg':>10}{'cpu':>7}" if with_baseline else ""
+    print(f"  {'clip':<14}{'vs orig':>9}{'vs ffmpeg':>10}{'cpu':>7}{'decode':>8}{'colour':>12}{extra}")
     for summary in summaries:
         colour = f"{summary.colour.median:.1f} / {summary.colour.p99:.1f}"
-        print(
+        line = (
             f"  {summary.clip:<14}{summary.vs_original:>8.2f}x{summary.vs_ffmpeg:>9.2f}x"
             f"{summary.cpu_vs_original:>6.2f}x{summary.decode_vs_original:>7.2f}x{colour:>12}"
         )
+        if summary.baseline:
+            base = summary.baseline
+            line += f"{base.vs_original:>19.2f}x{base.vs_ffmpeg:>9.2f}x{base.cpu_vs_original:>6.2f}x"
+        print(line)
 
 
 def bench_memory(video: Path, scratch: Path) -> list[tuple[str, bool]]:
@@ -457,7 +502,14 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="runs of each pipeline per clip (default 3)")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out", help="clip cache folder")
     parser.add_argument("--clips", nargs="*", default=[clip.name for clip in CLIPS], help="clips to run")
+    parser.add_argument(
+        "--baseline", type=Path, help="another extract_frames.py to run beside the extractor, e.g. from"
+        " `git archive HEAD images/frame-extractor | tar -x -C /tmp/before`"
+    )
+    parser.add_argument("--no-memory", action="store_true", help="skip the 4K clip's peak memory")
     arguments = parser.parse_args()
+    if arguments.baseline:
+        EXTRACTORS["baseline"] = arguments.baseline.resolve()
     if shutil.which("ffmpeg") is None:
         print("the ffmpeg command is needed (apt-get install ffmpeg)", file=sys.stderr)
         return 2
@@ -466,7 +518,8 @@ def main() -> int:
     arguments.work.mkdir(parents=True, exist_ok=True)
     print(f"frame extraction benchmark: {cores} cores, {arguments.rounds} rounds, medians", flush=True)
     chosen = [clip for clip in CLIPS if clip.name in arguments.clips]
-    videos = {clip: make_clip(clip, arguments.work) for clip in (*chosen, CLIP_4K)}
+    memory_clip = () if arguments.no_memory else (CLIP_4K,)
+    videos = {clip: make_clip(clip, arguments.work) for clip in (*chosen, *memory_clip)}
     verdicts: list[tuple[str, bool]] = []
     summaries: list[Summary] = []
     busy_runs = 0
@@ -481,7 +534,8 @@ def main() -> int:
             busy_runs += sum(
                 run.elsewhere_share > BUSY_MACHINE_SHARE for runs in results.runs.values() for run in runs
             )
-        verdicts += bench_memory(videos[CLIP_4K], Path(scratch))
+        if not arguments.no_memory:
+            verdicts += bench_memory(videos[CLIP_4K], Path(scratch))
     print_summary(summaries)
     elapsed = time.perf_counter() - started
     if busy_runs:
