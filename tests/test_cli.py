@@ -95,9 +95,19 @@ def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
         env={**os.environ, "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Succeeded" in result.stdout
-    frames = list((tmp_path / "demo" / "volumes").rglob("frame_*.jpg"))
-    assert frames and f"{len(frames)} JPEG frames" in result.stdout
+    said = " ".join(result.stdout.split())
+    volumes = tmp_path / "demo" / "volumes" / "default"
+    # The chain: the frames the run wrote, registered again in the frames Record, then a contact sheet.
+    written = list((volumes / "record-recordings" / "outputs").rglob("frame_*.jpg"))
+    registered = list((volumes / "record-recordings-frames" / "files").rglob("frame_*.jpg"))
+    assert written and len(registered) == len(written)
+    assert (
+        f"{len(registered)} JPEG frames in {volumes / 'record-recordings-frames' / 'files' / 'demo'}" in said
+    )
+    sheet = volumes / "record-recordings-frames" / "files" / "demo" / "contact_sheet.jpg"
+    assert f"contact sheet {sheet}" in said and sheet.is_file()
+    rows = [line for line in result.stdout.splitlines() if "Succeeded" in line]
+    assert any("extract-images" in row for row in rows) and any("contact-sheet" in row for row in rows)
 
 
 def test_a_second_sandbox_in_the_same_folder_refuses_and_leaves_the_first_alone(

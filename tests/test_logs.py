@@ -1,5 +1,8 @@
 """A run's log kept on its Record's volume, so that it outlives the Job: end to end on both servers."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from autoscene import GROUP, VERSION, kube, logkeeping
@@ -64,3 +67,16 @@ def test_a_runs_log_is_kept_after_its_job_is_deleted(cluster: RunningSandbox, tm
         "the jobs to be gone",
     )
     assert kept_log(cluster, "short-talk").read_text() == expected
+
+    # As a user reads it: the Pods are gone, the CLI prints the kept log (through the API on a cluster).
+    cli = subprocess.run(
+        [str(Path(sys.executable).with_name("autoscene")), "logs", "short-talk", "-n", cluster.namespace],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "KUBECONFIG": str(cluster.sandbox.kubeconfig)},
+        check=False,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "kept on the Record's volume" in cli.stdout
+    assert cli.stdout.endswith(expected)

@@ -1065,9 +1065,14 @@ def test_operator_deployment_runs_the_operator(rendered: list[dict[str, Any]]) -
         entry["name"]: entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
         for entry in container["env"]
     }
-    assert env == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"}
+    assert env == {
+        "POD_NAME": "metadata.name",
+        "POD_NAMESPACE": "metadata.namespace",
+        "POD_IP": "status.podIP",
+    }
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 9090}
+    assert ports == {"health": 8080, "metrics": 9090, "logs": 8081}
+    assert options["log_port"] == ports["logs"] and options["keep_logs"] is True
     for probe in ("livenessProbe", "readinessProbe"):
         check = container[probe]["httpGet"]
         assert check["path"] == "/healthz"
@@ -1114,8 +1119,7 @@ GRANTS = {
     (GROUP, "invocations/status"): {"get", "patch", "update"},
     (GROUP, "invocations"): {"get", "list", "watch", "create", "patch", "delete"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods"): {"get", "list", "watch", "create", "delete"},
-    ("", "pods/exec"): {"create", "get"},
+    ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create"},
     ("", "events"): {"create", "patch"},

@@ -73,6 +73,8 @@ def test_the_operator_may_do_what_its_cluster_role_grants_and_nothing_more(real_
         ("create", "persistentvolumeclaims"),
         ("get", "pods/log"),
         ("update", "leases.coordination.k8s.io"),
+        ("create", "records.autoscene.io"),  # an Action's output Record
+        ("patch", "recordfiles.autoscene.io"),  # registering outputs
     ):
         assert can(verb, resource), f"the operator may not {verb} {resource}"
     for verb, resource in (
@@ -80,8 +82,8 @@ def test_the_operator_may_do_what_its_cluster_role_grants_and_nothing_more(real_
         ("delete", "pods"),
         ("create", "pods/exec"),
         ("delete", "persistentvolumeclaims"),
-        ("create", "records.autoscene.io"),
-        ("patch", "recordfiles.autoscene.io"),
+        ("delete", "records.autoscene.io"),
+        ("update", "recordfiles.autoscene.io"),
         ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
     ):
         assert not can(verb, resource), f"the operator may {verb} {resource}"

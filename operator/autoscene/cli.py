@@ -82,12 +82,14 @@ def sandbox(
         clip = video or _generated_clip(running.folder)
         result = run_demo(running, clip, lambda line: console.print(f"  {line}"), timeout=timeout)
         _print_invocations(running.namespace)
-        frames = sorted(result.outputs.rglob("*.jpg"))
-        console.print(f"\n[bold]outputs[/] {len(frames)} JPEG frames in {result.outputs}", soft_wrap=True)
+        frames = sorted(result.outputs.glob("frame_*.jpg"))
+        console.print(f"\n[bold]frames[/] {len(frames)} JPEG frames in {result.outputs}", soft_wrap=True)
         for frame in frames[:3]:
             console.print(f"  {frame.relative_to(result.outputs)}")
         if len(frames) > 3:
             console.print(f"  … {frames[-1].relative_to(result.outputs)}")
+        if result.contact_sheet is not None:
+            console.print(f"[bold]contact sheet[/] {result.contact_sheet}", soft_wrap=True)
         if keep:
             console.print(
                 f"\nsandbox running; try: kubectl --kubeconfig {running.kubeconfig} get invocations"
@@ -95,7 +97,13 @@ def sandbox(
             console.print("press Ctrl-C to stop")
             _wait_for_interrupt()
     if not result.succeeded:
-        console.print(f"[red]the invocation did not succeed[/]: {(result.invocation.get('status') or {})}")
+        failed = next(
+            run
+            for run in (result.invocation, result.sheet_run)
+            if run is None or run.get("status", {}).get("phase") != "Succeeded"
+        )
+        said = (failed or {}).get("status") or "the contact sheet's run never came"
+        console.print(f"[red]the chain did not succeed[/]: {said}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -291,6 +299,12 @@ def logs_command(
             sys.stdout.write(chunk.decode("utf-8", "replace"))
         sys.stdout.flush()
         return
+    kept = _kept_log(namespace, found, kubeconfig)
+    if kept is not None:
+        console.print(f"[dim]the Pods of {invocation} are gone; its log, kept on the Record's volume:[/]")
+        sys.stdout.write(kept.decode("utf-8", "replace"))
+        sys.stdout.flush()
+        return
     if current.get("logTail"):
         console.print(
             f"[dim]the Pods of {invocation} are gone; the end of its log, kept in the Invocation:[/]",
@@ -303,6 +317,27 @@ def logs_command(
         f"invocation {invocation} is {phase}: no log yet"
         + (f" ({current['message']})" if current.get("message") else "")
     )
+
+
+def _kept_log(namespace: str, invocation: dict[str, Any], kubeconfig: Path | None) -> bytes | None:
+    """The run's log as the operator kept it on its Record's volume (None when it kept none): read
+    from the volume folder of a sandbox, through the API (a short-lived Pod) on a cluster."""
+    from . import cluster_upload, kube, logkeeping, records, upload
+    from .sandbox.session import volumes_of
+
+    if not (invocation.get("status") or {}).get("jobName"):
+        return None  # the run never started: there is no log
+    record, path = invocation["spec"]["record"], logkeeping.log_path(invocation["metadata"]["name"])
+    volumes = volumes_of(Path(kubeconfig or DEFAULT_SANDBOX / "kubeconfig"))
+    try:
+        if volumes is None:
+            return cluster_upload.read_via_exec(namespace, record, path)
+        claim = records.claim_of(kube.get_custom("records", namespace, record) or {})
+        kept = volumes / namespace / (claim or "") / path
+        return kept.read_bytes() if claim and kept.is_file() else None
+    except upload.UploadError as error:
+        console.print(f"[yellow]the kept log could not be read:[/] {error}", soft_wrap=True)
+        return None
 
 
 @app.command("outputs")
@@ -328,6 +363,13 @@ def outputs_command(
         f"{reported.get('bytes', 0)} bytes in {folder}/ of record {spec['record']}",
         highlight=False,
     )
+    registered = current.get("outputRecord") or {}
+    if registered.get("fileCount") is not None:
+        place = f"{registered['prefix']}/ of " if registered.get("prefix") else ""
+        console.print(
+            f"  registered as {registered['fileCount']} files in {place}record {registered['name']}",
+            highlight=False,
+        )
     if download is None:
         for path in reported.get("paths") or []:
             console.print(f"  {path}", highlight=False)
@@ -399,6 +441,12 @@ def operator(
     lease_name: Annotated[str, typer.Option()] = "autoscene-operator",
     lease_seconds: Annotated[int, typer.Option(min=1)] = 15,
     renew_seconds: Annotated[float, typer.Option(min=0.1)] = 5,
+    keep_logs: Annotated[
+        bool, typer.Option(help="Keep each run's log on its Record's volume, for after the Job is gone.")
+    ] = OperatorConfig.keep_logs,
+    log_port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port keeper Jobs fetch the logs from (0: any free one).")
+    ] = OperatorConfig.log_port,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the operator (in a cluster's Deployment, or locally against a kubeconfig)."""
@@ -421,6 +469,8 @@ def operator(
         else None,
         metrics_port=metrics_port,
         liveness=liveness,
+        keep_logs=keep_logs,
+        log_port=log_port,
     )
     code = run_operator(settings)
     raise typer.Exit(code)

@@ -142,6 +142,22 @@ def download_via_exec(namespace: str, record: str, folder: str, target: Path) ->
     return received
 
 
+def read_via_exec(namespace: str, record: str, path: str) -> bytes | None:
+    """The bytes of `path` in the Record's volume (e.g. `logs/<invocation>.log`), through the API alone:
+    `cat` in a short-lived Pod mounting the volume. None when there is no such file."""
+    claim = upload.record_claim(namespace, record)
+    owner = kube.get_custom("records", namespace, record)
+    if owner is None:
+        raise UploadError(f'record "{record}" not found in namespace "{namespace}"')
+    with volume_shell(namespace, owner, claim) as (shell, _):
+        found = shell.run(
+            f"reading {path}",
+            ["sh", "-c", 'if [ -f "$1" ]; then echo yes; cat "$1"; fi', "sh", f"{VOLUME_ROOT}/{path}"],
+        )
+    present, _, content = found.partition(b"\n")
+    return content if present == b"yes" else None
+
+
 # The uploader Pod ------------------------------------------------------------------------------------
 
 

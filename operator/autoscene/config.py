@@ -41,6 +41,9 @@ class OperatorConfig:
     #: Whether each run's log (its last MiB) is kept on its Record's volume for `autoscene logs` after
     #: the Job is gone (`--no-keep-logs`: only the Invocation's status.logTail stays).
     keep_logs: bool = True
+    #: Port the kept logs are fetched from by the keeper Jobs (0: any free port); the Record's
+    #: namespaces must let their Pods reach it.
+    log_port: int = 0
     #: kopf's health endpoint (e.g. http://0.0.0.0:8080/healthz) for liveness probes; None serves none.
     liveness: str | None = None
 

@@ -19,6 +19,7 @@ from . import (
     kube,
     labels,
     lifecycle,
+    logkeeping,
     metrics,
     outputs,
     publishing,
@@ -95,6 +96,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings_now.namespaces, settings_now.reconcile_seconds, settings_now.retention_seconds
     )
     memo.reconciler.start()
+    if settings_now.keep_logs:
+        logkeeping.KEEPER.serve(settings_now.log_port, logkeeping.advertised_host())
     memo.record_totals = tallies.Tally(RECORDS, files.record_status)
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
 

@@ -1,5 +1,7 @@
 """Access to the Kubernetes API through the official client: one configured client, small verbs."""
 
+from __future__ import annotations
+
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping

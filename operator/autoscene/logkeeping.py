@@ -2,31 +2,48 @@
 that `autoscene logs` prints it after the Job and its Pods are gone, without weighing on etcd.
 
 The operator reads a run's log once, when its Job has finished (`invocations.sync_with_job`), and
-queues it here. A worker thread sends the queued logs of one volume together, as one tar stream over
-the exec API, into a keeper Pod that mounts the volume (the uploader Pod of `cluster_upload`: busybox,
-restricted, owned by the Record). A keeper Pod serves many flushes, and is deleted once idle. Keeping
-a log never holds up a run: a log that cannot be kept is dropped with a warning.
+holds it for a few minutes behind a random, unguessable URL of its own small HTTP server. Every second,
+the logs waiting for one volume go there together: a keeper Job (busybox, "restricted", owned by the
+Record, gone a minute after it ends) mounts the volume and fetches each log with `wget`. So logs
+travel neither through etcd nor through the exec API (which would let the operator run commands in
+any Pod of the cluster); the Record's namespace must let its Pods reach the operator's `--log-port`.
+Keeping a log never holds up a run: a log that cannot be kept is dropped with a warning.
 """
 
-import contextlib
-import io
+import http.server
 import logging
-import queue
-import tarfile
+import os
+import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from . import cluster_upload, kube
+from . import jobs, kube, labels, naming, ownership
 
 logger = logging.getLogger(__name__)
 
 KEPT_BYTES = 1 << 20
 LOGS_SUBPATH = "logs"
 FLUSH_SECONDS = 1.0
-IDLE_SECONDS = 30.0
-RECEIVE_LOGS = 'mkdir -p "$1" && exec tar -x -o -f - -C "$1"'
+# How long a log waits to be fetched (a keeper Pod that cannot start in that time loses it), and how
+# much the operator holds at most meanwhile (the oldest go first).
+HOLD_SECONDS = 300.0
+HOLD_BYTES = 128 << 20
+KEEPER_ROLE = "keep-logs"
+KEEPER_CONTAINER = "keep-logs"
+VOLUME_ROOT = "/volume"
+# Pairs of (invocation, token) follow; "$LOGS" and "$BASE" come from the environment.
+KEEP_SCRIPT = """set -u
+mkdir -p "$LOGS"
+failed=0
+while [ "$#" -gt 1 ]; do
+  if wget -q -O "$LOGS/.$1.part" "$BASE/$2"; then mv -f "$LOGS/.$1.part" "$LOGS/$1.log"
+  else rm -f "$LOGS/.$1.part"; echo "$1: its log could not be fetched" >&2; failed=1; fi
+  shift 2
+done
+exit $failed"""
 
 
 def log_path(invocation: str) -> str:
@@ -63,97 +80,158 @@ class KeptLog:
     text: bytes
 
 
-@dataclass
-class _Keeper:
-    """A keeper Pod in use, and when it was last used."""
-
-    shell: cluster_upload.PodShell
-    close: Callable[[], None]
-    used: float = field(default_factory=time.monotonic)
+def keeper_job(
+    record: Mapping[str, Any], claim: str, base_url: str, fetches: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The Job that fetches logs, as (invocation, token) pairs, from `base_url` into the volume
+    `claim` of `record` (a Record body: name, namespace and uid are used)."""
+    meta = record["metadata"]
+    job_labels = {labels.MANAGED_BY: labels.MANAGER, "autoscene.io/role": KEEPER_ROLE}
+    if labels.is_label_value(meta["name"]):
+        job_labels[labels.RECORD] = meta["name"]
+    suffix = secrets.token_hex(4)
+    arguments = [part for fetch in fetches for part in fetch]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": f"{naming.dns_label(meta['name'])[:40].strip('-') or 'record'}-logs-{suffix}",
+            "namespace": meta["namespace"],
+            "labels": job_labels,
+            "ownerReferences": ownership.owned_by(record, block_owner_deletion=False),
+        },
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": int(HOLD_SECONDS),
+            "ttlSecondsAfterFinished": 60,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": jobs.RUN_AS_USER,
+                        "runAsGroup": jobs.RUN_AS_USER,
+                        "fsGroup": jobs.RUN_AS_USER,
+                        "fsGroupChangePolicy": "OnRootMismatch",
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": KEEPER_CONTAINER,
+                            "image": jobs.PREPARE_IMAGE,
+                            "command": ["sh", "-c", KEEP_SCRIPT, "sh", *arguments],
+                            "env": [
+                                {"name": "LOGS", "value": f"{VOLUME_ROOT}/{LOGS_SUBPATH}"},
+                                {"name": "BASE", "value": base_url},
+                            ],
+                            "volumeMounts": [{"name": "record", "mountPath": VOLUME_ROOT}],
+                            "securityContext": jobs.restricted_container_context(),
+                            "resources": {
+                                "requests": {"cpu": "10m", "memory": "16Mi"},
+                                "limits": {"memory": "32Mi"},
+                            },
+                        }
+                    ],
+                    "volumes": [{"name": "record", "persistentVolumeClaim": {"claimName": claim}}],
+                },
+            },
+        },
+    }
 
 
 class LogKeeper:
-    """Queues logs and sends them to their volumes from a thread of its own (started on first use)."""
+    """Holds logs for fetching, and makes the keeper Jobs that fetch them (from a thread of its own,
+    started with the HTTP server by `serve`)."""
 
     def __init__(self) -> None:
-        self._queue: queue.Queue[KeptLog] = queue.Queue()
-        self._keepers: dict[tuple[str, str], _Keeper] = {}
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._held: dict[str, tuple[float, bytes]] = {}  # token → (held since, log)
+        self._waiting: list[tuple[KeptLog, str]] = []
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self.base_url = ""
+
+    def serve(self, port: int, advertised_host: str) -> None:
+        """Serve held logs on `port` (0: any free one), at `http://advertised_host:port/logs/`."""
+        if self._server is not None:
+            return
+        keeper = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
+                body = keeper.held(self.path.removeprefix("/logs/"))
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, format: str, *args: object) -> None:
+                logger.debug(format, *args)
+
+        self._server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        self.base_url = f"http://{advertised_host}:{self._server.server_address[1]}/logs"
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="log-server").start()
+        threading.Thread(target=self._loop, daemon=True, name="log-keeper").start()
 
     def keep(self, log: KeptLog) -> None:
-        self._queue.put(log)
+        """Hold the log and have it fetched into its volume soon; dropped when nothing serves logs."""
+        if self._server is None:
+            return
+        token = secrets.token_urlsafe(24)
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="log-keeper", daemon=True)
-                self._thread.start()
+            self._held[token] = (time.monotonic(), log.text)
+            self._waiting.append((log, token))
+            self._forget_old()
+
+    def held(self, token: str) -> bytes | None:
+        with self._lock:
+            found = self._held.get(token)
+        return found[1] if found else None
 
     def flush(self) -> None:
-        """Send every queued log now (the worker does this every `FLUSH_SECONDS`)."""
-        waiting: dict[tuple[str, str, str], list[KeptLog]] = {}
-        while True:
+        """Make one keeper Job per volume for the logs waiting (the worker does this every second)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, []
+            self._forget_old()
+        batches: dict[tuple[str, str, str], list[tuple[str, str]]] = {}
+        for log, token in waiting:
+            batches.setdefault((log.namespace, log.record, log.claim), []).append((log.invocation, token))
+        for (namespace, record, claim), fetches in batches.items():
             try:
-                log = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            waiting.setdefault((log.namespace, log.record, log.claim), []).append(log)
-        for (namespace, record, claim), logs in waiting.items():
-            for attempt in (1, 2):  # a second time with a new keeper Pod (the old one may have ended)
-                try:
-                    self._send(namespace, record, claim, logs)
-                    break
-                except Exception as error:  # a log is worth keeping, not worth holding anything up for
-                    self._retire((namespace, claim))
-                    if attempt == 2:
-                        logger.warning(
-                            "%d log(s) of record %s/%s not kept: %s", len(logs), namespace, record, error
-                        )
-        self._retire_idle()
+                owner = kube.get_custom("records", namespace, record)
+                if owner is None:
+                    continue  # the Record and its volume are gone
+                body = keeper_job(owner, claim, self.base_url, fetches)
+                kube.batch().create_namespaced_job(namespace, body)
+            except Exception as error:  # a log is worth keeping, not worth holding anything up for
+                logger.warning(
+                    "%d log(s) of record %s/%s not kept: %s", len(fetches), namespace, record, error
+                )
 
     def _loop(self) -> None:
         while True:
             time.sleep(FLUSH_SECONDS)
             self.flush()
 
-    def _send(self, namespace: str, record: str, claim: str, logs: list[KeptLog]) -> None:
-        keeper = self._keeper(namespace, record, claim)
-        folder = f"{cluster_upload.VOLUME_ROOT}/{LOGS_SUBPATH}"
-        keeper.shell.run(
-            "keeping logs", ["sh", "-c", RECEIVE_LOGS, "sh", folder], lambda out: _archive(out, logs)
-        )
-        keeper.used = time.monotonic()
-
-    def _keeper(self, namespace: str, record: str, claim: str) -> _Keeper:
-        key = (namespace, claim)
-        if key not in self._keepers:
-            owner = kube.get_custom("records", namespace, record)
-            if owner is None:
-                raise cluster_upload.UploadError(f'record "{record}" is gone')
-            stack = contextlib.ExitStack()
-            shell, _ = stack.enter_context(cluster_upload.volume_shell(namespace, owner, claim))
-            self._keepers[key] = _Keeper(shell, stack.close)
-        return self._keepers[key]
-
-    def _retire_idle(self) -> None:
+    def _forget_old(self) -> None:
+        """Drop logs held too long, then the oldest while over `HOLD_BYTES` (called with the lock)."""
         now = time.monotonic()
-        for key in [key for key, keeper in self._keepers.items() if now - keeper.used > IDLE_SECONDS]:
-            self._retire(key)
-
-    def _retire(self, key: tuple[str, str]) -> None:
-        keeper = self._keepers.pop(key, None)
-        if keeper is not None:
-            try:
-                keeper.close()  # deletes the keeper Pod
-            except Exception as error:
-                logger.warning("could not delete a keeper pod of %s: %s", key, error)
+        for token in [token for token, (since, _) in self._held.items() if now - since > HOLD_SECONDS]:
+            del self._held[token]
+        total = sum(len(text) for _, text in self._held.values())
+        for token in list(self._held):  # oldest first: dicts keep insertion order
+            if total <= HOLD_BYTES:
+                break
+            total -= len(self._held.pop(token)[1])
 
 
-def _archive(out: io.RawIOBase, logs: list[KeptLog]) -> None:
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.GNU_FORMAT) as archive:
-        for log in logs:
-            entry = tarfile.TarInfo(f"{log.invocation}.log")
-            entry.size, entry.mode, entry.mtime = len(log.text), 0o644, int(time.time())
-            archive.addfile(entry, io.BytesIO(log.text))
+def advertised_host() -> str:
+    """The address keeper Pods reach the operator at: the Pod's IP in a cluster (`POD_IP`, from the
+    downward API), else this machine's loopback (the sandbox runs Pods as local processes)."""
+    return os.environ.get("POD_IP") or "127.0.0.1"
 
 
 KEEPER = LogKeeper()
