@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 
 from kubernetes import watch  # noqa: E402
 
-from autoscene import kube, upload  # noqa: E402
+from autoscene import kube, labels, upload  # noqa: E402
 
 RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
 MINIMAL = Path(__file__).with_name("minimal_operator.py")
@@ -119,7 +119,9 @@ def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[th
                 observed.succeeded.setdefault(name, now)
 
     def jobs() -> None:
-        for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=5):
+        for event in watch.Watch().stream(
+            kube.batch().list_namespaced_job, namespace, label_selector=f"!{labels.ROLE}", timeout_seconds=5
+        ):
             job, now = event["object"], time.monotonic()
             observed.jobs.setdefault(job.metadata.name, now)
             if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):

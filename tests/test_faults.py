@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoscene import API_VERSION, kube, status, upload
+from autoscene import API_VERSION, kube, labels, status, upload
 from autoscene.sandbox.apiserver_faults import ApiFaults
 from autoscene.sandbox.demo import sample_manifests
 from autoscene.sandbox.session import Sandbox, wait_for
@@ -126,7 +126,10 @@ def burst_with_kills(
         finally:
             operator.terminate()
             operator.wait(timeout=30)
-        jobs = [job.metadata.name for job in kube.batch().list_namespaced_job(namespace).items]
+        jobs = [
+            job.metadata.name
+            for job in kube.batch().list_namespaced_job(namespace, label_selector=labels.RUN_JOBS).items
+        ]
         injected = dict(sandbox.server.faults.injected) if sandbox.server.faults else {}
         return {"runs": runs, "jobs": jobs, "fired": fired, "fileCount": file_count, "injected": injected}
 

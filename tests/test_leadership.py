@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from autoscene import kube
+from autoscene import kube, labels
 from autoscene.leader import held_spec, is_free_for
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox.demo import sample_manifests
@@ -79,7 +79,7 @@ def test_a_second_replica_does_not_double_handle_and_takes_over(
         first = make_sample_video(tmp_path / "first.mp4", width=64, height=48, frames=6)
         bare_sandbox.upload("recordings", first)
         assert bare_sandbox.run_of(first.name)["status"]["phase"] == "Succeeded"
-        jobs = kube.batch().list_namespaced_job(bare_sandbox.namespace).items
+        jobs = kube.batch().list_namespaced_job(bare_sandbox.namespace, label_selector=labels.RUN_JOBS).items
         assert len(bare_sandbox.invocations()) == 1 and len(jobs) == 1
         assert lease_holder() == leader
         # The leader dies without a word; the standby takes the Lease once it lapses, and carries on.

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from autoscene import config, kube, metrics
+from autoscene import config, kube, labels, metrics
 from autoscene.sample_video import make_sample_video
 
 from .conftest import RunningSandbox
@@ -41,7 +41,10 @@ def test_finished_jobs_are_deleted_and_the_invocation_keeps_the_history(
     run = sandbox.run_of(clip.name)
     name = run["metadata"]["name"]
     core, batch = kube.core(), kube.batch()
-    eventually(lambda: not batch.list_namespaced_job(sandbox.namespace).items, what="the job to be deleted")
+    eventually(
+        lambda: not batch.list_namespaced_job(sandbox.namespace, label_selector=labels.RUN_JOBS).items,
+        what="the job to be deleted",
+    )
     eventually(
         lambda: not core.list_namespaced_pod(sandbox.namespace, label_selector=f"job-name={name}").items,
         what="the pods to be deleted",
@@ -63,7 +66,10 @@ def test_a_failed_runs_log_tail_outlives_its_pod(
     broken.write_bytes(b"garbage" * 100)
     sandbox.upload("recordings", broken)
     name = sandbox.run_of(broken.name)["metadata"]["name"]
-    eventually(lambda: not kube.batch().list_namespaced_job(sandbox.namespace).items, what="the job to go")
+    eventually(
+        lambda: not kube.batch().list_namespaced_job(sandbox.namespace, label_selector=labels.RUN_JOBS).items,
+        what="the job to go",
+    )
     kept = sandbox.invocation(name)
     assert kept is not None and kept["status"]["phase"] == "Failed"
     assert "broken.mp4" in kept["status"]["logTail"]

@@ -6,7 +6,7 @@ from typing import Any
 
 from kubernetes import watch
 
-from autoscene import API_VERSION, kube, queueing, status
+from autoscene import API_VERSION, kube, labels, queueing, status
 from autoscene.sandbox.session import wait_for
 
 from .conftest import RunningSandbox
@@ -74,7 +74,9 @@ def test_an_actions_runs_never_exceed_its_concurrency(cluster: RunningSandbox, t
 
     def count_running_jobs() -> None:
         while not stop.is_set():
-            for event in watch.Watch().stream(kube.batch().list_namespaced_job, namespace, timeout_seconds=2):
+            for event in watch.Watch().stream(
+                kube.batch().list_namespaced_job, namespace, label_selector=labels.RUN_JOBS, timeout_seconds=2
+            ):
                 job = event["object"]
                 finished = any(c.status == "True" for c in job.status.conditions or [])
                 if event["type"] != "DELETED" and not finished:

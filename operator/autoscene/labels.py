@@ -11,6 +11,11 @@ ACTION = "autoscene.io/action"
 RECORD = "autoscene.io/record"
 TRIGGER = "autoscene.io/trigger"
 FILE_ADDED_AT = "autoscene.io/file-added-at"
+# What a helper Pod or Job of the operator's is for (an uploader, a publish Job, a log keeper); a run's
+# own Job has none.
+ROLE = "autoscene.io/role"
+# The Jobs that run Invocations, without the helpers: `kubectl get jobs -l '<this>'`.
+RUN_JOBS = f"{INVOCATION},!{ROLE}"
 
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

@@ -86,7 +86,7 @@ def keeper_job(
     """The Job that fetches logs, as (invocation, token) pairs, from `base_url` into the volume
     `claim` of `record` (a Record body: name, namespace and uid are used)."""
     meta = record["metadata"]
-    job_labels = {labels.MANAGED_BY: labels.MANAGER, "autoscene.io/role": KEEPER_ROLE}
+    job_labels = {labels.MANAGED_BY: labels.MANAGER, labels.ROLE: KEEPER_ROLE}
     if labels.is_label_value(meta["name"]):
         job_labels[labels.RECORD] = meta["name"]
     suffix = secrets.token_hex(4)

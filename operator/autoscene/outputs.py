@@ -29,7 +29,6 @@ CHAIN_CYCLE, CHAIN_TOO_DEEP = "ChainCycle", "ChainTooDeep"
 # Ten Actions in a row is far more than any pipeline we know of; a longer chain is a loop through
 # ever new Records more likely than a plan.
 MAX_CHAIN_DEPTH = 10
-ROLE_LABEL = "autoscene.io/role"
 PUBLISH_ROLE = "publish-outputs"
 PUBLISH_CONTAINER = "publish"
 DERIVED_FROM_LABEL = "autoscene.io/derived-from"
@@ -175,7 +174,7 @@ def publish_job(
     job_labels = {
         **labels.for_invocation(action=spec["action"], record=spec["record"], trigger=spec.get("trigger")),
         labels.INVOCATION: meta["name"],
-        ROLE_LABEL: PUBLISH_ROLE,
+        labels.ROLE: PUBLISH_ROLE,
     }
     mounts = [
         {
@@ -249,7 +248,7 @@ def publish_job(
 
 
 def is_publish_job(job: Mapping[str, Any]) -> bool:
-    return (job["metadata"].get("labels") or {}).get(ROLE_LABEL) == PUBLISH_ROLE
+    return (job["metadata"].get("labels") or {}).get(labels.ROLE) == PUBLISH_ROLE
 
 
 def published(log: str) -> list[PublishedFile]:

@@ -39,7 +39,8 @@ def local_images() -> dict[str, LocalImage]:
     return {
         "autoscene/frame-extractor": LocalImage({"/app": paths.IMAGES / "frame-extractor"}),
         "autoscene/contact-sheet": LocalImage({"/app": paths.IMAGES / "contact-sheet"}),
-        # Used to prepare output folders; its `mkdir` is the host's.
+        # Its programs are the host's: `mkdir` (output folders), `sh`, `cp`, `find`, `sha256sum` (publishing
+        # outputs), `tar` (uploads), `wget` (keeping logs).
         "busybox": LocalImage(),
     }
 
