@@ -14,11 +14,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from .extractor_fixtures import run_in_process
+from .extractor_fixtures import extractor, run_in_process
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
 
@@ -172,6 +173,27 @@ def test_every_format_matches_ffmpegs_decode(clips: Path, tmp_path: Path, case: 
         picture = cv2.imread(str(image), cv2.IMREAD_COLOR)
         error = np.abs(patch_levels(picture) - expected).max()
         assert error <= TOLERANCE, (image_format, patch_levels(picture).tolist(), expected.tolist())
+
+
+@pytest.mark.parametrize(
+    ("case", "through_bgr"),
+    [
+        (Case("h264", "bt709", False, "420"), False),
+        (Case("hevc", "bt2020", True, "420", bits=10), False),
+        (Case("h264", "bt709", False, "444", odd_size=True), True),
+    ],
+    ids=str,
+)
+def test_other_matrices_are_converted_on_the_planes(clips: Path, case: Case, through_bgr: bool) -> None:
+    """BT.709 and BT.2020 JPEGs come from the planes, converted there, as cheaply as BT.601's (no RGB
+    round trip); only what the conversion refuses, odd sizes among them, goes through BGR."""
+    with av.open(str(make_patch_clip(case, clips))) as container:
+        frame = next(container.decode(video=0))
+    assert extractor("colour").goes_through_bgr(frame) == through_bgr
+    if not through_bgr:
+        planes = extractor("colour").yuv_planes(frame)
+        assert (planes.matrix, planes.full_range) == (extractor("colour").BT601, True)
+        assert [plane.dtype for plane in planes.planes] == [np.uint8] * 3
 
 
 LEVEL_WIDTH = 4  # pixels per level: two chroma samples in 4:2:0

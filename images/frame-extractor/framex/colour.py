@@ -125,13 +125,14 @@ def jpeg_planes(planes: Planes) -> list[np.ndarray]:
 
 def goes_through_bgr(frame: av.VideoFrame) -> bool:
     """Whether JPEG needs the BGR route: RGB video, or video of a matrix other than BT.601 that the
-    `colorspace` filter does not take: the full-range `yuvj*` formats, an odd width or height (AV1 and
-    4:4:4 allow them; the filter refuses them as not implemented)."""
+    `colorspace` filter does not take: the full-range `yuvj*` formats (libswscale would change their
+    range on the way to a format it reads), an odd width or height (AV1 and 4:4:4 allow them; the
+    filter refuses them as not implemented)."""
     if frame.format.is_rgb:
         return True
     if len(frame.format.components) == 1 or matrix_of(frame) == BT601:
         return False
-    return frame.format.name in FULL_RANGE_FORMATS or bool(frame.width % 2 or frame.height % 2)
+    return frame.format.name.startswith("yuvj") or bool(frame.width % 2 or frame.height % 2)
 
 
 # Each encoding thread converts with its own filter graph (a graph is not shared between threads),
