@@ -15,6 +15,7 @@ from . import (
     config,
     dispatching,
     files,
+    filewatch,
     invocations,
     kube,
     labels,
@@ -99,6 +100,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if settings_now.keep_logs:
         logkeeping.KEEPER.serve(settings_now.log_port, logkeeping.advertised_host())
     memo.record_totals = tallies.Tally(RECORDS, files.record_status)
+    # Shared by every handler's copy of the memo: started by `record_seen`, stopped at cleanup.
+    memo.files = filewatch.FileWatch(
+        settings_now.namespaces, lambda key: memo.record_totals.changed(key, memo.files.sizes)
+    )
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
 
 
@@ -106,6 +111,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     if "reconciler" in memo:
         memo.reconciler.stop()
+    if "files" in memo:
+        memo.files.stop()
     if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit
         memo.stop.set()
 
@@ -216,31 +223,24 @@ def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
         triggers.backfill(dict(body), labels_of)
 
 
-@kopf.index(GROUP, VERSION, FILES)
-def file_sizes(namespace: str | None, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
-    """Each Record's files as (size, addedAt): all its status totals need, nothing more."""
-    return {(namespace, spec["record"]): (spec["size"], spec["addedAt"])}
-
-
-@kopf.on.event(GROUP, VERSION, FILES)
-@_counting_errors
-async def file_changed(
-    type: str, body: kopf.Body, namespace: str | None, memo: kopf.Memo, logger: kopf.Logger, **indexes: Any
-) -> None:
-    """New content becomes Invocations, once; the Record's totals follow every change."""
-    metrics.watch_event(FILES)
-    record = body.spec["record"]
-    if namespace is None:
+@kopf.on.event(GROUP, VERSION, RECORDS)
+async def record_seen(memo: kopf.Memo, logger: kopf.Logger, **indexes: Any) -> None:
+    """Follow the Records' files (`filewatch`: one list and watch, not kopf's per-object workers),
+    from the first Record event on: kopf calls this once its indexes hold every Record and Trigger, so
+    no file is dispatched against an index still filling."""
+    if memo.files.started:
         return
-    records: kopf.Index[Any, Any] = indexes["known_records"]
-    if type != "DELETED" and files.needs_dispatch(body) and (namespace, record) in records:
-        [known] = records[namespace, record]
-        labels_of_record = known["metadata"]["labels"]
+
+    async def dispatch(file: dict[str, Any]) -> None:
+        namespace, record = file["metadata"]["namespace"], file["spec"]["record"]
+        known = next(iter(indexes["known_records"].get((namespace, record), [])), None)
+        if known is None:  # a Record not seen yet: the reconciliation pass dispatches the file later
+            return
         namespace_triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
-        await _soon(
-            logger, "dispatch", dispatching.dispatch, dict(body), labels_of_record, namespace_triggers
-        )
-    memo.record_totals.changed((namespace, record), indexes["file_sizes"])
+        labels_of_record = known["metadata"]["labels"]
+        await _soon(logger, "dispatch", dispatching.dispatch, file, labels_of_record, namespace_triggers)
+
+    memo.files.start(dispatch)
 
 
 # Invocations -------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """List, then watch from the list's resourceVersion: how every Kubernetes controller follows objects.
 
-One loop for the sandbox's kubelet, the node agent's scheduler and its provisioner. It hands each
-object to `on_object` (added or changed) or `on_deleted`, relists after a `410 Gone` or a broken
-stream (the Kubernetes API concepts doc: "Efficient detection of changes"), and ends when `stop` is
-set — within `WATCH_SECONDS`, since the watch request itself is bounded by `timeoutSeconds`.
+One loop for the operator's RecordFiles (`filewatch`) and, in the sandbox, its kubelet, the node
+agent's scheduler and its provisioner. It hands each object to `on_object` (added or changed) or
+`on_deleted`, lists in pages when asked (so that 100,000 objects are never held at once), relists after
+a `410 Gone` or a broken stream (the Kubernetes API concepts doc: "Efficient detection of changes"),
+and ends when `stop` is set — within `watch_seconds`, since the watch request itself is bounded by
+`timeoutSeconds`.
 """
 
 import json
@@ -17,6 +19,8 @@ from kubernetes import watch
 logger = logging.getLogger(__name__)
 WATCH_SECONDS = 1
 Handler = Callable[[dict[str, Any]], None]
+# (namespace, name, uid) of every object a full listing held.
+Listed = Callable[[list[tuple[str, str, str]]], None]
 
 
 def follow(
@@ -24,31 +28,58 @@ def follow(
     on_object: Handler,
     on_deleted: Handler,
     stop: threading.Event,
-    on_listed: Callable[[list[dict[str, Any]]], None] | None = None,
-    **selectors: str,
+    on_listed: Listed | None = None,
+    *,
+    page_size: int = 0,
+    watch_seconds: int = WATCH_SECONDS,
+    failures: int = logging.DEBUG,
+    **selectors: Any,
 ) -> None:
-    """Follow the objects `list_function` lists (a kubernetes client `list_*` method) until `stop`.
+    """Follow the objects `list_function` lists (a kubernetes client `list_*` method, its positional
+    arguments bound) until `stop`.
 
-    `on_listed` gets every full listing (after a start or a relist), so that a caller can forget
-    what disappeared while it was not watching. A handler's exception is logged, never fatal.
+    `on_listed` gets the identity of every object of a full listing (after a start or a relist), so
+    that a caller can forget what disappeared while it was not watching. A handler's exception is
+    logged, never fatal; a failed request is logged at level `failures` and retried a second later.
     """
     while not stop.is_set():
         try:
-            listing = list_function(_preload_content=False, **selectors, _request_timeout=30)
-            body = _json(listing)
-            version = body["metadata"]["resourceVersion"]
-            items = body.get("items") or []
-            if on_listed is not None:
-                _safely(on_listed, items)
-            for item in items:
-                _safely(on_object, item)
-            while not stop.is_set():
-                version = _watch_once(list_function, version, on_object, on_deleted, stop, selectors)
-                if version is None:
-                    break  # expired or broken: relist
+            version: str | None = _list(list_function, on_object, on_listed, page_size, selectors)
+            while version is not None and not stop.is_set():
+                version = _watch_once(
+                    list_function, version, on_object, on_deleted, stop, watch_seconds, selectors
+                )  # None: expired or broken, so list again
         except Exception as error:  # the API server may be starting, restarting or stopping
-            logger.debug("following %s failed: %s", getattr(list_function, "__name__", "objects"), error)
+            logger.log(
+                failures, "following %s failed: %s", getattr(list_function, "__name__", "objects"), error
+            )
             stop.wait(1)
+
+
+def _list(
+    list_function: Callable[..., Any],
+    on_object: Handler,
+    on_listed: Listed | None,
+    page_size: int,
+    selectors: dict[str, Any],
+) -> str:
+    """One full listing, a page at a time; its resourceVersion."""
+    identities: list[tuple[str, str, str]] = []
+    token, version = None, ""
+    while True:
+        paging = {"limit": page_size, "_continue": token} if page_size else {}
+        body = _json(list_function(_preload_content=False, _request_timeout=30, **paging, **selectors))
+        version = body["metadata"].get("resourceVersion") or version
+        for item in body.get("items") or []:
+            meta = item["metadata"]
+            identities.append((meta.get("namespace", ""), meta["name"], meta.get("uid", "")))
+            _safely(on_object, item)
+        token = body["metadata"].get("continue")
+        if not token:
+            break
+    if on_listed is not None:
+        _safely(on_listed, identities)
+    return version
 
 
 def _watch_once(
@@ -57,15 +88,16 @@ def _watch_once(
     on_object: Handler,
     on_deleted: Handler,
     stop: threading.Event,
-    selectors: dict[str, str],
+    watch_seconds: int,
+    selectors: dict[str, Any],
 ) -> str | None:
     """One watch request; the resourceVersion to go on from, or None to relist."""
     stream = watch.Watch().stream(
         list_function,
         resource_version=version,
-        timeout_seconds=WATCH_SECONDS,
+        timeout_seconds=watch_seconds,
         allow_watch_bookmarks=True,
-        _request_timeout=WATCH_SECONDS + 25,
+        _request_timeout=watch_seconds + 25,
         **selectors,
     )
     for event in stream:

@@ -30,8 +30,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import ownership, timestamps
-from . import watching
+from .. import ownership, timestamps, watching
 
 logger = logging.getLogger(__name__)
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"

@@ -40,8 +40,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import timestamps
-from . import watching
+from .. import timestamps, watching
 from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
 from .containers import (
     LOCAL_IP,
@@ -150,7 +149,7 @@ class LocalKubelet:
         self._core = client.CoreV1Api(api)
         self._volumes = volumes
         self._images = dict(images)
-        self._selectors = {"field_selector": field_selector} if field_selector else {}
+        self._selectors: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
         self._log_sink = log_sink
         self._service = service
         self._confirm_deletion = confirm_deletion
@@ -245,8 +244,8 @@ class LocalKubelet:
             **self._selectors,
         )
 
-    def _on_listed(self, pods: list[dict[str, Any]]) -> None:
-        present = {pod["metadata"]["uid"] for pod in pods}
+    def _on_listed(self, pods: list[tuple[str, str, str]]) -> None:
+        present = {uid for _, _, uid in pods}
         for key, known in list(self._known.items()):
             if known["metadata"]["uid"] not in present:
                 del self._known[key]  # deleted while the watch was down

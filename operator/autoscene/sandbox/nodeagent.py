@@ -40,8 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
 from multidict import MultiDict
 
-from .. import timestamps
-from . import watching
+from .. import timestamps, watching
 from .apiserver_exec import exec_request, serve_exec
 from .containers import LOCAL_IP, LocalImage
 from .kubelet import FINISHED_PHASES, LocalKubelet
@@ -253,9 +252,14 @@ class NodeAgent(Service):
             seen,
             lambda pod: self._forget_unbound(pod["metadata"]["uid"]),
             self._stop,
-            on_listed=lambda pods: self._waiting.clear(),
+            on_listed=lambda pods: self._forget_all_but({uid for _, _, uid in pods}),
             field_selector="spec.nodeName=",
         )
+
+    def _forget_all_but(self, present: set[str]) -> None:
+        """After a full listing: the unbound Pods it no longer holds are gone."""
+        for uid in set(self._waiting) - present:
+            self._forget_unbound(uid)
 
     def _forget_unbound(self, uid: str) -> None:
         self._waiting.pop(uid, None)
