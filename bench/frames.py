@@ -503,8 +503,10 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / "out", help="clip cache folder")
     parser.add_argument("--clips", nargs="*", default=[clip.name for clip in CLIPS], help="clips to run")
     parser.add_argument(
-        "--baseline", type=Path, help="another extract_frames.py to run beside the extractor, e.g. from"
-        " `git archive HEAD images/frame-extractor | tar -x -C /tmp/before`"
+        "--baseline",
+        type=Path,
+        help="another extract_frames.py to run beside the extractor, e.g. from"
+        " `git archive HEAD images/frame-extractor | tar -x -C /tmp/before`",
     )
     parser.add_argument("--no-memory", action="store_true", help="skip the 4K clip's peak memory")
     arguments = parser.parse_args()
