@@ -203,15 +203,7 @@ def uploader_pod(record: Mapping[str, Any], claim: str, name: str) -> dict[str, 
             "enableServiceLinks": False,
             "activeDeadlineSeconds": LIFETIME_SECONDS,
             "terminationGracePeriodSeconds": 1,  # `sleep` ignores SIGTERM as PID 1: no use waiting
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": jobs.RUN_AS_USER,
-                "runAsGroup": jobs.RUN_AS_USER,
-                # The volume group-writable for the uploader and the Jobs alike (same user and group).
-                "fsGroup": jobs.RUN_AS_USER,
-                "fsGroupChangePolicy": "OnRootMismatch",
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": jobs.restricted_pod_context(),
             "containers": [container],
             "volumes": [{"name": "record", "persistentVolumeClaim": {"claimName": claim}}],
         },

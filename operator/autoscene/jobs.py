@@ -111,16 +111,7 @@ def _pod_spec(invocation: str, file: str, action_spec: Mapping[str, Any], claim:
         "automountServiceAccountToken": bool(action_spec.get("serviceAccountToken", False)),
         **_placement(action_spec),
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "fsGroup": RUN_AS_USER,
-            # Only the volume's root is checked: a recursive chown of every earlier output would slow
-            # each run's start as the Record grows.
-            "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_context(),
         "initContainers": [
             {
                 "name": "prepare-outputs",
@@ -214,6 +205,54 @@ def quantities_as_strings(resources: Mapping[str, Any]) -> dict[str, dict[str, s
     return {
         kind: {name: str(value) for name, value in (amounts or {}).items()}
         for kind, amounts in resources.items()
+    }
+
+
+def helper_pod_spec(
+    name: str,
+    command: list[str],
+    env: Mapping[str, str],
+    mounts: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    memory_limit: str,
+) -> dict[str, Any]:
+    """The Pod spec of a short helper of the operator's (publishing outputs, keeping logs): one busybox
+    container running `command`, "restricted", with no API credentials."""
+    return {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": restricted_pod_context(),
+        "containers": [
+            {
+                "name": name,
+                "image": PREPARE_IMAGE,
+                "command": command,
+                "env": [{"name": key, "value": value} for key, value in env.items()],
+                "volumeMounts": mounts,
+                "securityContext": restricted_container_context(),
+                "resources": {
+                    "requests": {"cpu": "10m", "memory": "16Mi"},
+                    "limits": {"memory": memory_limit},
+                },
+            }
+        ],
+        "volumes": volumes,
+    }
+
+
+def restricted_pod_context() -> dict[str, Any]:
+    """The Pod-level part of Pod Security "restricted", for every Pod autoscene makes: all run as one
+    user and group, so that the Record's volume is theirs alike (runs, uploads, publishing, logs)."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        # Only the volume's root is checked: a recursive chown of every earlier output would slow
+        # each run's start as the Record grows.
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
     }
 
 

@@ -106,37 +106,14 @@ def keeper_job(
             "ttlSecondsAfterFinished": 60,
             "template": {
                 "metadata": {"labels": job_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": jobs.RUN_AS_USER,
-                        "runAsGroup": jobs.RUN_AS_USER,
-                        "fsGroup": jobs.RUN_AS_USER,
-                        "fsGroupChangePolicy": "OnRootMismatch",
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "containers": [
-                        {
-                            "name": KEEPER_CONTAINER,
-                            "image": jobs.PREPARE_IMAGE,
-                            "command": ["sh", "-c", KEEP_SCRIPT, "sh", *arguments],
-                            "env": [
-                                {"name": "LOGS", "value": f"{VOLUME_ROOT}/{LOGS_SUBPATH}"},
-                                {"name": "BASE", "value": base_url},
-                            ],
-                            "volumeMounts": [{"name": "record", "mountPath": VOLUME_ROOT}],
-                            "securityContext": jobs.restricted_container_context(),
-                            "resources": {
-                                "requests": {"cpu": "10m", "memory": "16Mi"},
-                                "limits": {"memory": "32Mi"},
-                            },
-                        }
-                    ],
-                    "volumes": [{"name": "record", "persistentVolumeClaim": {"claimName": claim}}],
-                },
+                "spec": jobs.helper_pod_spec(
+                    KEEPER_CONTAINER,
+                    ["sh", "-c", KEEP_SCRIPT, "sh", *arguments],
+                    {"LOGS": f"{VOLUME_ROOT}/{LOGS_SUBPATH}", "BASE": base_url},
+                    [{"name": "record", "mountPath": VOLUME_ROOT}],
+                    [{"name": "record", "persistentVolumeClaim": {"claimName": claim}}],
+                    memory_limit="32Mi",
+                ),
             },
         },
     }

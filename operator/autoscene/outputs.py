@@ -176,7 +176,7 @@ def publish_job(
         labels.INVOCATION: meta["name"],
         labels.ROLE: PUBLISH_ROLE,
     }
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {
             "name": "source",
             "mountPath": SOURCE_FOLDER,
@@ -202,34 +202,9 @@ def publish_job(
         "backoffLimit": 2,  # a copy is worth another try: a node's trouble, a full disk freed meanwhile
         "template": {
             "metadata": {"labels": job_labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": {
-                    "runAsNonRoot": True,
-                    "runAsUser": jobs.RUN_AS_USER,
-                    "runAsGroup": jobs.RUN_AS_USER,
-                    "fsGroup": jobs.RUN_AS_USER,
-                    "fsGroupChangePolicy": "OnRootMismatch",
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
-                "containers": [
-                    {
-                        "name": PUBLISH_CONTAINER,
-                        "image": jobs.PREPARE_IMAGE,
-                        "command": ["sh", "-c", PUBLISH_SCRIPT],
-                        "env": [{"name": key, "value": value} for key, value in env.items()],
-                        "volumeMounts": mounts,
-                        "securityContext": jobs.restricted_container_context(),
-                        "resources": {
-                            "requests": {"cpu": "50m", "memory": "32Mi"},
-                            "limits": {"memory": "128Mi"},
-                        },
-                    }
-                ],
-                "volumes": volumes,
-            },
+            "spec": jobs.helper_pod_spec(
+                PUBLISH_CONTAINER, ["sh", "-c", PUBLISH_SCRIPT], env, mounts, volumes, memory_limit="128Mi"
+            ),
         },
     }
     if ttl_seconds is not None:
