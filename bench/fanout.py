@@ -153,9 +153,19 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far, in MB (VmHWM)."""
+    return _status_mb(pid, "VmHWM:")
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident memory now, in MB (VmRSS)."""
+    return _status_mb(pid, "VmRSS:")
+
+
+def _status_mb(pid: int, field: str) -> float:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return 0.0
 

@@ -41,7 +41,7 @@ from kubernetes import watch  # noqa: E402
 
 from autoscene import files, kube, upload  # noqa: E402
 from autoscene.sandbox.session import Sandbox, wait_for  # noqa: E402
-from fanout import claim, peak_rss_mb  # noqa: E402  (bench/ is on sys.path when run as a script)
+from fanout import claim, peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 RECORD, CLAIM = "big", "big-files"
 
@@ -141,7 +141,11 @@ def main() -> None:
             upload.register(namespace, RECORD, batch)
             batch_seconds.append(time.monotonic() - began)
             if len(batch_seconds) % 10 == 0:
-                print(f"{start + len(batch)} files registered", flush=True)
+                print(
+                    f"{start + len(batch)} files registered; operator RSS {rss_mb(operator.pid):.0f} MB, "
+                    f"peak {peak_rss_mb(operator.pid):.0f} MB",
+                    flush=True,
+                )
         late = probe("end")
         total = options.files + 2 * options.probes
 

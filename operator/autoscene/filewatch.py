@@ -17,7 +17,6 @@ import asyncio
 import functools
 import logging
 import threading
-import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -27,8 +26,9 @@ logger = logging.getLogger(__name__)
 
 Key = tuple[str, str]  # (namespace, record)
 PAGE_SIZE = 500
-# New contents waiting for dispatch before the watch waits; dispatch workers running at once.
-QUEUE_LIMIT = 1000
+# Events in flight (applied on the loop, or waiting for dispatch) before the watch waits; dispatch
+# workers running at once.
+IN_FLIGHT = 1000
 WORKERS = 8
 WATCH_SECONDS = 60  # a watch is renewed this often (from its last resourceVersion), as reflectors do
 
@@ -82,6 +82,7 @@ class FileWatch:
         self.stopped = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._room = threading.BoundedSemaphore(IN_FLIGHT)
 
     @property
     def started(self) -> bool:
@@ -114,7 +115,7 @@ class FileWatch:
         watching.follow(
             list_function,
             self._seen,
-            lambda body: self._on_loop(self._gone, _compact(body)),
+            self._seen_deleted,
             self.stopped,
             lambda listed: self._on_loop(self._forget_all_but, scope, listed),
             page_size=PAGE_SIZE,
@@ -123,12 +124,20 @@ class FileWatch:
         )
 
     def _seen(self, body: dict[str, Any]) -> None:
-        file = _compact(body)
-        self._on_loop(self._put, file)
-        if files.needs_dispatch(file):
-            while self.queue.qsize() >= QUEUE_LIMIT and not self.stopped.is_set():
-                time.sleep(0.05)  # dispatch is behind: the API server holds the events meanwhile
-            self._on_loop(self.queue.put_nowait, file)
+        if self._make_room():
+            self._on_loop(self._put, _compact(body))
+
+    def _seen_deleted(self, body: dict[str, Any]) -> None:
+        if self._make_room():
+            self._on_loop(self._gone, _compact(body))
+
+    def _make_room(self) -> bool:
+        """Wait for room among the events in flight (on the loop or waiting for dispatch): when the
+        operator is behind, the API server holds the events meanwhile. False once stopped."""
+        while not self.stopped.is_set():
+            if self._room.acquire(timeout=1):
+                return True
+        return False
 
     def _on_loop(self, call: Callable[..., None], *arguments: Any) -> None:
         assert self.loop is not None, "started"
@@ -139,10 +148,15 @@ class FileWatch:
     def _put(self, file: dict[str, Any]) -> None:
         metrics.watch_event(files.PLURAL)
         self.on_totals(self.sizes.put(file))
+        if files.needs_dispatch(file):
+            self.queue.put_nowait(file)  # its room is given back once dispatched
+        else:
+            self._room.release()
 
     def _gone(self, file: dict[str, Any]) -> None:
         metrics.watch_event(files.PLURAL)
         self.on_totals(self.sizes.drop(file))
+        self._room.release()
 
     def _forget_all_but(self, scope: str | None, listed: list[tuple[str, str, str]]) -> None:
         """After a full listing of the scope: forget the files it no longer holds (deleted while the
@@ -166,6 +180,8 @@ class FileWatch:
                 await self.dispatch(file)
             except Exception as error:  # the reconciliation pass dispatches what failed here
                 logger.warning("dispatching %s failed: %s", file["metadata"]["name"], error)
+            finally:
+                self._room.release()
 
 
 def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
