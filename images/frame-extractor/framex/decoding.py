@@ -30,7 +30,7 @@ LARGE_FRAME_PIXELS = 1920 * 1088
 # H.264 below this many bits per pixel is decoded on one thread when there are 2 CPUs and every frame
 # becomes an image. Measured with bench/frames.py's clips: decoding costs about 1.8 ns per pixel plus
 # 12 ns per bit of video on one thread, and frame threads add 10-20 % to that; a JPEG image costs about
-# 3.6 ns per pixel (the encoding, the range stretch or the BGR conversion, the file). As the encoding
+# 3.6 ns per pixel (the encoding, the range stretch or the matrix conversion, the file). As the encoding
 # threads yield to decoding (`main.yield_to_decoding`), one decoding thread keeps pace with them up to
 # about 0.15 bits per pixel (8 Mbit/s at 1080p30): the clean clips (0.07) and the BT.709 ones (0.13)
 # measured 4-15 % less wall time and 3-6 % less CPU on one thread than on frame threads. Noisy video
