@@ -193,6 +193,33 @@ def test_set_based_label_selectors(server: Server) -> None:
     assert names("site,site!=field") == ["one"]
 
 
+def test_a_list_comes_in_pages_with_limit_and_continue(server: Server) -> None:
+    """Kubernetes docs, "API Concepts: Retrieving large results sets in chunks": `limit` caps a page,
+    `metadata.continue` fetches the next, `remainingItemCount` counts the rest, and the pages together
+    hold every object once, in the same order as one list; a malformed continue token is a 400."""
+    for index in range(7):
+        server.create("triggers", trigger(f"t{index}"))
+
+    def page(token: str | None) -> dict[str, Any]:
+        return dict(
+            server.custom.list_namespaced_custom_object(
+                GROUP, VERSION, server.namespace, "triggers", limit=3, _continue=token
+            )
+        )
+
+    first = page(None)
+    assert len(first["items"]) == 3 and first["metadata"]["remainingItemCount"] == 4
+    second = page(first["metadata"]["continue"])
+    assert len(second["items"]) == 3 and second["metadata"]["remainingItemCount"] == 1
+    third = page(second["metadata"]["continue"])
+    assert len(third["items"]) == 1 and not third["metadata"].get("continue")
+    paged = [item["metadata"]["name"] for part in (first, second, third) for item in part["items"]]
+    whole = server.custom.list_namespaced_custom_object(GROUP, VERSION, server.namespace, "triggers")
+    assert paged == [item["metadata"]["name"] for item in whole["items"]] == [f"t{i}" for i in range(7)]
+    assert second["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
+    assert rejection(lambda: page("not-a-token"))["code"] == 400
+
+
 def test_a_watch_from_a_resource_version_sends_only_later_changes(server: Server) -> None:
     server.create("triggers", trigger("before"))
     listed = server.custom.list_namespaced_custom_object(GROUP, VERSION, server.namespace, "triggers")

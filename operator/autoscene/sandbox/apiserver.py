@@ -31,6 +31,8 @@ from .apiserver_faults import ApiFaults, FaultyListener
 from .apiserver_http import (
     MAX_REQUEST_BYTES,
     ApiTarget,
+    continue_token,
+    continued,
     delete_options,
     initial_events_end,
     is_dry_run,
@@ -252,11 +254,22 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     ) -> aiohttp.web.Response:
         query = raw_request.query
         selection = Selection.parse(target.namespace, query.get("labelSelector"), query.get("fieldSelector"))
-        items, revision = self.store.select(resource, selection), self.store.revision
+        limit = int(query["limit"]) if query.get("limit", "").isdigit() else 0
+        after, revision = (
+            continued(query["continue"]) if query.get("continue") else (None, self.store.revision)
+        )
+        items, remaining = self.store.select_page(resource, selection, after, limit)
         if wants_table(raw_request.headers.get("Accept", "")):
             include = query.get("includeObject", "Metadata")
             return json_response(table_of(resource, items, revision, include_object=include))
-        return json_response(list_document(resource, items, revision))
+        document = list_document(resource, items, revision)
+        if remaining and items:
+            last = items[-1]["metadata"]
+            document["metadata"]["continue"] = continue_token(
+                revision, last.get("namespace") or "", last["name"]
+            )
+            document["metadata"]["remainingItemCount"] = remaining
+        return json_response(document)
 
     # Writing.
 

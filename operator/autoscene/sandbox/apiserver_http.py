@@ -1,5 +1,6 @@
 """The HTTP side of the embedded API server: URLs, query parameters, bodies and response documents."""
 
+import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +75,26 @@ def list_document(resource: ResourceType, items: list[Object], revision: str) ->
         "metadata": {"resourceVersion": revision},
         "items": items,
     }
+
+
+def continue_token(revision: str, namespace: str, name: str) -> str:
+    """The `continue` of a list page, in kube-apiserver's shape: base64 of {"v", "rv", "start"}, where
+    the next page starts after (namespace, name). (The later pages show the objects as they are then,
+    not as of `rv`: the embedded server keeps no snapshots.)"""
+    start = f"{namespace}/{name}\x00"
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": int(revision), "start": start})
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
+def continued(token: str) -> tuple[tuple[str, str], str]:
+    """Where the page of a `continue` token starts, and the list's resourceVersion; 400 when it is
+    not one (as kube-apiserver answers a malformed continue)."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+        namespace, _, name = str(decoded["start"]).rstrip("\x00").partition("/")
+        return (namespace, name), str(int(decoded["rv"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise bad_request(f"continue key is not valid: {error}") from error
 
 
 def log_tail(text: str, query: Mapping[str, str]) -> str:

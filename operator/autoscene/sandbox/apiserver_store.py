@@ -9,6 +9,8 @@ can be handed to responses and watch streams without copying.
 
 import asyncio
 import base64
+import bisect
+import itertools
 import json
 import random
 import re
@@ -144,6 +146,8 @@ class ObjectStore:
         self._types: dict[ResourceKey, ResourceType] = {}
         self._types_of_crd: dict[str, list[ResourceKey]] = {}
         self._objects: dict[GroupResource, dict[ObjectKey, Object]] = {}
+        # Each resource's keys in list order ((namespace or "", name)), kept as objects come and go.
+        self._ordered: dict[GroupResource, list[tuple[str, str]]] = {}
         self._refs_by_uid: dict[str, ObjectRef] = {}
         self._dependents: dict[str, set[ObjectRef]] = {}  # owner uid → objects naming it in ownerReferences
         self._population: Counter[str] = Counter()  # objects per namespace, to finish terminating namespaces
@@ -195,6 +199,7 @@ class ObjectStore:
         for resource_key in self._types_of_crd.pop(metadata_of(crd)["name"], []):
             self._types.pop(resource_key, None)
         self._objects.pop(group_resource, None)
+        self._ordered.pop(group_resource, None)
 
     # Reading.
 
@@ -216,9 +221,40 @@ class ObjectStore:
         return objects.values()
 
     def select(self, resource: ResourceType, selection: Selection) -> list[Object]:
-        found = [obj for obj in self._candidates(resource, selection) if selection.matches(obj)]
-        found.sort(key=lambda obj: (metadata_of(obj).get("namespace") or "", metadata_of(obj)["name"]))
-        return [_as_version(obj, resource) for obj in found]
+        return self.select_page(resource, selection)[0]
+
+    def select_page(
+        self,
+        resource: ResourceType,
+        selection: Selection,
+        after: tuple[str, str] | None = None,
+        limit: int = 0,
+    ) -> tuple[list[Object], int]:
+        """The matching objects in (namespace, name) order, those after `after` only, `limit` at most
+        (0: all), with how many more match after them (the list API's limit and continue). Only the
+        page is copied out: each page of a paged list of 100,000 objects costs a page, as in etcd."""
+        group_resource = resource.group_resource
+        if selection.fields.required_value("metadata.name") is not None:
+            chosen = sorted(_sort_key(key) for key, _ in self._keyed(resource, selection))
+        else:
+            chosen = self._ordered.get(group_resource, [])
+        objects = self._objects.get(group_resource, {})
+        start = bisect.bisect_right(chosen, after) if after is not None else 0
+        page: list[Object] = []
+        remaining = 0
+        for namespace, name in itertools.islice(chosen, start, None):
+            obj = objects.get((namespace or None, name))
+            if obj is None or not selection.matches(obj):
+                continue
+            if limit and len(page) >= limit:
+                remaining += 1
+            else:
+                page.append(obj)
+        return [_as_version(obj, resource) for obj in page], remaining
+
+    def _keyed(self, resource: ResourceType, selection: Selection) -> Iterable[tuple[ObjectKey, Object]]:
+        for obj in self._candidates(resource, selection):
+            yield (metadata_of(obj).get("namespace"), metadata_of(obj)["name"]), obj
 
     # Creating.
 
@@ -469,6 +505,10 @@ class ObjectStore:
         self._revision += 1
         final = {**last, "metadata": {**metadata_of(last), "resourceVersion": str(self._revision)}}
         stored = self._objects[group_resource].pop(key)
+        ordered = self._ordered.get(group_resource, [])
+        position = bisect.bisect_left(ordered, _sort_key(key))
+        if position < len(ordered) and ordered[position] == _sort_key(key):
+            del ordered[position]
         uid = final["metadata"].get("uid", "")
         self._refs_by_uid.pop(uid, None)
         self._index_owners((group_resource, key), before=stored, after=None)
@@ -540,6 +580,7 @@ class ObjectStore:
         self._objects[group_resource][key] = obj
         self._index_owners((group_resource, key), before=previous, after=obj)
         if previous is None:
+            bisect.insort(self._ordered.setdefault(group_resource, []), _sort_key(key))
             self._refs_by_uid[obj["metadata"]["uid"]] = (group_resource, key)
             if key[0] is not None:
                 self._population[key[0]] += 1
@@ -605,3 +646,8 @@ class ObjectStore:
         for subscriptions in self._subscriptions.values():
             for subscription in subscriptions:
                 subscription.close()
+
+
+def _sort_key(key: ObjectKey) -> tuple[str, str]:
+    """Where an object stands in a list: by namespace ("" for none), then name, as etcd's keys sort."""
+    return (key[0] or "", key[1])
