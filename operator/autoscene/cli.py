@@ -4,6 +4,7 @@ import contextlib
 import enum
 import fcntl
 import functools
+import json
 import logging
 import shlex
 import signal
@@ -31,9 +32,6 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 DEFAULT_SANDBOX = Path(".autoscene")
 # The plurals in the API's paths (`invocations.PLURAL` would load the operator's whole core).
 INVOCATIONS, ACTIONS, RECORDS = "invocations", "actions", "records"
-# The file a running sandbox holds an flock on: sandbox/session.py's LOCK_FILE, named here because that
-# module loads kopf and the Kubernetes client.
-SANDBOX_LOCK = "sandbox.lock"
 # The kubeconfig this command connected with, for an error to say where it looked.
 _kubeconfig_in_use: Path | None = None
 
@@ -124,7 +122,7 @@ def upload_command(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from . import cluster_upload, upload
-    from .sandbox.session import volumes_of
+    from .sandbox.state import volumes_of
 
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     try:
@@ -277,23 +275,20 @@ def logs_command(
     found = _invocation(namespace, invocation)
     current = found.get("status") or {}
     job = current.get("jobName")
+    # Raw GETs: the typed client's CoreV1Api and Pod models cost about a second to load.
+    pods_path = f"/api/v1/namespaces/{namespace}/pods"
     pods = (
-        _api_errors(
-            lambda: kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
-        )
+        json.loads(_api_errors(lambda: kube.get_raw(pods_path, labelSelector=f"job-name={job}")).data)[
+            "items"
+        ]
         if job
         else []
     )
     if pods:
-        newest = max(pods, key=lambda pod: pod.metadata.creation_timestamp)
+        newest = max(pods, key=lambda pod: pod["metadata"]["creationTimestamp"])
+        log_path = f"{pods_path}/{newest['metadata']['name']}/log"
         stream = _api_errors(
-            lambda: kube.core().read_namespaced_pod_log(
-                newest.metadata.name,
-                namespace,
-                container=jobs.ACTION_CONTAINER,
-                follow=follow,
-                _preload_content=False,
-            )
+            lambda: kube.get_raw(log_path, container=jobs.ACTION_CONTAINER, follow="true" if follow else None)
         )
         for chunk in stream.stream(1 << 14):
             sys.stdout.write(chunk.decode("utf-8", "replace"))
@@ -323,7 +318,7 @@ def _kept_log(namespace: str, invocation: dict[str, Any], kubeconfig: Path | Non
     """The run's log as the operator kept it on its Record's volume (None when it kept none): read
     from the volume folder of a sandbox, through the API (a short-lived Pod) on a cluster."""
     from . import cluster_upload, kube, logkeeping, records, upload
-    from .sandbox.session import volumes_of
+    from .sandbox.state import volumes_of
 
     if not (invocation.get("status") or {}).get("jobName"):
         return None  # the run never started: there is no log
@@ -352,7 +347,7 @@ def outputs_command(
     config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     _connect(kubeconfig)
     from . import cluster_upload, jobs, kube, records, upload
-    from .sandbox.session import volumes_of
+    from .sandbox.state import volumes_of
 
     found = _invocation(namespace, invocation)
     spec, current = found["spec"], found.get("status") or {}
@@ -588,14 +583,18 @@ def _sandbox_state() -> str:
 
 
 def _is_sandbox_folder(folder: Path) -> bool:
-    return (folder / SANDBOX_LOCK).is_file()
+    from .sandbox.state import LOCK_FILE
+
+    return (folder / LOCK_FILE).is_file()
 
 
 def _sandbox_holder(folder: Path) -> str | None:
     """Who runs the sandbox in `folder` ("pid 123"), or None when no one does. A running sandbox holds an
     exclusive flock on its lock file: a shared one, tried and dropped at once, tells which."""
+    from .sandbox.state import LOCK_FILE
+
     try:
-        handle = (folder / SANDBOX_LOCK).open()
+        handle = (folder / LOCK_FILE).open()
     except FileNotFoundError:
         return None
     with handle:  # closing drops the shared lock, if it was granted

@@ -8,6 +8,8 @@ registered in the Record's status. The Pod is deleted when the upload ends, howe
 owned by the Record, and ends by itself after `LIFETIME_SECONDS`, for when even that fails.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import io
@@ -92,7 +94,7 @@ def upload_via_exec(
 @contextlib.contextmanager
 def volume_shell(
     namespace: str, record: Mapping[str, Any], claim: str, start_timeout: float = POD_START_TIMEOUT
-) -> Iterator[tuple["PodShell", str]]:
+) -> Iterator[tuple[PodShell, str]]:
     """A short-lived Pod mounting the Record's volume, and its staging folder, for commands sent to it
     through the exec API; the Pod is deleted when the block ends."""
     pod = uploader_pod(record, claim, uploader_name(record["metadata"]["name"]))

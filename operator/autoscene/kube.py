@@ -60,6 +60,24 @@ def batch() -> client.BatchV1Api:
     return client.BatchV1Api(api_client())
 
 
+def get_raw(path: str, **query: Any) -> Any:
+    """GET an API path (e.g. `/api/v1/namespaces/NS/pods`) as the raw HTTP response, to read as JSON or
+    stream (a log). For the CLI: the typed CoreV1Api and its models take about a second to load, more
+    than a whole command may. ApiException for an answer other than 2xx."""
+    client_ = api_client()
+    method, url, headers, body, post_params = client_.param_serialize(
+        "GET",
+        path,
+        query_params=[(key, value) for key, value in query.items() if value is not None],
+        header_params={"Accept": "application/json, */*"},
+        auth_settings=["BearerToken"],
+    )
+    response = client_.call_api(method, url, headers, body, post_params).response
+    if not 200 <= response.status < 300:
+        raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())
+    return response
+
+
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The custom object, or None when it does not exist."""
     try:

@@ -27,10 +27,9 @@ from .containers import LocalImage
 from .jobcontroller import LocalJobController
 from .kubelet import LocalKubelet
 from .service import Service
+from .state import LOCK_FILE, STATE_FILE, volumes_of  # noqa: F401  (volumes_of: the CLI's, re-exported)
 
 logger = logging.getLogger(__name__)
-STATE_FILE = "sandbox.json"
-LOCK_FILE = "sandbox.lock"
 Found = TypeVar("Found")
 
 
@@ -84,14 +83,6 @@ class FolderLock:
     @property
     def held(self) -> bool:
         return self._file is not None
-
-
-def volumes_of(kubeconfig: Path) -> Path | None:
-    """The volumes folder of the running sandbox this kubeconfig belongs to, if it is one."""
-    state = kubeconfig.parent / STATE_FILE
-    if not state.is_file():
-        return None
-    return Path(json.loads(state.read_text())["volumes"])
 
 
 class Sandbox(Service):
