@@ -1,11 +1,13 @@
-"""How fast the `autoscene` command answers: every command's `--help`, and `runs` failing against an API
-server that is not there (a kubeconfig naming a closed port) and against a stopped sandbox's folder.
+"""How fast the `autoscene` command answers: every command's `--help`, `runs` failing against an API
+server that is not there (a kubeconfig naming a closed port) and against a stopped sandbox's folder, and
+the commands that read a live API (runs, invocations, logs, outputs, an unknown name) against a sandbox
+that ran the demo (`autoscene sandbox --keep`, started here).
 
 Each is started as a user starts it (the `autoscene` entry point, a process of its own, in an empty
 folder), once untimed to warm the bytecode caches, then `--rounds` times; it prints the median, fastest
 and slowest wall seconds, and exits 1 when a median is over `--target`.
 
-Usage: python bench/cli_latency.py [--rounds 5] [--target 1.0]
+Usage: python bench/cli_latency.py [--rounds 5] [--target 1.0] [--no-live]
 """
 
 import argparse
@@ -66,12 +68,45 @@ def wall_seconds(args: list[str], folder: Path, expected: int) -> float:
     return elapsed
 
 
+def live_sandbox(folder: Path) -> subprocess.Popen[str]:
+    """`autoscene sandbox --keep` in `folder`, once its demo has run (its chain: two Invocations)."""
+    demo = subprocess.Popen(
+        [str(EXECUTABLE), "sandbox", "--keep", "--dir", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert demo.stdout is not None
+    for line in demo.stdout:
+        if "sandbox running" in line:
+            return demo
+    raise SystemExit(f"the sandbox stopped before its demo ended (exit {demo.wait()})")
+
+
+def live_cases(folder: Path) -> list[tuple[str, list[str], int]]:
+    config = ["--kubeconfig", str(folder / "kubeconfig")]
+    from autoscene import kube
+
+    kube.configure(str(folder / "kubeconfig"))
+    runs = kube.list_custom("invocations", "default", label_selector="autoscene.io/action=extract-images")
+    run = runs[0]["metadata"]["name"]
+    return [
+        ("runs, live", ["runs", *config], 0),
+        ("runs -a extract-images, live", ["runs", "-a", "extract-images", *config], 0),
+        ("invocations, live", ["invocations", *config], 0),
+        ("logs, live", ["logs", run, *config], 0),
+        ("outputs, live", ["outputs", run, *config], 0),
+        ("logs of an unknown run, live", ["logs", "no-such-run", *config], 1),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--target", type=float, default=1.0, help="Seconds a median may take.")
+    parser.add_argument("--live", action=argparse.BooleanOptionalAction, default=True)
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -89,6 +124,10 @@ def main() -> None:
             ("runs, sandbox stopped", ["runs", "--kubeconfig", str(stopped / "kubeconfig")], 1),
         ]
 
+        demo = live_sandbox(folder / "live") if options.live else None
+        if demo is not None:
+            cases += live_cases(folder / "live")
+
         width = max(len(label) for label, _, _ in cases)
         print(f"{'autoscene':<{width}}  {'median s':>8}  {'min s':>6}  {'max s':>6}")
         over = []
@@ -100,6 +139,9 @@ def main() -> None:
             print(f"{label:<{width}}  {median:8.2f}  {min(times):6.2f}  {max(times):6.2f}{flag}")
             if flag:
                 over.append(label)
+        if demo is not None:
+            demo.terminate()
+            demo.wait(timeout=60)
     if over:
         print(f"over {options.target:g} s: {', '.join(over)}")
         raise SystemExit(1)
