@@ -14,6 +14,7 @@ def config_map(name: str) -> dict[str, Any]:
 
 
 def test_a_paged_listing_reaches_every_object_then_the_watch_goes_on(tmp_path: Path) -> None:
+    previous = kube._api_client  # the session's other fixtures keep using theirs
     with Sandbox(tmp_path / "sandbox", with_operator=False) as sandbox:
         core = kube.core()
         for index in range(1_234):
@@ -49,3 +50,4 @@ def test_a_paged_listing_reaches_every_object_then_the_watch_goes_on(tmp_path: P
         finally:
             stop.set()
             follower.join(timeout=10)
+            kube._api_client = previous

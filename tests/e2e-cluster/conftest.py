@@ -80,6 +80,8 @@ def cluster(e2e_settings: Settings, request: pytest.FixtureRequest) -> Iterator[
                     with capture.global_and_fixture_disabled():
                         print(kept)
             else:
+                # Tests that ran since may have pointed the client at a sandbox of their own.
+                kube.configure(e2e_settings.kubeconfig)
                 running.delete_namespace()
     finally:
         kube._api_client = previous
