@@ -100,6 +100,22 @@ def live_cases(folder: Path) -> list[tuple[str, list[str], int]]:
     ]
 
 
+def time_each(cases: list[tuple[str, list[str], int]], folder: Path, rounds: int, target: float) -> list[str]:
+    """Print each case's median, fastest and slowest seconds; the labels whose median is over `target`."""
+    width = max(len(label) for label, _, _ in cases)
+    print(f"{'autoscene':<{width}}  {'median s':>8}  {'min s':>6}  {'max s':>6}")
+    over = []
+    for label, args, expected in cases:
+        wall_seconds(args, folder, expected)
+        times = [wall_seconds(args, folder, expected) for _ in range(rounds)]
+        median = statistics.median(times)
+        flag = "  OVER" if median > target else ""
+        print(f"{label:<{width}}  {median:8.2f}  {min(times):6.2f}  {max(times):6.2f}{flag}")
+        if flag:
+            over.append(label)
+    return over
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -125,23 +141,14 @@ def main() -> None:
         ]
 
         demo = live_sandbox(folder / "live") if options.live else None
-        if demo is not None:
-            cases += live_cases(folder / "live")
-
-        width = max(len(label) for label, _, _ in cases)
-        print(f"{'autoscene':<{width}}  {'median s':>8}  {'min s':>6}  {'max s':>6}")
-        over = []
-        for label, args, expected in cases:
-            wall_seconds(args, folder, expected)
-            times = [wall_seconds(args, folder, expected) for _ in range(options.rounds)]
-            median = statistics.median(times)
-            flag = "  OVER" if median > options.target else ""
-            print(f"{label:<{width}}  {median:8.2f}  {min(times):6.2f}  {max(times):6.2f}{flag}")
-            if flag:
-                over.append(label)
-        if demo is not None:
-            demo.terminate()
-            demo.wait(timeout=60)
+        try:
+            if demo is not None:
+                cases += live_cases(folder / "live")
+            over = time_each(cases, folder, options.rounds, options.target)
+        finally:  # the sandbox never outlives the benchmark, however it ends
+            if demo is not None:
+                demo.terminate()
+                demo.wait(timeout=60)
     if over:
         print(f"over {options.target:g} s: {', '.join(over)}")
         raise SystemExit(1)
