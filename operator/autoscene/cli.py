@@ -268,7 +268,8 @@ def logs_command(
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
-    """A run's log: live from its Pod while the Pod exists; after that, the end the Invocation kept."""
+    """A run's log: live from its Pod while the Pod exists; after that, the log the operator kept on
+    the Record's volume (else the end the Invocation kept)."""
     _connect(kubeconfig)
     from . import jobs, kube
 
@@ -317,22 +318,32 @@ def logs_command(
 def _kept_log(namespace: str, invocation: dict[str, Any], kubeconfig: Path | None) -> bytes | None:
     """The run's log as the operator kept it on its Record's volume (None when it kept none): read
     from the volume folder of a sandbox, through the API (a short-lived Pod) on a cluster."""
-    from . import cluster_upload, kube, logkeeping, records, upload
-    from .sandbox.state import volumes_of
+    from . import cluster_upload, logkeeping, upload
 
     if not (invocation.get("status") or {}).get("jobName"):
         return None  # the run never started: there is no log
     record, path = invocation["spec"]["record"], logkeeping.log_path(invocation["metadata"]["name"])
-    volumes = volumes_of(Path(kubeconfig or DEFAULT_SANDBOX / "kubeconfig"))
     try:
-        if volumes is None:
+        volume = _sandbox_volume(namespace, record, kubeconfig)
+        if volume is None:
             return cluster_upload.read_via_exec(namespace, record, path)
-        claim = records.claim_of(kube.get_custom("records", namespace, record) or {})
-        kept = volumes / namespace / (claim or "") / path
-        return kept.read_bytes() if claim and kept.is_file() else None
+        return (volume / path).read_bytes() if (volume / path).is_file() else None
     except upload.UploadError as error:
         console.print(f"[yellow]the kept log could not be read:[/] {error}", soft_wrap=True)
         return None
+
+
+def _sandbox_volume(namespace: str, record: str, kubeconfig: Path | None) -> Path | None:
+    """The local folder of the Record's volume when `kubeconfig` is a running sandbox's (its volumes
+    are folders here); None on a cluster, where the volume is reached through the API.
+    `upload.UploadError` for a Record that does not exist or has no volume yet."""
+    from . import upload
+    from .sandbox.state import volumes_of
+
+    volumes = volumes_of(Path(kubeconfig or DEFAULT_SANDBOX / "kubeconfig"))
+    if volumes is None:
+        return None
+    return volumes / namespace / upload.record_claim(namespace, record)
 
 
 @app.command("outputs")
@@ -344,10 +355,8 @@ def outputs_command(
 ) -> None:
     """What a run wrote to /cos/outputs; with --download, a copy of it (through the API on a cluster,
     each file's sha256 checked against the one computed where the bytes are)."""
-    config = kubeconfig or DEFAULT_SANDBOX / "kubeconfig"
     _connect(kubeconfig)
-    from . import cluster_upload, jobs, kube, records, upload
-    from .sandbox.state import volumes_of
+    from . import cluster_upload, jobs, upload
 
     found = _invocation(namespace, invocation)
     spec, current = found["spec"], found.get("status") or {}
@@ -369,19 +378,14 @@ def outputs_command(
         for path in reported.get("paths") or []:
             console.print(f"  {path}", highlight=False)
         return
-    volumes = volumes_of(Path(config))
     try:
-        if volumes is None:
+        volume = _sandbox_volume(namespace, spec["record"], kubeconfig)
+        if volume is None:
             copied = cluster_upload.download_via_exec(namespace, spec["record"], folder, download)
         else:
-            record = kube.get_custom("records", namespace, spec["record"]) or {}
-            claim = records.claim_of(record) if record else None
-            if claim is None:
-                raise upload.UploadError(f'record "{spec["record"]}" has no volume')
-            copied = upload.copy_folder(volumes / namespace / claim / folder, download)
+            copied = upload.copy_folder(volume / folder, download)
     except upload.UploadError as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(1) from error
+        _fail(str(error))
     for file in copied:
         console.print(f"{download / file.path}  {file.size} bytes  sha256:{file.sha256}", highlight=False)
 

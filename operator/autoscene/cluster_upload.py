@@ -16,7 +16,6 @@ import io
 import json
 import logging
 import os
-import secrets
 import tarfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -78,10 +77,7 @@ def upload_via_exec(
     start_timeout: float = POD_START_TIMEOUT,
 ) -> list[UploadedFile]:
     """Copy the planned files into the Record's volume through an uploader Pod, then register them."""
-    claim = upload.record_claim(namespace, record)
-    owner = kube.get_custom("records", namespace, record)
-    if owner is None:
-        raise UploadError(f'record "{record}" disappeared during the upload')
+    owner, claim = upload.ready_record(namespace, record)
     with volume_shell(namespace, owner, claim, start_timeout) as (shell, staging):
         try:
             uploaded = transfer(shell, staging, planned, progress)
@@ -118,10 +114,7 @@ def download_via_exec(namespace: str, record: str, folder: str, target: Path) ->
     """Copy `folder` of the Record's volume (e.g. `outputs/<invocation>`) into `target` through the API
     alone: one tar stream out of a short-lived Pod, then each file's sha256, computed in the Pod where
     the bytes are, checked against the bytes received. UploadError on any mismatch."""
-    claim = upload.record_claim(namespace, record)
-    owner = kube.get_custom("records", namespace, record)
-    if owner is None:
-        raise UploadError(f'record "{record}" not found in namespace "{namespace}"')
+    owner, claim = upload.ready_record(namespace, record)
     source = f"{VOLUME_ROOT}/{folder}"
     with volume_shell(namespace, owner, claim) as (shell, _):
         archive = shell.run(f"reading {folder}", ["tar", "-c", "-f", "-", "-C", source, "."])
@@ -147,10 +140,7 @@ def download_via_exec(namespace: str, record: str, folder: str, target: Path) ->
 def read_via_exec(namespace: str, record: str, path: str) -> bytes | None:
     """The bytes of `path` in the Record's volume (e.g. `logs/<invocation>.log`), through the API alone:
     `cat` in a short-lived Pod mounting the volume. None when there is no such file."""
-    claim = upload.record_claim(namespace, record)
-    owner = kube.get_custom("records", namespace, record)
-    if owner is None:
-        raise UploadError(f'record "{record}" not found in namespace "{namespace}"')
+    owner, claim = upload.ready_record(namespace, record)
     with volume_shell(namespace, owner, claim) as (shell, _):
         found = shell.run(
             f"reading {path}",
@@ -165,9 +155,7 @@ def read_via_exec(namespace: str, record: str, path: str) -> bytes | None:
 
 def uploader_name(record: str) -> str:
     """A fresh name per upload, readable in `kubectl get pods`."""
-    readable = naming.dns_label(record)[:40].strip("-")
-    suffix = secrets.token_hex(4)
-    return f"{readable}-upload-{suffix}" if readable else f"upload-{suffix}"
+    return naming.fresh_name(record, "upload")
 
 
 def staging_folder(pod_name: str) -> str:

@@ -287,15 +287,11 @@ def observed_status(job: Mapping[str, Any], logs: list[bytes] | None = None) -> 
     its last `logkeeping.KEPT_BYTES`, appended to `logs` when given)."""
     namespace, pods = job["metadata"]["namespace"], []
     if status.needs_pods(job):
-        selector = f"job-name={job['metadata']['name']}"
-        pods = [
-            kube.sanitized(pod)
-            for pod in kube.core().list_namespaced_pod(namespace, label_selector=selector).items
-        ]
+        pods = job_pods(namespace, job["metadata"]["name"])
     wanted = status.from_job(job, pods)
     if wanted["phase"] in status.FINISHED and ("logTail" not in wanted or logs is not None):
         # Kept in the Invocation: the Job and its Pods (and their logs) are deleted after a while.
-        log = _newest_log(namespace, pods)
+        log = newest_log(namespace, pods, jobs.ACTION_CONTAINER)
         if log and "logTail" not in wanted:
             wanted["logTail"] = status.log_tail(log.decode(errors="replace"))
         if log and logs is not None:
@@ -327,17 +323,26 @@ def _owner_uid(job: Mapping[str, Any]) -> str | None:
     return owner[1] if owner else None
 
 
-def _newest_log(namespace: str, pods: list[dict[str, Any]]) -> bytes:
-    """The end of the newest Pod's action log (`logkeeping.bounded`); empty when there is none."""
+def job_pods(namespace: str, job: str) -> list[dict[str, Any]]:
+    """The Pods of a Job (by the `job-name` label the Job controller sets)."""
+    listed = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    return [kube.sanitized(pod) for pod in listed]
+
+
+def newest_log(
+    namespace: str, pods: list[dict[str, Any]], container: str, limit: int = logkeeping.KEPT_BYTES
+) -> bytes:
+    """The end of the newest Pod's log of `container` (its last `limit` bytes, `logkeeping.bounded`);
+    empty when there is none."""
     newest = status.newest(pods)
     if newest is None:
         return b""
     try:
         response = kube.core().read_namespaced_pod_log(
-            newest["metadata"]["name"], namespace, container=jobs.ACTION_CONTAINER, _preload_content=False
+            newest["metadata"]["name"], namespace, container=container, _preload_content=False
         )
         try:
-            return logkeeping.bounded(response.stream(1 << 16))
+            return logkeeping.bounded(response.stream(1 << 16), limit)
         finally:
             response.release_conn()
     except Exception as error:  # a log is a nice-to-have: the run's outcome does not depend on it

@@ -89,13 +89,12 @@ def keeper_job(
     job_labels = {labels.MANAGED_BY: labels.MANAGER, labels.ROLE: KEEPER_ROLE}
     if labels.is_label_value(meta["name"]):
         job_labels[labels.RECORD] = meta["name"]
-    suffix = secrets.token_hex(4)
     arguments = [part for fetch in fetches for part in fetch]
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": f"{naming.dns_label(meta['name'])[:40].strip('-') or 'record'}-logs-{suffix}",
+            "name": naming.fresh_name(meta["name"], "logs"),
             "namespace": meta["namespace"],
             "labels": job_labels,
             "ownerReferences": ownership.owned_by(record, block_owner_deletion=False),

@@ -2,6 +2,7 @@
 
 import hashlib
 import re
+import secrets
 
 # Job names become the `job-name` label (63 characters at most) and the Job controller appends a
 # 6-character suffix for its Pods, so invocation (and Job) names stay within 52 characters.
@@ -54,6 +55,14 @@ def fitted(name: str, limit: int) -> str:
 
 def _digest(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:_HASH_LENGTH]
+
+
+def fresh_name(record: str, role: str) -> str:
+    """A new name for each helper Pod or Job of a Record (an upload, a batch of kept logs), readable in
+    `kubectl get`: `<record>-<role>-<random>`, the Record's part cut to 40 characters."""
+    readable = dns_label(record)[:40].strip("-")
+    suffix = secrets.token_hex(4)
+    return f"{readable}-{role}-{suffix}" if readable else f"{role}-{suffix}"
 
 
 def job_name(invocation: str) -> str:

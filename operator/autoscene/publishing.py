@@ -2,6 +2,7 @@
 made when missing, the publish Job, and the RecordFiles made from what that Job reports."""
 
 import logging
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -74,10 +75,12 @@ def sync_with_publish_job(
     target_name = current["outputRecord"]["name"]
     if job is None:
         return _fail(invocation, "its publish job was deleted before it finished")
-    ended = _ended(job)
+    ended = status.job_ended(job)
     if ended is None:
         return None
-    log = _log_of(namespace, job["metadata"]["name"])
+    # The whole log: it lists every file copied, however many.
+    pods = invocations.job_pods(namespace, job["metadata"]["name"])
+    log = invocations.newest_log(namespace, pods, outputs.PUBLISH_CONTAINER, limit=sys.maxsize).decode()
     if ended == "Failed":
         last = status.log_tail(log).splitlines()[-1:] or ["no log"]
         return _fail(invocation, f'copying them into record "{target_name}" failed: {last[0]}')
@@ -124,30 +127,6 @@ def _fail(invocation: Mapping[str, Any], why: str) -> Transition | None:
     return invocations.write(
         invocation, status.failed(outputs.NOT_REGISTERED, f"the outputs were not registered: {why}")
     )
-
-
-def _ended(job: Mapping[str, Any]) -> str | None:
-    for condition in (job.get("status") or {}).get("conditions") or []:
-        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
-            return str(condition["type"])
-    return None
-
-
-def _log_of(namespace: str, job_name: str) -> str:
-    """The log of the Job's newest Pod ("" when it has none left)."""
-    pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}").items
-    newest = status.newest([kube.sanitized(pod) for pod in pods])
-    if newest is None:
-        return ""
-    try:
-        return str(
-            kube.core().read_namespaced_pod_log(
-                newest["metadata"]["name"], namespace, container=outputs.PUBLISH_CONTAINER
-            )
-        )
-    except ApiException as error:
-        logger.warning("no log for %s: %s", newest["metadata"]["name"], kube.message_of(error))
-        return ""
 
 
 def _claim_class(record: Mapping[str, Any]) -> str | None:

@@ -58,11 +58,16 @@ def needs_pods(job: Mapping[str, Any]) -> bool:
     with a ready Pod is running (the Job controller's `status.ready`), and one with no Pod yet has none.
     """
     job_status = job.get("status") or {}
-    finished = any(
-        condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True"
-        for condition in job_status.get("conditions") or []
-    )
+    finished = job_ended(job) is not None
     return finished or (int(job_status.get("active") or 0) > 0 and not int(job_status.get("ready") or 0))
+
+
+def job_ended(job: Mapping[str, Any]) -> str | None:
+    """How the Job ended, "Complete" or "Failed" (its condition of that type is True); None while on."""
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") in ("Complete", "Failed") and condition.get("status") == "True":
+            return str(condition["type"])
+    return None
 
 
 def _progress(pod: Mapping[str, Any] | None, ready: int = 0) -> dict[str, Any]:

@@ -91,13 +91,18 @@ def plan(sources: list[Path], prefix: str = "") -> list[tuple[Path, str]]:
 
 def record_claim(namespace: str, record: str) -> str:
     """The claim of an existing, ready Record, or a clear error."""
+    return ready_record(namespace, record)[1]
+
+
+def ready_record(namespace: str, record: str) -> tuple[dict[str, Any], str]:
+    """An existing Record that has its volume, and the volume's claim; UploadError saying which it lacks."""
     body = kube.get_custom("records", namespace, record)
     if body is None:
         raise UploadError(f'record "{record}" does not exist in namespace "{namespace}"')
     claim = records.claim_of(body)
     if claim is None:
         raise UploadError(f'record "{record}" has no volume yet: is the operator running?')
-    return claim
+    return body, claim
 
 
 def upload_to_folder(
