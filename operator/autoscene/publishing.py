@@ -38,7 +38,8 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     namespace = meta["namespace"]
     target = outputs.Destination.from_status(current["outputRecord"])
     source = kube.get_custom("records", namespace, spec["record"])
-    if source is None or records.claim_of(source) is None:
+    source_claim = records.claim_of(source) if source is not None else None
+    if source is None or source_claim is None:
         return _fail(invocation, f'its Record "{spec["record"]}" is gone')
     record = kube.get_custom("records", namespace, target.record)
     if record is None:
@@ -48,7 +49,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     if target_claim is None:
         raise NotReady(f'record "{target.record}" has no volume yet', 2)
     body = outputs.publish_job(
-        invocation, target, str(records.claim_of(source)), target_claim, config.current().job_ttl_seconds
+        invocation, target, source_claim, target_claim, config.current().job_ttl_seconds
     )
     kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
     job_name = body["metadata"]["name"]
