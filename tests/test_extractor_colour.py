@@ -9,8 +9,10 @@ with it within 3 levels per channel on each patch.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .extractor_fixtures import extractor, run_in_process
+from .extractor_fixtures import EXTRACTOR, extractor, run_in_process
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg command")
 
@@ -194,6 +196,25 @@ def test_other_matrices_are_converted_on_the_planes(clips: Path, case: Case, thr
         planes = extractor("colour").yuv_planes(frame)
         assert (planes.matrix, planes.full_range) == (extractor("colour").BT601, True)
         assert [plane.dtype for plane in planes.planes] == [np.uint8] * 3
+
+
+def test_converted_matrices_need_no_opencv(clips: Path, tmp_path: Path) -> None:
+    """A BT.709 JPEG at the video's own size is converted by FFmpeg's filter and encoded by
+    libjpeg-turbo: OpenCV (20 ms of CPU to import) is never loaded."""
+    inputs = tmp_path / "files"
+    inputs.mkdir()
+    shutil.copyfile(make_patch_clip(Case("h264", "bt709", False, "420"), clips), inputs / "patches.mp4")
+    probe = "import sys, framex.main; status = framex.main.main([]); print(status, 'cv2' in sys.modules)"
+    environ = {
+        **os.environ,
+        "INPUT_FOLDER": str(inputs),
+        "OUTPUT_FOLDER": str(tmp_path / "out"),
+        "AUTOSCENE_TERMINATION_LOG": str(tmp_path / "summary.json"),
+    }
+    ran = subprocess.run(
+        [sys.executable, "-c", probe], cwd=EXTRACTOR.parent, env=environ, capture_output=True, text=True
+    )
+    assert ran.stdout.split() == ["0", "False"], ran.stderr[-2000:]
 
 
 LEVEL_WIDTH = 4  # pixels per level: two chroma samples in 4:2:0

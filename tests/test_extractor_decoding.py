@@ -1,11 +1,13 @@
 """The frame extractor's threads: one decoding thread for low-bit-rate H.264 on 2 CPUs, frame threads
-otherwise (the choice changes the CPU spent, never the images), and encoding threads that yield to
-decoding."""
+otherwise (the choice changes the CPU spent, never the images), encoding threads that yield to
+decoding, and the encoding side's modules left to the encoding threads."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ import pytest
 
 from autoscene.sample_video import make_sample_video
 
-from .extractor_fixtures import Samples, extractor, run_in_process
+from .extractor_fixtures import EXTRACTOR, Samples, extractor, run_in_process
 
 
 def settings_for(inputs: Path, outputs: Path, cpus: int, **environ: str) -> Any:
@@ -108,3 +110,13 @@ def test_encoding_threads_yield_to_decoding() -> None:
     ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     assert seen == [min(19, ours + main.ENCODING_NICENESS)]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours  # this thread's is its own
+
+
+def test_the_decoding_side_starts_without_the_encoding_modules() -> None:
+    """numpy, simplejpeg and OpenCV are imported on an encoding thread while the first video decodes
+    (`framex.warmup`): the entry point's own imports must not pull them in."""
+    probe = "import sys, framex.main; print(sorted({'numpy', 'simplejpeg', 'cv2'} & set(sys.modules)))"
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], cwd=EXTRACTOR.parent, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ The work is done by the `framex` package beside this file; `python extract_frame
 settings and the exit codes.
 """
 
+import logging
 import os
 import sys
 
@@ -14,4 +15,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from framex.main import main  # noqa: E402  (after the setting above)
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Every image, manifest and the summary are written and closed, and the encoding threads have
+    # ended: the interpreter's own teardown (freeing numpy's, OpenCV's and FFmpeg's modules) would
+    # only add 25-30 ms of wall time and CPU to every run.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -28,8 +28,9 @@ from fractions import Fraction
 
 import av
 import av.filter
-import cv2
 import numpy as np
+
+from framex.opencv import opencv
 
 # Video luma spans 16-235 and chroma 16-240, JPEG uses 0-255 for both: without this stretch the
 # images come out washed out and measurably worse. Each is `level * scale + offset`, rounded and clipped
@@ -120,7 +121,8 @@ def jpeg_planes(planes: Planes) -> list[np.ndarray]:
     if planes.full_range:
         return planes.planes
     stretches = (LUMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE, CHROMA_TO_FULL_RANGE)
-    return [cv2.transform(plane, stretch) for plane, stretch in zip(planes.planes, stretches, strict=False)]
+    transform = opencv().transform
+    return [transform(plane, stretch) for plane, stretch in zip(planes.planes, stretches, strict=False)]
 
 
 def goes_through_bgr(frame: av.VideoFrame) -> bool:

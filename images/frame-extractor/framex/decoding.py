@@ -14,10 +14,11 @@ from pathlib import Path
 import av
 
 from framex.choice import Candidate, FramePositions, StartGate, chooser_for
-from framex.images import FrameRecord, write_image
 from framex.limits import threads_that_fit
+from framex.records import FrameRecord
 from framex.settings import Settings
 from framex.stopping import STOP_REQUESTED, Terminated
+from framex.warmup import start, write_image
 
 log = logging.getLogger("extract_frames")
 
@@ -222,6 +223,7 @@ class Extraction:
     def run(self) -> None:
         """Reads and decodes to the end (or the range's end); a demuxer error ends the reading, not
         the decoding: the frames the decoder's threads still hold are drained, as ffmpeg does."""
+        start(self.pool)  # the encoding side's imports, from the first video on, while it decodes
         try:
             try:
                 wanted_more = self._read_packets()

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import simplejpeg
 
 from framex.choice import Candidate
 from framex.colour import Planes, bgr_picture, goes_through_bgr, jpeg_planes, subsampling_of, yuv_planes
+from framex.opencv import opencv
+from framex.records import FrameRecord
 from framex.settings import ImageOptions
-
-
-@dataclass(frozen=True)
-class FrameRecord:
-    index: int
-    seconds: float
-    width: int
-    height: int
-    file: str
-    bytes: int
 
 
 def upright_size(width: int, height: int, rotation: int) -> tuple[int, int]:
@@ -52,21 +42,22 @@ def rotation_of(frame: av.VideoFrame) -> int:
     return round((frame.rotation or 0) / 90) % 4 * 90
 
 
-ROTATE_COUNTER_CLOCKWISE = {
-    90: cv2.ROTATE_90_COUNTERCLOCKWISE,
-    180: cv2.ROTATE_180,
-    270: cv2.ROTATE_90_CLOCKWISE,
-}
+# OpenCV's names of the turns, by counter-clockwise degrees.
+ROTATE_COUNTER_CLOCKWISE = {90: "ROTATE_90_COUNTERCLOCKWISE", 180: "ROTATE_180", 270: "ROTATE_90_CLOCKWISE"}
 
 
 def rotate(plane: np.ndarray, rotation: int) -> np.ndarray:
-    return cv2.rotate(plane, ROTATE_COUNTER_CLOCKWISE[rotation]) if rotation else plane
+    if not rotation:
+        return plane
+    cv2 = opencv()
+    return cv2.rotate(plane, getattr(cv2, ROTATE_COUNTER_CLOCKWISE[rotation]))
 
 
 def resize_planes(planes: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
     luma = planes[0]
     if (luma.shape[1], luma.shape[0]) == (width, height):
         return planes
+    cv2 = opencv()
     resized = [cv2.resize(luma, (width, height), interpolation=cv2.INTER_AREA)]
     for chroma in planes[1:]:
         across = round(luma.shape[1] / chroma.shape[1])
@@ -103,12 +94,14 @@ def upright_picture(picture: np.ndarray, frame: av.VideoFrame, options: ImageOpt
     rotation = rotation_of(frame)
     width, height = stored_size(frame, rotation, options)
     if (width, height) != (frame.width, frame.height):
+        cv2 = opencv()
         picture = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
     return rotate(picture, rotation)
 
 
 def encode_png(frame: av.VideoFrame, options: ImageOptions) -> tuple[bytes, int, int]:
     picture = upright_picture(bgr_picture(frame), frame, options)
+    cv2 = opencv()
     ok, data = cv2.imencode(".png", picture, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise RuntimeError("PNG encoding failed")

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import cv2
-
 from framex.decoding import VideoError, describe
 from framex.settings import Settings, UsageError, argument_parser, read_settings, termination_log_path
 from framex.stopping import STOP_REQUESTED
@@ -82,7 +80,6 @@ def request_stop(signum: int, frame: Any) -> None:
 
 def configure() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    cv2.setNumThreads(1)  # the encoding pool is the parallelism; OpenCV's own threads would only spin
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 import av
 
 from framex.decoding import Extraction, VideoError, configure_decoder, describe, open_video, video_stream
-from framex.images import FrameRecord
+from framex.records import FrameRecord
 from framex.settings import Settings
 from framex.stopping import Terminated
 
