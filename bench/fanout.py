@@ -5,12 +5,14 @@ For each N (`--files`, default 100,1000) and each control plane (`--control-plan
 a fresh cluster gets an Action that runs `true` (busybox, 10m CPU), a Trigger on `*.bin` and a Record;
 N tiny files are uploaded in one go (the embedded sandbox: into its volume folder; the real control
 plane: through the API, an uploader Pod and a tar stream over exec), which registers them at once.
-Then it measures, from that registration:
+Then it measures, from the start of that upload (which registers the files as it goes):
 
+  upload        seconds the upload took
   invocations   seconds until every file has its Invocation
   jobs          seconds until every Invocation has its Job
   succeeded     seconds until every Invocation is Succeeded
-  reg→job       registration → Job seen by a watch, per file: p50 / p95 / p99 seconds
+  reg→job       registration → Job, per file (its RecordFile and its Job first seen by watches):
+                p50 / p95 / p99 seconds
   most running  the most Jobs active at once (status.active > 0)
   operator MB   the operator's peak RSS (a process of its own on both control planes)
   idle cp %     once every run is over, the API server side's CPU use over `--idle-seconds` (default
@@ -33,6 +35,7 @@ The real control plane needs hack/build-control-plane.sh and root.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import resource
@@ -48,12 +51,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
-from kubernetes import watch  # noqa: E402
-
-from autoscene import kube, labels, upload  # noqa: E402
+from autoscene import kube, labels, naming, upload, watching  # noqa: E402
 
 RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
 MINIMAL = Path(__file__).with_name("minimal_operator.py")
+MINIMAL_LABEL = "bench.autoscene.io/file"  # minimal_operator.py labels its Jobs with their RecordFile
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -104,43 +106,68 @@ class Observed:
     succeeded: dict[str, float] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)
     most_active: int = 0
+    registered: dict[str, float] = field(default_factory=dict)  # RecordFile name → first seen
+    file_of_job: dict[str, str] = field(default_factory=dict)  # Job name → its RecordFile's name
+
+    def latencies(self) -> list[float]:
+        """Registration → Job seen, per file (its RecordFile and its Job first seen by the watches)."""
+        return [
+            seen - self.registered[self.file_of_job[job]]
+            for job, seen in self.jobs.items()
+            if self.file_of_job.get(job) in self.registered
+        ]
 
 
 def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Thread]:
-    def invocations() -> None:
-        stream = watch.Watch().stream(
-            kube.custom().list_namespaced_custom_object,
-            "autoscene.io", "v1alpha1", namespace, "invocations", timeout_seconds=5,
-        )  # fmt: skip
-        for event in stream:
-            name, now = event["object"]["metadata"]["name"], time.monotonic()
-            observed.invocations.setdefault(name, now)
-            if (event["object"].get("status") or {}).get("phase") == "Succeeded":
-                observed.succeeded.setdefault(name, now)
+    """Record when each Invocation and Job is first seen, done and active, from one list and watch each
+    (`watching.follow`, raw JSON: what the bench reads costs the API server's process little)."""
 
-    def jobs() -> None:
-        for event in watch.Watch().stream(
-            kube.batch().list_namespaced_job, namespace, label_selector=f"!{labels.ROLE}", timeout_seconds=5
-        ):
-            job, now = event["object"], time.monotonic()
-            observed.jobs.setdefault(job.metadata.name, now)
-            if any(c.type == "Complete" and c.status == "True" for c in job.status.conditions or []):
-                observed.jobs_done.setdefault(job.metadata.name, now)
-            if (job.status.active or 0) > 0 and event["type"] != "DELETED":
-                observed.active.add(job.metadata.name)
-            else:
-                observed.active.discard(job.metadata.name)
-            observed.most_active = max(observed.most_active, len(observed.active))
+    def file_seen(file: dict[str, Any]) -> None:
+        observed.registered.setdefault(file["metadata"]["name"], time.monotonic())
 
-    def forever(body: Any) -> None:
-        while not stop.is_set():
-            try:
-                body()
-            except Exception as error:  # a dropped stream: watch again
-                print(f"watch: {error}", file=sys.stderr)
-                time.sleep(0.5)
+    def invocation_seen(invocation: dict[str, Any]) -> None:
+        name, now = invocation["metadata"]["name"], time.monotonic()
+        observed.invocations.setdefault(name, now)
+        # A run's Job is named after it (and its RecordFile after the Record and path).
+        spec = invocation["spec"]
+        observed.file_of_job[name] = naming.file_name(spec["record"], spec["file"])
+        if (invocation.get("status") or {}).get("phase") == "Succeeded":
+            observed.succeeded.setdefault(name, now)
 
-    threads = [threading.Thread(target=forever, args=(body,), daemon=True) for body in (invocations, jobs)]
+    def job_seen(job: dict[str, Any], deleted: bool = False) -> None:
+        name, now, job_status = job["metadata"]["name"], time.monotonic(), job.get("status") or {}
+        observed.jobs.setdefault(name, now)
+        if MINIMAL_LABEL in (job["metadata"].get("labels") or {}):  # the minimal operator's Job
+            observed.file_of_job[name] = job["metadata"]["labels"][MINIMAL_LABEL]
+        if any(c["type"] == "Complete" and c["status"] == "True" for c in job_status.get("conditions") or []):
+            observed.jobs_done.setdefault(name, now)
+        if int(job_status.get("active") or 0) > 0 and not deleted:
+            observed.active.add(name)
+        else:
+            observed.active.discard(name)
+        observed.most_active = max(observed.most_active, len(observed.active))
+
+    invocations = functools.partial(
+        kube.custom().list_namespaced_custom_object, "autoscene.io", "v1alpha1", namespace, "invocations"
+    )
+    jobs = functools.partial(kube.batch().list_namespaced_job, namespace)
+    record_files = functools.partial(
+        kube.custom().list_namespaced_custom_object, "autoscene.io", "v1alpha1", namespace, "recordfiles"
+    )
+    followers = [
+        (record_files, file_seen, lambda _: None, {}),
+        (invocations, invocation_seen, lambda _: None, {}),
+        (jobs, job_seen, functools.partial(job_seen, deleted=True), {"label_selector": f"!{labels.ROLE}"}),
+    ]
+    threads = [
+        threading.Thread(
+            target=watching.follow,
+            args=(list_function, seen, gone, stop),
+            kwargs={"watch_seconds": 5, **selectors},
+            daemon=True,
+        )
+        for list_function, seen, gone, selectors in followers
+    ]
     for thread in threads:
         thread.start()
     return threads
@@ -215,8 +242,10 @@ def run_once(
         follow(cluster.namespace, observed, stop)
         components = [] if plane == "embedded" else [process for _, process, _ in cluster.plane._processes]
         cpu_before = _cpu(plane, components)
-        cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
+        # From the start of the upload: the files are registered while it runs, and their runs start.
         registered = time.monotonic()
+        cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
+        uploaded = time.monotonic() - registered
         deadline = registered + timeout
         finished = observed.succeeded if ours else observed.jobs_done
         while len(finished) < files and time.monotonic() < deadline:
@@ -238,7 +267,8 @@ def run_once(
             "jobs": _span(observed.jobs, files, registered),
             "jobs_done": _span(observed.jobs_done, files, registered),
             "succeeded": _span(observed.succeeded, files, registered) if ours else float("nan"),
-            "latencies": [seen - registered for seen in observed.jobs.values()],
+            "latencies": observed.latencies(),
+            "upload": uploaded,
             "most_running": observed.most_active,
             "operator_mb": peak_rss_mb(operator_pid or os.getpid()),
             "cp_cpu": cp_cpu,
@@ -302,7 +332,8 @@ def main() -> None:
                         run_once(plane, operator, files, options.timeout, limit, options.idle_seconds)
                     )
     header = (
-        f"{'plane':<9} {'operator':<9} {'limit':>5} {'files':>6} {'done':>6} {'invoc. s':>9} {'jobs s':>8} "
+        f"{'plane':<9} {'operator':<9} {'limit':>5} {'files':>6} {'done':>6} {'upload s':>8} "
+        f"{'invoc. s':>9} {'jobs s':>8} "
         f"{'jobs ok s':>9} {'succ. s':>8} {'reg→job p50/p95/p99 s':>22} {'most run':>8} {'op. MB':>7} "
         f"{'idle cp %':>9} {'cp CPU s':>8} {'op. CPU s':>9}"
     )
@@ -314,7 +345,7 @@ def main() -> None:
         over_limit |= over
         print(
             f"{row['plane']:<9} {row['operator']:<9} {row['limit'] or '-':>5} "
-            f"{row['files']:>6} {row['done']:>6} "
+            f"{row['files']:>6} {row['done']:>6} {row['upload']:>8.1f} "
             f"{row['invocations']:>9.1f} {row['jobs']:>8.1f} {row['jobs_done']:>9.1f} "
             f"{row['succeeded']:>8.1f} "
             f"{quantiles:>22} {row['most_running']:>8} {row['operator_mb']:>7.0f} "

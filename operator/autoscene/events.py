@@ -2,6 +2,9 @@
 
 import logging
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,9 +14,46 @@ logger = logging.getLogger(__name__)
 COMPONENT = "autoscene-operator"
 
 
+class SpamFilter:
+    """client-go's Event spam filter (tools/record, `EventSourceObjectSpamFilter`): each source, object,
+    type and reason may post a burst of `burst` Events, then one every `refill_seconds`; the rest are
+    dropped. A Record that receives thousands of files so costs the API server a few dozen
+    `TriggerFired` Events, not thousands. Its buckets are kept for the `capacity` keys seen last.
+
+    Our own few lines: the keyed, bounded token buckets are client-go's design, which no Python
+    rate-limiting library reproduces as a whole.
+    """
+
+    def __init__(self, burst: int = 25, refill_seconds: float = 300, capacity: int = 4096) -> None:
+        self.burst, self.refill_seconds, self.capacity = burst, refill_seconds, capacity
+        self._buckets: OrderedDict[tuple[str, ...], tuple[float, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def allows(self, key: tuple[str, ...], now: float | None = None) -> bool:
+        """Take a token from `key`'s bucket (full at first); False when it is empty."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, since = self._buckets.pop(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - since) / self.refill_seconds)
+            allowed = tokens >= 1
+            self._buckets[key] = (tokens - 1 if allowed else tokens, now)
+            while len(self._buckets) > self.capacity:
+                self._buckets.popitem(last=False)
+            return allowed
+
+
+SPAM = SpamFilter()
+
+
 def post(obj: Mapping[str, Any], reason: str, message: str, warning: bool = False) -> None:
-    """Post an Event about `obj`; a failure to post is logged, never raised (the work matters more)."""
+    """Post an Event about `obj`, unless `SPAM` drops it; a failure to post is logged, never raised
+    (the work matters more)."""
     meta = obj["metadata"]
+    event_type = "Warning" if warning else "Normal"
+    key = (str(obj.get("kind")), meta["namespace"], meta["name"], str(meta.get("uid")), event_type, reason)
+    if not SPAM.allows(key):
+        logger.debug("dropped the %s Event on %s: too many of them", reason, meta["name"])
+        return
     now = timestamps.render(timestamps.now())
     body = {
         "apiVersion": "v1",
@@ -29,7 +69,7 @@ def post(obj: Mapping[str, Any], reason: str, message: str, warning: bool = Fals
         },
         "reason": reason,
         "message": message[:1024],
-        "type": "Warning" if warning else "Normal",
+        "type": event_type,
         "source": {"component": COMPONENT},
         "reportingComponent": COMPONENT,
         "firstTimestamp": now,

@@ -23,6 +23,7 @@ from . import (
     logkeeping,
     metrics,
     outputs,
+    podwatch,
     publishing,
     records,
     runs,
@@ -97,6 +98,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings_now.namespaces, settings_now.reconcile_seconds, settings_now.retention_seconds
     )
     memo.reconciler.start()
+    podwatch.PODS.start(settings_now.namespaces)
     if settings_now.keep_logs:
         logkeeping.KEEPER.serve(settings_now.log_port, logkeeping.advertised_host())
     memo.record_totals = tallies.Tally(RECORDS, files.record_status)
@@ -113,6 +115,7 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.stop()
     if "files" in memo:
         memo.files.stop()
+    podwatch.PODS.stop()
     if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit
         memo.stop.set()
 

@@ -14,6 +14,7 @@ from . import (
     lifecycle,
     logkeeping,
     outputs,
+    podwatch,
     queueing,
     records,
     status,
@@ -269,7 +270,11 @@ def write(invocation: Mapping[str, Any], wanted: Wanted) -> Transition | None:
         )
 
     key = (meta["namespace"], meta["name"])
+    # The freshest copy at hand: one the caller read with its status, else the last one written here,
+    # else the caller's (a new Invocation's watch event: it has no status yet); else one is read.
     known = invocation if "status" in invocation and meta.get("resourceVersion") else _LATEST.get(key)
+    if known is None and meta.get("resourceVersion") and "spec" in invocation:
+        known = invocation
     written = kube.update_status(PLURAL, meta["namespace"], meta["name"], merged, known=known)
     if written is None:
         return None
@@ -287,7 +292,7 @@ def observed_status(job: Mapping[str, Any], logs: list[bytes] | None = None) -> 
     its last `logkeeping.KEPT_BYTES`, appended to `logs` when given)."""
     namespace, pods = job["metadata"]["namespace"], []
     if status.needs_pods(job):
-        pods = job_pods(namespace, job["metadata"]["name"])
+        pods = job_pods(namespace, job["metadata"]["name"], ended=status.job_ended(job) is not None)
     wanted = status.from_job(job, pods)
     if wanted["phase"] in status.FINISHED and ("logTail" not in wanted or logs is not None):
         # Kept in the Invocation: the Job and its Pods (and their logs) are deleted after a while.
@@ -323,8 +328,13 @@ def _owner_uid(job: Mapping[str, Any]) -> str | None:
     return owner[1] if owner else None
 
 
-def job_pods(namespace: str, job: str) -> list[dict[str, Any]]:
-    """The Pods of a Job (by the `job-name` label the Job controller sets)."""
+def job_pods(namespace: str, job: str, ended: bool = False) -> list[dict[str, Any]]:
+    """The Pods of a Job: from the operator's watch of Pods (`podwatch`), else listed by the
+    `job-name` label the Job controller sets. For a Job that `ended`, the watch's copy serves only when
+    its newest Pod is seen terminated: the Job's event may overtake its Pod's."""
+    known = podwatch.PODS.pods_of(namespace, job)
+    if known is not None and (not ended or status.has_terminated(status.newest(known))):
+        return known
     listed = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
     return [kube.sanitized(pod) for pod in listed]
 

@@ -78,6 +78,14 @@ def get_raw(path: str, **query: Any) -> Any:
     return response
 
 
+def unread(response: Any) -> None:
+    """Let go of a raw response (a call made with `_preload_content=False`) without decoding it: a
+    writer that does not need the server's answer skips building the client's typed model of it, the
+    bulk of a write's cost on the client's side."""
+    response.drain_conn()
+    response.release_conn()
+
+
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The custom object, or None when it does not exist."""
     try:

@@ -80,7 +80,7 @@ def sync_with_publish_job(
     if ended is None:
         return None
     # The whole log: it lists every file copied, however many.
-    pods = invocations.job_pods(namespace, job["metadata"]["name"])
+    pods = invocations.job_pods(namespace, job["metadata"]["name"], ended=True)
     log = invocations.newest_log(namespace, pods, outputs.PUBLISH_CONTAINER, limit=sys.maxsize).decode()
     if ended == "Failed":
         last = status.log_tail(log).splitlines()[-1:] or ["no log"]

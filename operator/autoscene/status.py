@@ -27,7 +27,8 @@ def from_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> dict[
     status: dict[str, Any] = {"jobName": job["metadata"]["name"], "attempts": attempts or None}
     if job_status.get("startTime"):
         status["startTime"] = job_status["startTime"]
-    if terminated is not None and "exitCode" in terminated:
+    if finished and terminated is not None and "exitCode" in terminated:
+        # Once the Job ended: its Pod's end seen first would cost a write that the Job's end repeats.
         status["exitCode"] = int(terminated["exitCode"])
     if "Complete" in finished:
         status.update(phase=SUCCEEDED, reason="Completed")
@@ -138,6 +139,12 @@ def _count(value: Any) -> int:
 
 def newest(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(pods, key=lambda pod: pod["metadata"].get("creationTimestamp", ""), default=None)
+
+
+def has_terminated(pod: Mapping[str, Any] | None) -> bool:
+    """Whether the Pod is over: phase Succeeded or Failed, every container terminated (the Pod
+    lifecycle doc, "Pod phase")."""
+    return pod is not None and (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _terminated_state(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:

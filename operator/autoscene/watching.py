@@ -98,10 +98,11 @@ def _watch_once(
         timeout_seconds=watch_seconds,
         allow_watch_bookmarks=True,
         _request_timeout=watch_seconds + 25,
+        deserialize=False,  # the JSON only: the client's typed models would cost more than the rest
         **selectors,
     )
     for event in stream:
-        kind, obj = event["type"], event["raw_object"]
+        kind, obj = event["type"], event["object"]
         if kind == "ERROR":
             return None  # 410 Gone: the version is too old
         version = obj.get("metadata", {}).get("resourceVersion") or version

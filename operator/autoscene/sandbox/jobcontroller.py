@@ -30,7 +30,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import ownership, timestamps, watching
+from .. import kube, ownership, timestamps, watching
 
 logger = logging.getLogger(__name__)
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
@@ -44,6 +44,7 @@ class JobState:
     job: dict[str, Any]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
     counted: set[str] = field(default_factory=set)  # Pods whose end is in the Job's status
+    written: dict[str, Any] = field(default_factory=dict)  # the status fields this controller wrote
     succeeded: int = 0
     failed: int = 0
     finished: bool = False
@@ -176,7 +177,9 @@ class LocalJobController:
             self._finish(state, "FailureTarget", "Failed", "BackoffLimitExceeded",
                          "Job has reached the specified backoff limit", now)  # fmt: skip
             return
-        job_status = state.job.get("status") or {}
+        # The status as the watch last showed it, with what this controller wrote since: its own write
+        # may not have come back through the watch yet, and writing it again would only cost an event.
+        job_status = {**(state.job.get("status") or {}), **state.written}
         started = job_status.get("startTime")
         if spec.get("suspend"):
             for name in active:
@@ -194,7 +197,7 @@ class LocalJobController:
             pod = _pod_for(state.job)
             state.pods[pod["metadata"]["name"]] = pod
             try:
-                self._core.create_namespaced_pod(meta["namespace"], pod)
+                kube.unread(self._core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False))
             except ApiException as error:
                 state.pods.pop(pod["metadata"]["name"], None)
                 if error.status != 404:
@@ -277,7 +280,12 @@ class LocalJobController:
     def _patch(self, state: JobState, job_status: dict[str, Any]) -> None:
         meta = state.job["metadata"]
         try:
-            self._batch.patch_namespaced_job_status(meta["name"], meta["namespace"], {"status": job_status})
+            kube.unread(
+                self._batch.patch_namespaced_job_status(
+                    meta["name"], meta["namespace"], {"status": job_status}, _preload_content=False
+                )
+            )
+            state.written.update(job_status)
         except ApiException as error:
             if error.status != 404:  # a Job deleted meanwhile simply goes away
                 raise

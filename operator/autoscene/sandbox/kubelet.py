@@ -40,7 +40,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from .. import timestamps, watching
+from .. import kube, timestamps, watching
 from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
 from .containers import (
     LOCAL_IP,
@@ -325,7 +325,11 @@ class LocalKubelet:
             if claim is None:
                 continue
             try:
-                self._core.read_namespaced_persistent_volume_claim(claim, pod["metadata"]["namespace"])
+                kube.unread(  # whether it exists is all this needs to know
+                    self._core.read_namespaced_persistent_volume_claim(
+                        claim, pod["metadata"]["namespace"], _preload_content=False
+                    )
+                )
             except ApiException as error:
                 if error.status == 404:
                     return str(claim)
@@ -519,7 +523,11 @@ class LocalKubelet:
 
     def _patch_status(self, meta: Mapping[str, Any], pod_status: dict[str, Any]) -> None:
         try:
-            self._core.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": pod_status})
+            kube.unread(
+                self._core.patch_namespaced_pod_status(
+                    meta["name"], meta["namespace"], {"status": pod_status}, _preload_content=False
+                )
+            )
         except ApiException as error:
             if error.status != 404:  # a Pod deleted meanwhile simply goes away
                 raise

@@ -40,7 +40,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.quantity import parse_quantity
 from multidict import MultiDict
 
-from .. import timestamps, watching
+from .. import kube, timestamps, watching
 from .apiserver_exec import exec_request, serve_exec
 from .containers import LOCAL_IP, LocalImage
 from .kubelet import FINISHED_PHASES, LocalKubelet
@@ -302,8 +302,10 @@ class NodeAgent(Service):
         self._forget_unbound(meta["uid"])
         try:
             # The answer is a Status, which the client's Binding model cannot read: take it raw.
-            core.create_namespaced_pod_binding(
-                meta["name"], meta["namespace"], binding, _preload_content=False
+            kube.unread(
+                core.create_namespaced_pod_binding(
+                    meta["name"], meta["namespace"], binding, _preload_content=False
+                )
             )
         except ApiException as error:
             if error.status not in (404, 409):  # gone meanwhile, or bound already

@@ -1,0 +1,93 @@
+"""The operator's caches of what it would otherwise ask the API server per event: the Pods of its Jobs
+(`podwatch`, read through `invocations.job_pods`) and the Event spam filter (`events.SpamFilter`)."""
+
+from typing import Any
+
+import pytest
+
+from autoscene import events, invocations, kube, podwatch
+
+
+def pod(name: str, job: str, phase: str, created: str, namespace: str = "ns") -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "creationTimestamp": created,
+            "labels": {"batch.kubernetes.io/job-name": job, "job-name": job},
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        "spec": {"containers": [{"name": "action", "image": "busybox"}]},
+        "status": {"phase": phase, "containerStatuses": [{"name": "action", "state": {}}]},
+    }
+
+
+def test_a_jobs_pods_are_known_only_once_the_first_listing_is_in() -> None:
+    watched = podwatch.PodWatch()
+    watched._seen(pod("run-a-x1", "run-a", "Running", "2026-01-01T00:00:00Z"))
+    assert watched.pods_of("ns", "run-a") is None  # not listed yet: the caller lists
+    watched._forget_all_but(None, [("ns", "run-a-x1", "u1")])
+    (known,) = watched.pods_of("ns", "run-a") or []
+    assert known["metadata"] == {
+        "name": "run-a-x1",
+        "namespace": "ns",
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+    }
+    assert known["status"]["phase"] == "Running"
+    assert watched.pods_of("ns", "run-b") == []
+
+
+def test_a_pod_deleted_or_missing_from_a_relisting_is_forgotten() -> None:
+    watched = podwatch.PodWatch()
+    for name, job in (("a-1", "a"), ("a-2", "a"), ("b-1", "b")):
+        watched._seen(pod(name, job, "Succeeded", "2026-01-01T00:00:00Z"))
+    watched._forget_all_but(None, [("ns", "a-1", ""), ("ns", "a-2", ""), ("ns", "b-1", "")])
+    watched._gone(pod("a-1", "a", "Succeeded", ""))
+    assert [p["metadata"]["name"] for p in watched.pods_of("ns", "a") or []] == ["a-2"]
+    watched._forget_all_but(None, [("ns", "a-2", "")])  # b-1 went while the watch was down
+    assert watched.pods_of("ns", "b") == []
+
+
+def test_an_ended_job_waits_for_its_pods_end_else_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Job's watch may deliver its end before the Pod's watch delivers the Pod's: then the cache's
+    Pod is not final, and the Pods are listed instead."""
+    watched = podwatch.PodWatch()
+    watched._seen(pod("run-a-x1", "run-a", "Running", "2026-01-01T00:00:00Z"))
+    watched._forget_all_but(None, [("ns", "run-a-x1", "")])
+    monkeypatch.setattr(podwatch, "PODS", watched)
+    listed: list[str] = []
+
+    class Core:
+        def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
+            listed.append(label_selector)
+            final = pod("run-a-x1", "run-a", "Succeeded", "2026-01-01T00:00:00Z")
+            return type("PodList", (), {"items": [final]})()
+
+    monkeypatch.setattr(kube, "core", Core)
+    monkeypatch.setattr(kube, "sanitized", lambda body: body)
+    assert invocations.job_pods("ns", "run-a")[0]["status"]["phase"] == "Running"  # still on: cache
+    assert listed == []
+    assert invocations.job_pods("ns", "run-a", ended=True)[0]["status"]["phase"] == "Succeeded"
+    assert listed == ["job-name=run-a"]
+    watched._seen(pod("run-a-x1", "run-a", "Succeeded", "2026-01-01T00:00:00Z"))
+    assert invocations.job_pods("ns", "run-a", ended=True)[0]["status"]["phase"] == "Succeeded"
+    assert listed == ["job-name=run-a"]  # the cache has the end now: no second listing
+
+
+def test_events_about_one_object_pass_in_a_burst_of_25_then_one_every_5_minutes() -> None:
+    """client-go's defaults (tools/record/events_cache.go: defaultSpamBurst 25, defaultSpamQPS 1/300)."""
+    spam = events.SpamFilter()
+    record = ("Record", "ns", "recordings", "uid-1", "Normal", "TriggerFired")
+    assert [spam.allows(record, now=0.0) for _ in range(26)] == [True] * 25 + [False]
+    assert spam.allows(("Record", "ns", "other", "uid-2", "Normal", "TriggerFired"), now=0.0)
+    assert not spam.allows(record, now=299.0)
+    assert spam.allows(record, now=301.0)
+    assert not spam.allows(record, now=302.0)
+    assert [spam.allows(record, now=3_700.0) for _ in range(12)] == [True] * 11 + [False]
+
+
+def test_the_spam_filter_keeps_buckets_for_the_newest_keys_only() -> None:
+    spam = events.SpamFilter(burst=1, capacity=2)
+    assert spam.allows(("a",), now=0.0) and spam.allows(("b",), now=0.0) and spam.allows(("c",), now=0.0)
+    assert not spam.allows(("c",), now=0.0)
+    assert spam.allows(("a",), now=0.0)  # its bucket was dropped for newer keys: a full one again
