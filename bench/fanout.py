@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import multiprocessing
 import os
 import resource
 import subprocess
@@ -118,9 +119,27 @@ class Observed:
         ]
 
 
-def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Thread]:
-    """Record when each Invocation and Job is first seen, done and active, from one list and watch each
-    (`watching.follow`, raw JSON: what the bench reads costs the API server's process little)."""
+def observe(
+    kubeconfig: str, namespace: str, ours: bool, stop: Any, ready: Any, finished: Any, results: Any
+) -> None:
+    """The benchmark's observer, run as a process of its own (as any client of a cluster is): its
+    watches' reading costs nothing to the embedded control plane, which runs in the benchmark's own
+    process. Sets `ready` once every watch has listed, keeps `finished` (a shared integer) at the
+    number of runs done, and puts what it saw on `results` once `stop` is set."""
+    kube.configure(kubeconfig)
+    observed, stopped = Observed(), threading.Event()
+    listed = follow(namespace, observed, stopped)
+    while not stop.wait(0.1):
+        if all(event.is_set() for event in listed):
+            ready.set()
+        finished.value = len(observed.succeeded if ours else observed.jobs_done)
+    stopped.set()
+    results.put(observed)
+
+
+def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Event]:
+    """Record when each RecordFile, Invocation and Job is first seen, done and active, from one list
+    and watch each (`watching.follow`, raw JSON); one Event per watch, set once it has listed."""
 
     def file_seen(file: dict[str, Any]) -> None:
         observed.registered.setdefault(file["metadata"]["name"], time.monotonic())
@@ -159,18 +178,15 @@ def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[th
         (invocations, invocation_seen, lambda _: None, {}),
         (jobs, job_seen, functools.partial(job_seen, deleted=True), {"label_selector": f"!{labels.ROLE}"}),
     ]
-    threads = [
+    listed = [threading.Event() for _ in followers]
+    for (list_function, seen, gone, selectors), done in zip(followers, listed, strict=True):
         threading.Thread(
             target=watching.follow,
-            args=(list_function, seen, gone, stop),
+            args=(list_function, seen, gone, stop, lambda _, done=done: done.set()),
             kwargs={"watch_seconds": 5, **selectors},
             daemon=True,
-        )
-        for list_function, seen, gone, selectors in followers
-    ]
-    for thread in threads:
-        thread.start()
-    return threads
+        ).start()
+    return listed
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -238,8 +254,21 @@ def run_once(
         sources.mkdir()
         for index in range(files):
             (sources / f"{index:06d}.bin").write_bytes(index.to_bytes(4, "big"))
-        observed, stop = Observed(), threading.Event()
-        follow(cluster.namespace, observed, stop)
+        spawned = multiprocessing.get_context("spawn")
+        stop, ready, finished, results = (
+            spawned.Event(),
+            spawned.Event(),
+            spawned.Value("i", 0),
+            spawned.Queue(),
+        )
+        observer = spawned.Process(
+            target=observe,
+            args=(str(cluster.kubeconfig), cluster.namespace, ours, stop, ready, finished, results),
+            daemon=True,
+        )
+        observer.start()
+        if not ready.wait(60):
+            raise RuntimeError("the observer's watches did not start")
         components = [] if plane == "embedded" else [process for _, process, _ in cluster.plane._processes]
         cpu_before = _cpu(plane, components)
         # From the start of the upload: the files are registered while it runs, and their runs start.
@@ -247,12 +276,13 @@ def run_once(
         cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
         uploaded = time.monotonic() - registered
         deadline = registered + timeout
-        finished = observed.succeeded if ours else observed.jobs_done
-        while len(finished) < files and time.monotonic() < deadline:
+        while finished.value < files and time.monotonic() < deadline:
             time.sleep(0.2)
         cp_cpu = _cpu(plane, components) - cpu_before
         stop.set()
-        time.sleep(6)  # the benchmark's own watches end (they are renewed every 5 s)
+        observed: Observed = results.get(timeout=60)
+        observer.join(timeout=30)
+        time.sleep(6)  # the observer's watches end (they are renewed every 5 s)
         idle_before = _cpu(plane, components)
         time.sleep(idle_seconds)
         idle = (_cpu(plane, components) - idle_before) / idle_seconds * 100
@@ -262,7 +292,7 @@ def run_once(
             "operator": operator,
             "files": files,
             "limit": concurrency,
-            "done": len(finished),
+            "done": len(observed.succeeded if ours else observed.jobs_done),
             "invocations": _span(observed.invocations, files, registered) if ours else float("nan"),
             "jobs": _span(observed.jobs, files, registered),
             "jobs_done": _span(observed.jobs_done, files, registered),

@@ -1,6 +1,7 @@
 """Every event the operator reacts to, on one screen. The work lives in the modules they call."""
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 from collections.abc import Callable, Mapping
@@ -109,6 +110,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
 
 
+@kopf.on.startup()
+async def threads_for_api_calls(**_: Any) -> None:
+    """The pool `asyncio.to_thread` runs the handlers' API calls on: asyncio's default is min(32, CPUs
+    + 4) threads, 6 on a 2-CPU node, and every dispatch, start and status write waits for one of them
+    while most of their time is spent waiting for the API server."""
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=kube.API_THREADS, thread_name_prefix="api")
+    asyncio.get_running_loop().set_default_executor(pool)
+
+
 @kopf.on.cleanup()
 def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     if "reconciler" in memo:
@@ -139,8 +149,10 @@ def record_created(body: kopf.Body, **_: Any) -> None:
         raise kopf.TemporaryError(str(error), delay=CLAIM_RETRY_SECONDS) from error
 
 
+# (The index functions are `async`: pure and quick, kopf calls them on its event loop instead of
+# handing each watch event to a thread of its executor.)
 @kopf.index(GROUP, VERSION, RECORDS)
-def known_records(
+async def known_records(
     namespace: str | None,
     name: str,
     uid: str,
@@ -157,7 +169,7 @@ def known_records(
 
 
 @kopf.index(GROUP, VERSION, ACTIONS)
-def known_actions(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
+async def known_actions(namespace: str | None, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
     """Each Action's spec, so that starting a run reads none."""
     return {(namespace, name): {"metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}}
 
@@ -184,7 +196,7 @@ class IndexLookup:
 
 
 @kopf.index(GROUP, VERSION, TRIGGERS)
-def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The Triggers of each namespace, so that a file's dispatch lists none."""
     meta = body.metadata
     return {
@@ -250,7 +262,7 @@ async def record_seen(memo: kopf.Memo, logger: kopf.Logger, **indexes: Any) -> N
 
 
 @kopf.index(GROUP, VERSION, INVOCATIONS)
-def trigger_runs(
+async def trigger_runs(
     namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
 ) -> dict[Any, Any]:
     """Each Trigger's Invocations as (creationTimestamp, name): all its status needs."""
@@ -260,7 +272,7 @@ def trigger_runs(
 
 
 @kopf.index(GROUP, VERSION, INVOCATIONS)
-def invocation_finished(
+async def invocation_finished(
     namespace: str | None, name: str, uid: str, status: kopf.Status, **_: Any
 ) -> dict[Any, Any]:
     """Each Invocation's uid and whether its run is final: Job events of final runs need no API call."""

@@ -30,6 +30,12 @@ RETRIES = urllib3.Retry(
 )
 
 
+# Threads of the operator that call the API at once: its handlers' `asyncio.to_thread` pool
+# (`handlers.threads_for_api_calls`), plus kopf's executor and the reconciler's thread.
+API_THREADS = 32
+CALLERS = API_THREADS + 8
+
+
 def configure(kubeconfig: str | None = None) -> client.ApiClient:
     """Use the in-cluster service account when there is one, else the kubeconfig (or `$KUBECONFIG`)."""
     global _api_client
@@ -40,6 +46,9 @@ def configure(kubeconfig: str | None = None) -> client.ApiClient:
         path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
         config.load_kube_config(config_file=path, client_configuration=configuration)
     configuration.retries = RETRIES
+    # One connection per thread that may call at once (`CALLERS`); the client's default, 5 per CPU,
+    # makes the others open a connection per call and drop it.
+    configuration.connection_pool_maxsize = CALLERS
     _api_client = client.ApiClient(configuration)
     return _api_client
 
