@@ -104,3 +104,12 @@ def test_4k_and_8k_stay_under_a_1_gib_limit_on_a_32_cpu_node(
         kind = " BT.709" if tags else ""
         print(f"\n{size}{kind}, 32 CPUs, 1 GiB limit: peak memory {peak / 2**20:.0f} MiB")
     assert peak < GIB
+
+
+def test_freed_image_buffers_are_reused_on_glibc() -> None:
+    """glibc takes the mmap and trim thresholds, so every image's buffers are not mapped afresh
+    (`framex.allocation`); elsewhere (musl) the call says it did nothing."""
+    import platform
+
+    done = extractor("allocation").reuse_freed_memory()
+    assert done == (platform.libc_ver()[0] == "glibc")

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from framex.allocation import reuse_freed_memory
 from framex.decoding import VideoError, describe
 from framex.settings import Settings, UsageError, argument_parser, read_settings, termination_log_path
 from framex.stopping import STOP_REQUESTED
@@ -80,6 +81,7 @@ def request_stop(signum: int, frame: Any) -> None:
 
 def configure() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    reuse_freed_memory()
 
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
