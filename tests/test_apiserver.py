@@ -18,6 +18,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from autoscene.sandbox.apiserver import EmbeddedApiServer, write_kubeconfig
+from autoscene.sandbox.apiserver_http import WatchLines
 from autoscene.sandbox.apiserver_patches import strategic_merge_patch
 from autoscene.sandbox.apiserver_store import ObjectStore
 from autoscene.sandbox.apiserver_tables import human_duration, json_path_value
@@ -886,3 +887,15 @@ def test_kubectl_reads_pods_and_logs(server: EmbeddedApiServer, kubectl: Callabl
     server.set_pod_log("default", "p", "hello from the pod\n")
     assert kubectl("logs", "p") == "hello from the pod\n"
     assert kubectl("get", "pods").splitlines()[1].split()[:2] == ["p", "Pending"]
+
+
+def test_each_change_is_encoded_once_for_all_its_watchers() -> None:
+    lines = WatchLines(kept=2)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "uid": "u1", "resourceVersion": "7"}}
+    first = lines.line("MODIFIED", pod)
+    assert json.loads(first) == {"type": "MODIFIED", "object": pod} and first.endswith(b"\n")
+    assert lines.line("MODIFIED", dict(pod)) is first  # another watcher, the same change
+    assert json.loads(lines.line("DELETED", pod))["type"] == "DELETED"  # left a selection: its own line
+    changed = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "8"}, "spec": {"x": 1}}
+    assert json.loads(lines.line("MODIFIED", changed))["object"]["spec"] == {"x": 1}
+    assert lines.line("MODIFIED", pod) is not first  # the oldest line was let go of (kept=2)

@@ -31,6 +31,7 @@ from .apiserver_faults import ApiFaults, FaultyListener
 from .apiserver_http import (
     MAX_REQUEST_BYTES,
     ApiTarget,
+    WatchLines,
     continue_token,
     continued,
     delete_options,
@@ -100,6 +101,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     exec_handler: ExecHandler | None = attrs.field(default=None, init=False)
     server_address: str = "127.0.0.1:0"
     _closing: bool = attrs.field(default=False, init=False)
+    _watch_lines: WatchLines = attrs.field(factory=WatchLines, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -429,7 +431,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
                         subscription.resource, [obj], obj["metadata"]["resourceVersion"], with_columns=first
                     )
                     first = False
-                lines.append(watch_line(kind, obj))
+                lines.append(self._watch_lines.line(kind, obj))
             await response.write(b"".join(lines))
 
     async def _pod_log(

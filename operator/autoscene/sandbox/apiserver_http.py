@@ -110,6 +110,29 @@ def watch_line(kind: str, obj: Mapping[str, Any]) -> bytes:
     return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
 
 
+class WatchLines:
+    """Watch events as lines of the stream, each change encoded once for all its watchers: an object's
+    uid, resourceVersion and apiVersion name one content, so a Pod followed by the kubelet, the Job
+    controller and an operator costs one encoding, not three. Keeps the last `kept` lines; for one
+    server's event loop (not thread-safe)."""
+
+    def __init__(self, kept: int = 4096) -> None:
+        self.kept = kept
+        self._lines: dict[tuple[Any, ...], bytes] = {}
+
+    def line(self, kind: str, obj: Mapping[str, Any]) -> bytes:
+        meta = obj.get("metadata") or {}
+        key = (kind, obj.get("apiVersion"), meta.get("uid"), meta.get("resourceVersion"))
+        if key[2] is None or key[3] is None:  # not a stored object's version (a bookmark)
+            return watch_line(kind, obj)
+        found = self._lines.get(key)
+        if found is None:
+            found = self._lines[key] = watch_line(kind, obj)
+            if len(self._lines) > self.kept:
+                del self._lines[next(iter(self._lines))]  # the oldest: dicts keep insertion order
+        return found
+
+
 def status_of(exc: KubernetesError) -> dict[str, Any]:
     """The `Status` body of an error, as the API server answers failed requests."""
     status: dict[str, Any] = {
