@@ -56,7 +56,8 @@ from autoscene import kube, labels, naming, upload, watching  # noqa: E402
 
 RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
 MINIMAL = Path(__file__).with_name("minimal_operator.py")
-MINIMAL_LABEL = "bench.autoscene.io/file"  # minimal_operator.py labels its Jobs with their RecordFile
+# minimal_operator.py's LABEL, its Jobs' RecordFile (that script reads sys.argv when imported).
+MINIMAL_LABEL = "bench.autoscene.io/file"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 

@@ -1,6 +1,7 @@
 """The operator's caches of what it would otherwise ask the API server per event: the Pods of its Jobs
 (`podwatch`, read through `invocations.job_pods`) and the Event spam filter (`events.SpamFilter`)."""
 
+import threading
 from typing import Any
 
 import pytest
@@ -91,3 +92,28 @@ def test_the_spam_filter_keeps_buckets_for_the_newest_keys_only() -> None:
     assert spam.allows(("a",), now=0.0) and spam.allows(("b",), now=0.0) and spam.allows(("c",), now=0.0)
     assert not spam.allows(("c",), now=0.0)
     assert spam.allows(("a",), now=0.0)  # its bucket was dropped for newer keys: a full one again
+
+
+def test_a_new_start_stops_the_readers_of_the_last_one_and_forgets_what_they_saw(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An operator restarted in the same process (or a lead won again) starts the watch anew: the
+    readers of the earlier start must end, not go on beside the new ones."""
+    flags: list[tuple[str | None, Any]] = []
+    monkeypatch.setattr(
+        podwatch.PodWatch, "_follow", lambda self, scope, stopped: flags.append((scope, stopped))
+    )
+    watched = podwatch.PodWatch()
+    watched.start(["a", "b"])
+    watched._seen(pod("run-a-x1", "run-a", "Running", "2026-01-01T00:00:00Z", namespace="a"))
+    watched._forget_all_but("a", [("a", "run-a-x1", "")])
+    watched.start([])
+    for _ in range(100):  # the readers are threads: wait for the third to have begun
+        if len(flags) == 3:
+            break
+        threading.Event().wait(0.01)
+    earlier = [stopped for scope, stopped in flags if scope in ("a", "b")]
+    (latest,) = [stopped for scope, stopped in flags if scope is None]
+    assert len(earlier) == 2 and all(stopped.is_set() for stopped in earlier)
+    assert not latest.is_set()
+    assert watched.pods_of("a", "run-a") is None  # nothing known until the new listing is in

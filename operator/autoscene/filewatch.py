@@ -30,7 +30,6 @@ PAGE_SIZE = 500
 # workers running at once.
 IN_FLIGHT = 1000
 WORKERS = 8
-WATCH_SECONDS = 60  # a watch is renewed this often (from its last resourceVersion), as reflectors do
 
 
 class FileSizes(Mapping[Key, Iterable[tuple[int, str]]]):
@@ -119,7 +118,7 @@ class FileWatch:
             self.stopped,
             lambda listed: self._on_loop(self._forget_all_but, scope, listed),
             page_size=PAGE_SIZE,
-            watch_seconds=WATCH_SECONDS,
+            watch_seconds=watching.RENEW_SECONDS,
             failures=logging.WARNING,
         )
 

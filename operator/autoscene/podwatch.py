@@ -22,13 +22,10 @@ from typing import Any
 
 from . import kube, labels, watching
 
-logger = logging.getLogger(__name__)
-
 JobKey = tuple[str, str]  # (namespace, Job name)
 # The Job controller's label on its Pods (`batch.kubernetes.io/job-name` since Kubernetes 1.27; the
 # older `job-name` stays for compatibility: the Jobs doc, "Job labels").
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
-WATCH_SECONDS = 60  # a watch is renewed this often (from its last resourceVersion), as reflectors do
 
 
 class PodWatch:
@@ -39,15 +36,22 @@ class PodWatch:
         self._by_job: dict[JobKey, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._listed: set[str | None] = set()
-        self._scopes: list[str | None] = []
         self.stopped = threading.Event()
 
     def start(self, namespaces: Sequence[str]) -> None:
-        """Start one reader thread per scope (once)."""
-        self._scopes = list(namespaces) or [None]
-        self.stopped.clear()
-        for scope in self._scopes:
-            threading.Thread(target=self._follow, args=(scope,), daemon=True, name=f"pods-{scope}").start()
+        """Start one reader thread per scope, from nothing known. Each start has a stop flag of its
+        own: the readers of an earlier start (an operator restarted in the same process, a lead lost
+        and won again) end on theirs instead of going on beside the new ones."""
+        self.stop()
+        self.stopped = threading.Event()
+        with self._lock:
+            self._by_job.clear()
+            self._listed.clear()
+        scopes: list[str | None] = list(namespaces) or [None]
+        for scope in scopes:
+            threading.Thread(
+                target=self._follow, args=(scope, self.stopped), daemon=True, name=f"pods-{scope}"
+            ).start()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -62,7 +66,7 @@ class PodWatch:
 
     # On the reader threads -------------------------------------------------------------------------
 
-    def _follow(self, scope: str | None) -> None:
+    def _follow(self, scope: str | None, stopped: threading.Event) -> None:
         api = kube.core()
         list_function = (
             api.list_pod_for_all_namespaces
@@ -73,9 +77,9 @@ class PodWatch:
             list_function,
             self._seen,
             self._gone,
-            self.stopped,
+            stopped,
             functools.partial(self._forget_all_but, scope),
-            watch_seconds=WATCH_SECONDS,
+            watch_seconds=watching.RENEW_SECONDS,
             failures=logging.WARNING,
             label_selector=labels.INVOCATION,
         )

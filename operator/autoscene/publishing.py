@@ -38,8 +38,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     namespace = meta["namespace"]
     target = outputs.Destination.from_status(current["outputRecord"])
     source = kube.get_custom("records", namespace, spec["record"])
-    source_claim = records.claim_of(source) if source is not None else None
-    if source is None or source_claim is None:
+    if source is None or (source_claim := records.claim_of(source)) is None:
         return _fail(invocation, f'its Record "{spec["record"]}" is gone')
     record = kube.get_custom("records", namespace, target.record)
     if record is None:

@@ -18,6 +18,9 @@ from kubernetes import watch
 
 logger = logging.getLogger(__name__)
 WATCH_SECONDS = 1
+# How often the operator's followers (`filewatch`, `podwatch`) renew a watch from its last
+# resourceVersion, as client-go's reflectors do.
+RENEW_SECONDS = 60
 Handler = Callable[[dict[str, Any]], None]
 # (namespace, name, uid) of every object a full listing held.
 Listed = Callable[[list[tuple[str, str, str]]], None]

@@ -327,6 +327,7 @@ class LocalJobController:
             self._wake.notify()
 
     def _run_timers(self) -> None:
+        handlers = {"deadline": self._deadline_passed, "sync": self._sync_batched, "ttl": self._expire}
         while not self._stop.is_set():
             with self._wake:
                 due = self._timers[0][0] - time.monotonic() if self._timers else None
@@ -335,7 +336,7 @@ class LocalJobController:
                     continue
                 _, _, what, uid = heapq.heappop(self._timers)
             try:
-                {"deadline": self._deadline_passed, "sync": self._sync_batched}.get(what, self._expire)(uid)
+                handlers[what](uid)
             except Exception:
                 logger.exception("job %s timer (%s) failed", uid, what)
 
