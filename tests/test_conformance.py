@@ -268,7 +268,7 @@ def test_a_job_gets_its_selector_and_its_pods_their_labels(server: Server) -> No
         conditions = {c.type: c.status for c in (found.status.conditions or [])}
         return found if conditions.get("Complete") == "True" else None
 
-    done = wait_for(complete, 60, "the job to complete")
+    done = wait_for(complete, 120, "the job to complete")
     assert {c.type for c in done.status.conditions} == {"SuccessCriteriaMet", "Complete"}
     assert done.status.succeeded == 1 and done.status.completion_time is not None
     pods = server.core.list_namespaced_pod(

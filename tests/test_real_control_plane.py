@@ -61,6 +61,23 @@ def restricted_pod(name: str, *command: str, cpu: str = "10m") -> dict[str, obje
     }
 
 
+def pod_story(cluster: RealCluster, namespace: str, name: str) -> str:
+    """What a failed wait needs to say: the Pod's phase, conditions and containers, the namespace's
+    Events, and every Pod of the node that is not finished (what the scheduler counts)."""
+    pod = json.loads(kubectl(cluster, "get", "pod", "-n", namespace, name, "-o", "json").stdout or "{}")
+    events = kubectl(cluster, "get", "events", "-n", namespace, "-o", "wide").stdout
+    others = kubectl(
+        cluster,
+        "get",
+        "pods",
+        "-A",
+        "--field-selector=status.phase!=Succeeded,status.phase!=Failed",
+        "-o",
+        "wide",
+    ).stdout
+    return f"pod status: {json.dumps(pod.get('status'))}\nevents:\n{events}\nunfinished pods:\n{others}"
+
+
 def test_the_operator_may_do_what_its_cluster_role_grants_and_nothing_more(real_cluster: RealCluster) -> None:
     def can(verb: str, resource: str) -> bool:
         done = kubectl(real_cluster, "auth", "can-i", verb, resource, "--as", OPERATOR_ACCOUNT, "-A")
@@ -110,8 +127,9 @@ def test_logs_and_exec_go_through_the_api_server_to_the_node(
     real_cluster.kubectl_apply([restricted_pod("talker", "sh", "-c", script)], namespace)
     wait_for(
         lambda: "line 5" in kubectl(real_cluster, "logs", "-n", namespace, "talker").stdout or None,
-        60,
+        120,
         "the Pod's log",
+        explain=lambda: pod_story(real_cluster, namespace, "talker"),
     )
     tail = kubectl(real_cluster, "logs", "-n", namespace, "talker", "--tail=2")
     assert tail.stdout.splitlines() == ["line 4", "line 5"]

@@ -193,14 +193,20 @@ class Sandbox(Service):
 
 
 def wait_for(
-    condition: Callable[[], Found | None], timeout: float, what: str, interval: float = 0.1
+    condition: Callable[[], Found | None],
+    timeout: float,
+    what: str,
+    interval: float = 0.1,
+    explain: Callable[[], str] | None = None,
 ) -> Found:
-    """Poll until `condition()` returns something, or fail saying what was awaited."""
+    """Poll until `condition()` returns something, or fail saying what was awaited (and, with
+    `explain`, what the state was when it gave up)."""
     deadline = time.monotonic() + timeout
     while True:
         found = condition()
         if found is not None:
             return found
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"gave up waiting {timeout:.0f} s for {what}")
+            state = f"; {explain()}" if explain is not None else ""
+            raise TimeoutError(f"gave up waiting {timeout:.0f} s for {what}{state}")
         time.sleep(interval)
