@@ -211,6 +211,10 @@ def test_overwrite_keeps_only_the_last_runs_outputs_and_a_bad_name_fails_the_run
     assert (failed["status"]["phase"], failed["status"]["reason"]) == ("Failed", outputs.NOT_REGISTERED)
     assert "line break" in failed["status"]["message"]
     assert sorted(files_of(cluster, "made")) == ["seed/b", "seed/c"]  # nothing of it was registered
+    # Tried once: the same outputs cannot be registered on a second try (the Job's Pod failure policy).
+    publish = kube.batch().read_namespaced_job(outputs.publish_job_name("odd-name"), cluster.namespace)
+    reasons = {condition.type: condition.reason for condition in publish.status.conditions}
+    assert (publish.status.failed, reasons["Failed"]) == (1, "PodFailurePolicy"), publish.status
 
 
 @pytest.mark.parametrize("name", ["Bad_Name", "x" * 254])

@@ -38,6 +38,8 @@ SOURCE_FOLDER, TARGET_FOLDER = "/outputs", "/target"
 DEFAULT_SIZE = "10Gi"
 _RECORD_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
+# The publish script's exit when an output can never be registered (its Job fails at once, untried).
+UNREGISTRABLE_EXIT_CODE = 3
 # Runs in busybox (sh, cp, find, sha256sum, stat). Prints "sha256 HASH  ./PATH" and "size BYTES ./PATH"
 # for each file, as found in the staging copy on the output Record's volume.
 PUBLISH_SCRIPT = r"""set -eu
@@ -48,7 +50,7 @@ mkdir -p "$stage"
 cp -R "$SOURCE/." "$stage/"
 cd "$stage"
 if [ -n "$(find . -name '*
-*')" ]; then echo "an output's name holds a line break: outputs cannot be registered" >&2; exit 3; fi
+*')" ]; then echo "an output's name holds a line break: outputs cannot be registered" >&2; exit @UNREGISTRABLE@; fi
 find . -type f -exec sha256sum {} + | sed 's/^/sha256 /'
 find . -type f -exec stat -c 'size %s %n' {} +
 cd /
@@ -62,7 +64,7 @@ else
   rm -rf "$stage"
 fi
 echo "placed"
-"""
+""".replace("@UNREGISTRABLE@", str(UNREGISTRABLE_EXIT_CODE))
 
 
 class OutputsError(ValueError):
@@ -200,6 +202,19 @@ def publish_job(
     }
     job_spec: dict[str, Any] = {
         "backoffLimit": 2,  # a copy is worth another try: a node's trouble, a full disk freed meanwhile
+        # ... but not outputs that cannot be registered: the same outputs fail the same way again.
+        "podFailurePolicy": {
+            "rules": [
+                {
+                    "action": "FailJob",
+                    "onExitCodes": {
+                        "containerName": PUBLISH_CONTAINER,
+                        "operator": "In",
+                        "values": [UNREGISTRABLE_EXIT_CODE],
+                    },
+                }
+            ]
+        },
         "template": {
             "metadata": {"labels": job_labels},
             "spec": jobs.helper_pod_spec(
