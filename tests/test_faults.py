@@ -2,7 +2,7 @@
 the API server failing its requests (500 bursts, 429, 409, slow answers, watch streams cut).
 
 The operator runs as a process of its own against the embedded API server, as it runs in a cluster.
-Small numbers here (100 files, 3 kills); bench/chaos.py runs the same with more.
+Small numbers here (60 files, 3 kills); bench/chaos.py runs the same with more.
 """
 
 import os
@@ -19,7 +19,7 @@ from autoscene.sandbox.apiserver_faults import ApiFaults
 from autoscene.sandbox.demo import sample_manifests
 from autoscene.sandbox.session import Sandbox, wait_for
 
-# Faults that strike often enough to hit every kind of call in a 100-file burst.
+# Faults that strike often enough to hit every kind of call in a 60-file burst.
 API_FAULTS = ApiFaults(
     server_errors=0.02,
     burst=3,
@@ -148,11 +148,11 @@ def assert_exactly_once(outcome: dict[str, Any], files: int) -> None:
 
 
 def test_the_operator_killed_during_a_burst_doubles_and_loses_nothing(tmp_path: Path) -> None:
-    assert_exactly_once(burst_with_kills(tmp_path, 100, kills=3), 100)
+    assert_exactly_once(burst_with_kills(tmp_path, 60, kills=3), 60)
 
 
 def test_api_faults_double_and_lose_nothing(tmp_path: Path) -> None:
-    outcome = burst_with_kills(tmp_path, 100, kills=0, faults=API_FAULTS)
+    outcome = burst_with_kills(tmp_path, 60, kills=0, faults=API_FAULTS)
     # Every kind of fault struck (else this test would prove nothing about it).
     assert set(outcome["injected"]) == {"500", "429", "409", "slow", "dropped watch"}, outcome["injected"]
-    assert_exactly_once(outcome, 100)
+    assert_exactly_once(outcome, 60)

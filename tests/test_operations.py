@@ -3,12 +3,14 @@
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from autoscene import config, kube, labels, metrics
+from autoscene import API_VERSION, config, kube, labels, metrics
 from autoscene.sample_video import make_sample_video
+from autoscene.sandbox.session import wait_for
 
 from .conftest import RunningSandbox
 
@@ -266,3 +268,53 @@ def test_the_reconciliation_pass_is_scoped_paged_and_outlives_a_failing_object(
     done = reconciler.reconcile_once([sandbox.namespace])
     assert phases() == ["Running", "Succeeded", "Succeeded"]
     assert (done.repaired_invocations, done.failures) == (2, 1)
+
+
+def test_a_job_that_ends_before_its_start_is_written_still_ends_the_run(
+    sandbox: RunningSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start's status write is held (as a failed write retried later would be) until the Job has
+    ended: the Job's last event comes first, and must not be lost, since nothing else brings the run
+    to its end but the next periodic pass (switched off here)."""
+    from autoscene import invocations, lifecycle, reconciler, status
+
+    monkeypatch.setattr(reconciler, "reconcile_once", lambda *args, **kwargs: reconciler.Pass())
+    write = invocations.write
+    held: list[str] = []
+
+    def late_start(invocation: Any, wanted: Any) -> Any:
+        name = invocation["metadata"]["name"]
+        if not callable(wanted) and (wanted or {}).get("reason") == lifecycle.JOB_CREATED and not held:
+            held.append(name)
+            read_job = kube.batch().read_namespaced_job
+            wait_for(
+                lambda: status.job_ended(kube.sanitized(read_job(name, sandbox.namespace))) or None,
+                60,
+                f"job {name} to end",
+            )
+            time.sleep(1)  # its last event handled meanwhile
+        return write(invocation, wanted)
+
+    monkeypatch.setattr(invocations, "write", late_start)
+    sandbox.apply(
+        [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Action",
+                "metadata": {"name": "noop"},
+                "spec": {"image": "busybox:1.36.1", "command": ["true"]},
+            },
+            {
+                "apiVersion": API_VERSION,
+                "kind": "Trigger",
+                "metadata": {"name": "on-bin"},
+                "spec": {"action": "noop", "fileGlob": "*.bin"},
+            },
+        ]
+    )
+    source = tmp_path / "race.bin"
+    source.write_bytes(b"race")
+    sandbox.upload("recordings", source)
+    done = sandbox.run_of("race.bin", timeout=30)
+    assert held == [done["metadata"]["name"]]
+    assert done["status"]["phase"] == status.SUCCEEDED, done["status"]

@@ -41,6 +41,7 @@ RETRY_SECONDS = (1, 2, 4, 8)
 # A refused claim waits for someone to raise a quota or change a policy: no point in asking often.
 CLAIM_RETRY_SECONDS = 60
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+Result = TypeVar("Result")
 
 
 def _counting_errors(handler: Handler) -> Handler:
@@ -69,17 +70,14 @@ def _counting_errors(handler: Handler) -> Handler:
     return cast(Handler, counted)
 
 
-async def _soon(logger: kopf.Logger, what: str, call: Callable[..., object], *arguments: Any) -> None:
-    """Run `call(*arguments)` on a worker thread. kopf does not retry event handlers, so a failure is
-    tried again here after 1, 2, 4 and 8 s (or after the delay an `invocations.NotReady` asks for), and
-    after that by the reconciliation pass."""
-    for delay in (*RETRY_SECONDS, None):
+async def _soon(logger: kopf.Logger, what: str, call: Callable[..., Result], *arguments: Any) -> Result:
+    """`call(*arguments)` on a worker thread, and what it returned. kopf does not retry event handlers,
+    so a failure is tried again here after 1, 2, 4 and 8 s (or after the delay an
+    `invocations.NotReady` asks for), and after that by the reconciliation pass."""
+    for delay in RETRY_SECONDS:
         try:
-            await asyncio.to_thread(call, *arguments)
-            return
+            return await asyncio.to_thread(call, *arguments)
         except Exception as error:
-            if delay is None:
-                raise
             if isinstance(error, invocations.NotReady):  # waiting for something that comes by itself
                 logger.info(f"{what} waits {error.delay} s: {error}")
                 wait = error.delay
@@ -87,6 +85,7 @@ async def _soon(logger: kopf.Logger, what: str, call: Callable[..., object], *ar
                 logger.warning(f"{what} failed, trying again in {delay} s: {error}")
                 wait = delay
         await asyncio.sleep(wait)
+    return await asyncio.to_thread(call, *arguments)  # the last try: its failure is kopf's to log
 
 
 @kopf.on.startup()
@@ -361,7 +360,9 @@ async def job_changed(
             *owner,
         )
         return
-    transition = await asyncio.to_thread(invocations.sync_with_job, namespace, job, *owner)
+    transition = await _soon(
+        logger, f"recording the job of {owner[0]}", invocations.sync_with_job, namespace, job, *owner
+    )
     if transition is not None and transition.update.get("reason") == outputs.REGISTERING:
         await _soon(logger, f"publishing the outputs of {owner[0]}", publishing.start, transition.invocation)
 

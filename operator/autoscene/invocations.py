@@ -191,11 +191,19 @@ def needs_start(current: Mapping[str, Any]) -> bool:
 
 def sync_with_job(namespace: str, job: Mapping[str, Any] | None, name: str, uid: str) -> Transition | None:
     """Write the status the Invocation's Job (None: gone) says, unless the run's record is final (or the
-    Invocation of that name is another one than the Job's owner `uid`)."""
+    Invocation of that name is another one than the Job's owner `uid`). `NotReady` when the Job ended
+    before the run's start (its `jobName`) was written: the caller tries again shortly."""
     observed: dict[str, Any] = {}
 
     def wanted(current: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        if not current.get("jobName") or lifecycle.is_finished(current):
+        if lifecycle.is_finished(current):
+            return None
+        if not current.get("jobName"):
+            if job is not None and status.job_ended(job) is not None:
+                # A quick Job can end before its start is written (a write retried after a failure):
+                # its last event must not be dropped, or the run would wait for the next periodic pass.
+                _LATEST.pop((namespace, name), None)
+                raise NotReady(f'its job "{job["metadata"]["name"]}" ended before its start was written', 1)
             return None
         if current.get("reason") == outputs.REGISTERING:
             return None  # the run's Job is done; its publish Job says how the run ends

@@ -50,7 +50,10 @@ mkdir -p "$stage"
 cp -R "$SOURCE/." "$stage/"
 cd "$stage"
 if [ -n "$(find . -name '*
-*')" ]; then echo "an output's name holds a line break: outputs cannot be registered" >&2; exit @UNREGISTRABLE@; fi
+*')" ]; then
+  echo "an output's name holds a line break: outputs cannot be registered" >&2
+  exit @UNREGISTRABLE@
+fi
 find . -type f -exec sha256sum {} + | sed 's/^/sha256 /'
 find . -type f -exec stat -c 'size %s %n' {} +
 cd /
