@@ -1,5 +1,6 @@
 """The operator's caches of what it would otherwise ask the API server per event: the Pods of its Jobs
-(`podwatch`, read through `invocations.job_pods`) and the Event spam filter (`events.SpamFilter`)."""
+(`podwatch`, read through `invocations.job_pods`, and telling when a run's Pod waits in trouble) and
+the Event spam filter (`events.SpamFilter`)."""
 
 import threading
 from typing import Any
@@ -73,6 +74,30 @@ def test_an_ended_job_waits_for_its_pods_end_else_lists(monkeypatch: pytest.Monk
     watched._seen(pod("run-a-x1", "run-a", "Succeeded", "2026-01-01T00:00:00Z"))
     assert invocations.job_pods("ns", "run-a", ended=True)[0]["status"]["phase"] == "Succeeded"
     assert listed == ["job-name=run-a"]  # the cache has the end now: no second listing
+
+
+def waiting(name: str, job: str, reason: str, message: str = "") -> dict[str, Any]:
+    waiting_pod = pod(name, job, "Pending", "2026-01-01T00:00:00Z")
+    state = {"waiting": {"reason": reason, "message": message}}
+    waiting_pod["status"]["containerStatuses"] = [{"name": "action", "state": state}]
+    return waiting_pod
+
+
+def test_a_pod_that_starts_waiting_in_trouble_is_told_once_per_reason() -> None:
+    """The Job controller writes nothing while its Pod waits: the Pod's own change must be told. A
+    container on its way to run (the kubelet's ContainerCreating) is no trouble."""
+    told: list[podwatch.JobKey] = []
+    watched = podwatch.PodWatch()
+    watched._on_trouble = told.append
+    watched._seen(waiting("run-a-x1", "run-a", "ContainerCreating"))
+    assert told == []
+    watched._seen(waiting("run-a-x1", "run-a", "CreateContainerConfigError", 'secret "api" not found'))
+    watched._seen(waiting("run-a-x1", "run-a", "CreateContainerConfigError", 'secret "api" not found'))
+    assert told == [("ns", "run-a")]  # the same trouble again is not news
+    watched._seen(waiting("run-a-x1", "run-a", "ImagePullBackOff", "Back-off pulling image"))
+    assert told == [("ns", "run-a")] * 2
+    watched._seen(pod("run-a-x1", "run-a", "Running", "2026-01-01T00:00:00Z"))
+    assert told == [("ns", "run-a")] * 2  # running again: the Job's own events say so
 
 
 def test_events_about_one_object_pass_in_a_burst_of_25_then_one_every_5_minutes() -> None:

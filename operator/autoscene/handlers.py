@@ -98,7 +98,6 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings_now.namespaces, settings_now.reconcile_seconds, settings_now.retention_seconds
     )
     memo.reconciler.start()
-    podwatch.PODS.start(settings_now.namespaces)
     if settings_now.keep_logs:
         logkeeping.KEEPER.serve(settings_now.log_port, logkeeping.advertised_host())
     memo.record_totals = tallies.Tally(RECORDS, files.record_status)
@@ -116,6 +115,23 @@ async def threads_for_api_calls(**_: Any) -> None:
     while most of their time is spent waiting for the API server."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=kube.API_THREADS, thread_name_prefix="api")
     asyncio.get_running_loop().set_default_executor(pool)
+
+
+@kopf.on.startup()
+async def follow_run_pods(logger: kopf.Logger, **_: Any) -> None:
+    """The runs' Pods (`podwatch`); a run whose Pod waits in trouble has its status written again."""
+    loop = asyncio.get_running_loop()
+
+    async def resync(job: podwatch.JobKey) -> None:
+        try:
+            await _soon(logger, f"recording why {job[1]} waits", invocations.resync, *job)
+        except Exception as error:  # the periodic pass tries again
+            logger.warning(f"recording why {job[1]} waits failed: {error}")
+
+    def on_trouble(job: podwatch.JobKey) -> None:  # on a reader thread: the work goes to the loop
+        asyncio.run_coroutine_threadsafe(resync(job), loop)
+
+    podwatch.PODS.start(config.current().namespaces, on_trouble)
 
 
 @kopf.on.cleanup()

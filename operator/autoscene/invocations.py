@@ -312,6 +312,18 @@ def observed_status(job: Mapping[str, Any], logs: list[bytes] | None = None) -> 
     return wanted
 
 
+def resync(namespace: str, job_name: str) -> Transition | None:
+    """Mirror the Job of that name into its Invocation again (read afresh: its Pod changed, not it)."""
+    try:
+        job = kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    owner = owner_of(job)
+    return None if owner is None else sync_with_job(namespace, job, *owner)
+
+
 def owner_of(job: Mapping[str, Any]) -> tuple[str, str] | None:
     """The (name, uid) of the Invocation that controls this Job, if one does."""
     for reference in job["metadata"].get("ownerReferences") or []:

@@ -8,6 +8,11 @@ event per change of a Pod. So the Pods labelled with an Invocation (`labels.INVO
 publish Jobs) are followed here, compacted to what `status` reads, as client-go's informers keep a
 cache for controllers.
 
+The Job controller writes nothing on the Job while its Pod waits (its `active` count stays), so no Job
+event tells why a run waits. When the action's container starts waiting for a reason other than its
+start (a missing Secret, an image that cannot be pulled), `on_trouble` is told the Job, and the run's
+status says so within moments instead of at the next periodic pass.
+
 A cache can be a little behind: the watch of Jobs and the watch of Pods are two streams, and the Job
 controller marks a Job complete only after its Pod's status says terminated, but nothing orders the
 two events on their way to us. So for a Job that ended, `invocations.job_pods` wants the newest Pod
@@ -17,10 +22,10 @@ in its final state, and lists the Pods itself when the cache has not seen that s
 import functools
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from . import kube, labels, watching
+from . import kube, labels, status, watching
 
 JobKey = tuple[str, str]  # (namespace, Job name)
 # The Job controller's label on its Pods (`batch.kubernetes.io/job-name` since Kubernetes 1.27; the
@@ -37,13 +42,20 @@ class PodWatch:
         self._lock = threading.Lock()
         self._listed: set[str | None] = set()
         self.stopped = threading.Event()
+        self._on_trouble: Callable[[JobKey], None] = lambda key: None
 
-    def start(self, namespaces: Sequence[str]) -> None:
+    def start(
+        self, namespaces: Sequence[str], on_trouble: Callable[[JobKey], None] = lambda key: None
+    ) -> None:
         """Start one reader thread per scope, from nothing known. Each start has a stop flag of its
         own: the readers of an earlier start (an operator restarted in the same process, a lead lost
-        and won again) end on theirs instead of going on beside the new ones."""
+        and won again) end on theirs instead of going on beside the new ones.
+
+        `on_trouble(job)` is called on a reader thread when a Pod's action container starts waiting
+        for a new reason that is not its start (`status.trouble_of`): it should hand the work over."""
         self.stop()
         self.stopped = threading.Event()
+        self._on_trouble = on_trouble
         with self._lock:
             self._by_job.clear()
             self._listed.clear()
@@ -86,9 +98,16 @@ class PodWatch:
 
     def _seen(self, pod: dict[str, Any]) -> None:
         key = _job_of(pod)
-        if key is not None:
-            with self._lock:
-                self._by_job.setdefault(key, {})[pod["metadata"]["name"]] = _compact(pod)
+        if key is None:
+            return
+        compact = _compact(pod)
+        with self._lock:
+            by_name = self._by_job.setdefault(key, {})
+            before = by_name.get(pod["metadata"]["name"])
+            by_name[pod["metadata"]["name"]] = compact
+        trouble = status.trouble_of(compact)
+        if trouble is not None and (before is None or status.trouble_of(before) != trouble):
+            self._on_trouble(key)
 
     def _gone(self, pod: dict[str, Any]) -> None:
         key = _job_of(pod)

@@ -71,6 +71,22 @@ def job_ended(job: Mapping[str, Any]) -> str | None:
     return None
 
 
+# The waiting reasons of a container on its way to run (the kubelet's, k8s.io/kubernetes pkg/kubelet);
+# any other means trouble a user should read about (ErrImagePull, CreateContainerConfigError, ...).
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+
+
+def trouble_of(pod: Mapping[str, Any]) -> str | None:
+    """Why the action's container waits, when that is not just its start (a reason outside
+    `STARTING_REASONS`, with its message); None otherwise."""
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        if container.get("name") == jobs.ACTION_CONTAINER:
+            waiting = (container.get("state") or {}).get("waiting") or {}
+            if waiting.get("reason") and waiting["reason"] not in STARTING_REASONS:
+                return f"{waiting['reason']}: {waiting.get('message') or ''}"
+    return None
+
+
 def _progress(pod: Mapping[str, Any] | None, ready: int = 0) -> dict[str, Any]:
     """Running only once the action's container runs; until then, what its Pod waits for."""
     if pod is None and ready:
