@@ -379,7 +379,7 @@ def test_a_pod_failure_policy_decides_which_failures_are_final(server: Server) -
         return {
             "metadata": {"name": name},
             "spec": {
-                "backoffLimit": 2,
+                "backoffLimit": 1,  # one retry: the Job controller waits 10 s before it, 20 s before a second
                 "podFailurePolicy": {
                     "rules": [
                         {
@@ -421,4 +421,4 @@ def test_a_pod_failure_policy_decides_which_failures_are_final(server: Server) -
     assert "failed with exit code 3 matching FailJob rule at index 1" in condition.message
     retried = wait_for(lambda: failed("retried"), 120, "the retried job to fail")
     [condition] = [c for c in retried.status.conditions if c.type == "Failed"]
-    assert (condition.reason, retried.status.failed) == ("BackoffLimitExceeded", 3)
+    assert (condition.reason, retried.status.failed) == ("BackoffLimitExceeded", 2)
