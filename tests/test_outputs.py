@@ -28,13 +28,24 @@ def test_the_destination_expands_placeholders() -> None:
     [
         ({"record": "{{record.nam}}"}, "unknown placeholder {{record.nam}} in outputs.record"),
         ({"record": "{{file.path}}"}, "not a Record name"),
-        ({"record": "x", "prefix": "../elsewhere"}, "leaves the Record"),
-        ({"record": "x", "prefix": "a/../../b"}, "leaves the Record"),
+        ({"record": "x", "prefix": "../elsewhere"}, "escapes the record"),
+        ({"record": "x", "prefix": "a/../../b"}, "escapes the record"),
+        # As an uploaded file's path may not (upload.record_path): the same rules for both.
+        ({"record": "x", "prefix": "a/../b"}, "escapes the record"),
+        ({"record": "x", "prefix": "~/b"}, "is not a relative path inside the record"),
+        ({"record": "x", "prefix": "a\\b"}, "is not a relative path inside the record"),
+        ({"record": "x", "prefix": "two\nlines"}, "holds a line break"),
     ],
 )
 def test_a_destination_that_cannot_be_used_is_a_parameter_error(spec: dict[str, str], message: str) -> None:
     with pytest.raises(templates.ParameterError, match=message.replace("{", r"\{").replace("}", r"\}")):
         outputs.destination({"outputs": spec}, VALUES)
+
+
+def test_a_prefix_is_normalised_as_an_uploaded_path_is() -> None:
+    for prefix, expected in (("./cam//day1/", "cam/day1"), ("..cam", "..cam"), ("/", "")):
+        spec = {"outputs": {"record": "x", "prefix": prefix}}
+        assert outputs.destination(spec, VALUES) == outputs.Destination("x", expected, "add")
 
 
 def test_paths_land_under_the_prefix() -> None:

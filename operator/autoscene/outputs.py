@@ -14,13 +14,12 @@ cycle), and is stopped before its Job is made (reason ChainCycle); so is a chain
 `MAX_CHAIN_DEPTH` (reason ChainTooDeep).
 """
 
-import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import API_VERSION, jobs, labels, lifecycle, naming, ownership, templates
+from . import API_VERSION, jobs, labels, lifecycle, naming, ownership, templates, upload
 
 ADD, OVERWRITE = "add", "overwrite"
 REGISTERING = "RegisteringOutputs"
@@ -119,10 +118,14 @@ def destination(action_spec: Mapping[str, Any], values: Mapping[str, str]) -> De
         )
     prefix = templates.expand(str(wanted.get("prefix") or ""), values, "outputs.prefix").strip("/")
     if prefix:
-        normal = posixpath.normpath(prefix)
-        if normal.startswith("..") or normal.startswith("/") or "\\" in prefix or "\n" in prefix:
-            raise templates.ParameterError(f"outputs.prefix expands to {prefix!r}, which leaves the Record")
-        prefix = "" if normal == "." else normal
+        # The same rules as an uploaded file's path (`upload.record_path`), and no line break (which
+        # no output's path may hold: see PUBLISH_SCRIPT).
+        try:
+            prefix = upload.record_path(prefix)
+        except upload.UploadError as error:
+            raise templates.ParameterError(f"outputs.prefix expands to {prefix!r}: {error}") from None
+        if "\n" in prefix:
+            raise templates.ParameterError(f"outputs.prefix expands to {prefix!r}, which holds a line break")
     return Destination(record, prefix, str(wanted.get("mode") or ADD))
 
 
