@@ -406,7 +406,9 @@ class ObjectStore:
                 f"the name of the object ({metadata.get('name')}) does not match the name on the URL ({name})"
             )
         if subresource == "status":
-            new = clone(current)
+            # Stored objects are never changed in place (a new version is a new object): only the
+            # parts written below, the top level and the metadata, are copied, not the whole object.
+            new = {**current, "metadata": dict(current_metadata)}
             if "status" in candidate:
                 new["status"] = candidate["status"]
             else:
