@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
 from autoscene import kube, labels, naming, upload, watching  # noqa: E402
+from autoscene.sandbox.demo import noop_manifests  # noqa: E402
 
 RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
 MINIMAL = Path(__file__).with_name("minimal_operator.py")
@@ -74,20 +75,12 @@ def claim(name: str = CLAIM) -> dict[str, Any]:
 def manifests(concurrency: int = 0) -> list[dict[str, Any]]:
     group = "autoscene.io/v1alpha1"
     action: dict[str, Any] = {
-        "image": "busybox:1.36.1",
-        "command": ["true"],
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
     }
     if concurrency:
         action["concurrency"] = concurrency
     return [
-        {"apiVersion": group, "kind": "Action", "metadata": {"name": ACTION}, "spec": action},
-        {
-            "apiVersion": group,
-            "kind": "Trigger",
-            "metadata": {"name": TRIGGER},
-            "spec": {"action": ACTION, "fileGlob": "*.bin"},
-        },
+        *noop_manifests("*.bin", action=ACTION, trigger=TRIGGER, **action),
         # On a claim of its own, so that uploads work with either operator (the minimal one makes none).
         {
             "apiVersion": group,

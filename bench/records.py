@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT / "operator"))
 from kubernetes import watch  # noqa: E402
 
 from autoscene import files, kube, upload  # noqa: E402
+from autoscene.sandbox.demo import noop_manifests  # noqa: E402
 from autoscene.sandbox.session import Sandbox, wait_for  # noqa: E402
 from fanout import claim, peak_rss_mb, rss_mb  # noqa: E402  (bench/ is on sys.path when run as a script)
 
@@ -49,18 +50,7 @@ RECORD, CLAIM = "big", "big-files"
 def manifests() -> list[dict[str, Any]]:
     group = "autoscene.io/v1alpha1"
     return [
-        {
-            "apiVersion": group,
-            "kind": "Action",
-            "metadata": {"name": "noop"},
-            "spec": {"image": "busybox:1.36.1", "command": ["true"]},
-        },
-        {
-            "apiVersion": group,
-            "kind": "Trigger",
-            "metadata": {"name": "probes"},
-            "spec": {"action": "noop", "fileGlob": "probe-*.dat"},
-        },
+        *noop_manifests("probe-*.dat", trigger="probes"),
         {
             "apiVersion": group,
             "kind": "Record",

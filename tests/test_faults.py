@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from autoscene import API_VERSION, kube, labels, status, upload
+from autoscene import kube, labels, status, upload
 from autoscene.sandbox.apiserver_faults import ApiFaults
-from autoscene.sandbox.demo import sample_manifests
+from autoscene.sandbox.demo import noop_manifests, sample_manifests
 from autoscene.sandbox.session import Sandbox, wait_for
 
 # Faults that strike often enough to hit every kind of call in a 60-file burst.
@@ -53,22 +53,7 @@ def burst_with_kills(
     with Sandbox(folder / "sandbox", with_operator=False, faults=faults) as sandbox:
         namespace = sandbox.namespace
         sandbox.apply(list(sample_manifests()))
-        sandbox.apply(
-            [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Action",
-                    "metadata": {"name": "noop"},
-                    "spec": {"image": "busybox:1.36.1", "command": ["true"]},
-                },
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": "Trigger",
-                    "metadata": {"name": "on-bin"},
-                    "spec": {"action": "noop", "fileGlob": "*.bin"},
-                },
-            ]
-        )
+        sandbox.apply(noop_manifests("*.bin"))
         operator = start_operator(sandbox, faulty=faults is not None)
         wait_for(
             lambda: ((kube.get_custom("records", namespace, "recordings") or {}).get("status") or {}).get(

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from autoscene import API_VERSION, config, kube, labels, metrics
+from autoscene import config, kube, labels, metrics
 from autoscene.sample_video import make_sample_video
+from autoscene.sandbox.demo import noop_manifests
 from autoscene.sandbox.session import wait_for
 
 from .conftest import RunningSandbox
@@ -296,22 +297,7 @@ def test_a_job_that_ends_before_its_start_is_written_still_ends_the_run(
         return write(invocation, wanted)
 
     monkeypatch.setattr(invocations, "write", late_start)
-    sandbox.apply(
-        [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Action",
-                "metadata": {"name": "noop"},
-                "spec": {"image": "busybox:1.36.1", "command": ["true"]},
-            },
-            {
-                "apiVersion": API_VERSION,
-                "kind": "Trigger",
-                "metadata": {"name": "on-bin"},
-                "spec": {"action": "noop", "fileGlob": "*.bin"},
-            },
-        ]
-    )
+    sandbox.apply(noop_manifests("*.bin"))
     source = tmp_path / "race.bin"
     source.write_bytes(b"race")
     sandbox.upload("recordings", source)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from .. import invocations, jobs, kube, labels, paths, records, status, upload
+from .. import API_VERSION, invocations, jobs, kube, labels, paths, records, status, upload
 from .session import wait_for
 
 DEMO_RECORD = "recordings"
@@ -92,6 +92,27 @@ def chain_manifests() -> Any:
     from .apply import documents
 
     return documents(paths.require(paths.CHAIN))
+
+
+def noop_manifests(
+    file_glob: str, action: str = "noop", trigger: str = "on-bin", **action_spec: Any
+) -> list[dict[str, Any]]:
+    """An Action that does nothing (busybox `true`, with `action_spec` added) and a Trigger running it
+    on the files matching `file_glob`: the cheapest run there is, for measuring the rest."""
+    return [
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Action",
+            "metadata": {"name": action},
+            "spec": {"image": "busybox:1.36.1", "command": ["true"], **action_spec},
+        },
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Trigger",
+            "metadata": {"name": trigger},
+            "spec": {"action": action, "fileGlob": file_glob},
+        },
+    ]
 
 
 def _ready_record(namespace: str, name: str) -> dict[str, Any] | None:
