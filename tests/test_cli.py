@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from autoscene import kube
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
-from autoscene.sandbox.session import FolderLock
+from autoscene.sandbox.session import FolderLock, wait_for
 
 from .conftest import RunningSandbox
 
@@ -108,6 +108,77 @@ def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
     assert f"contact sheet {sheet}" in said and sheet.is_file()
     rows = [line for line in result.stdout.splitlines() if "Succeeded" in line]
     assert any("extract-images" in row for row in rows) and any("contact-sheet" in row for row in rows)
+
+
+def test_a_file_no_trigger_of_the_demo_takes_is_refused_at_once(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a video\n")
+    executable = Path(sys.executable).with_name("autoscene")
+    result = subprocess.run(
+        [str(executable), "sandbox", "--dir", str(tmp_path / "demo"), str(notes)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    said = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert (
+        said.startswith("error: no Trigger of the demo runs on 'notes.txt': they take ") and "*.mp4" in said
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path) -> None:
+    """`kill` (what `kill %1` sends a sandbox started with `&`) stops it as Ctrl-C does: a Pod's
+    process still running goes too, and the folder is free for the next sandbox."""
+    folder = tmp_path / "kept"
+    executable = Path(sys.executable).with_name("autoscene")
+    kept = subprocess.Popen(
+        [str(executable), "sandbox", "--keep", "--dir", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    try:
+        assert kept.stdout is not None
+        for line in kept.stdout:
+            if "to stop" in line:
+                break
+        else:
+            pytest.fail("the sandbox ended before it said how to stop it")
+        kube.configure(str(folder / "kubeconfig"))
+        marker = f"sleeping-{os.getpid()}"
+        pod = {
+            "metadata": {"name": "sleeper"},
+            "spec": {
+                "restartPolicy": "Never",
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "busybox:1.36.1",
+                        "command": ["sh", "-c", f"sleep 600; echo {marker}"],
+                    }
+                ],
+            },
+        }
+        kube.core().create_namespaced_pod("default", pod)
+
+        def sleeping() -> bool | None:
+            found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+            return True if found else None
+
+        wait_for(sleeping, 60, "the Pod's process")
+        kept.terminate()
+        kept.wait(timeout=60)
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # none left
+        lock = FolderLock(folder)
+        lock.acquire()  # free: the next sandbox may start here
+        lock.release()
+    finally:
+        if kept.poll() is None:
+            kept.kill()
 
 
 def test_a_second_sandbox_in_the_same_folder_refuses_and_leaves_the_first_alone(

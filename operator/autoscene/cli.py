@@ -61,13 +61,16 @@ def sandbox(
     ] = ControlPlaneKind.embedded,
 ) -> None:
     """Run the whole flow with no cluster: API server, operator, Jobs, an upload, its frames."""
-    from .sandbox.demo import run_demo
+    from .sandbox.demo import NothingFires, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     # The operator runs on a thread of its own here, so kopf cannot (and need not) handle OS signals.
     logging.getLogger("kopf._core.reactor.running").setLevel(logging.ERROR)
     from .sandbox.session import SandboxBusy
 
+    # `kill` (SIGTERM, also what `kill %1` sends to a sandbox started with `&`) stops it as Ctrl-C
+    # does: its Pods' processes and folders go with it.
+    signal.signal(signal.SIGTERM, _interrupt)
     stack = contextlib.ExitStack()
     try:
         running = stack.enter_context(_cluster(control_plane, folder))
@@ -78,7 +81,10 @@ def sandbox(
             f"[bold]sandbox[/] API server at {running.url}, kubeconfig {running.kubeconfig}", soft_wrap=True
         )
         clip = video or _generated_clip(running.folder)
-        result = run_demo(running, clip, lambda line: console.print(f"  {line}"), timeout=timeout)
+        try:
+            result = run_demo(running, clip, lambda line: console.print(f"  {line}"), timeout=timeout)
+        except NothingFires as error:
+            _fail(str(error))
         _print_invocations(running.namespace)
         frames = sorted(result.outputs.glob("frame_*.jpg"))
         console.print(f"\n[bold]frames[/] {len(frames)} JPEG frames in {result.outputs}", soft_wrap=True)
@@ -92,7 +98,7 @@ def sandbox(
             console.print(
                 f"\nsandbox running; try: kubectl --kubeconfig {running.kubeconfig} get invocations"
             )
-            console.print("press Ctrl-C to stop")
+            console.print("press Ctrl-C (or kill it) to stop")
             _wait_for_interrupt()
     if not result.succeeded:
         failed = next(
@@ -100,7 +106,12 @@ def sandbox(
             for run in (result.invocation, result.sheet_run)
             if run is None or run.get("status", {}).get("phase") != "Succeeded"
         )
-        said = (failed or {}).get("status") or "the contact sheet's run never came"
+        if failed is None:
+            said = "the contact sheet's run never came"
+        else:
+            run_status = failed.get("status") or {}
+            said = f"{failed['metadata']['name']} {run_status.get('phase')} ({run_status.get('reason')}): "
+            said += str(run_status.get("message"))
         console.print(f"[red]the chain did not succeed[/]: {said}", soft_wrap=True)
         raise typer.Exit(1)
 
@@ -680,3 +691,7 @@ def _wait_for_interrupt() -> None:
         signal.pause()
     except KeyboardInterrupt:
         pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt

@@ -1,12 +1,24 @@
 """The whole flow on the sandbox: the chained samples applied, an MP4 uploaded, its frames extracted
 into a Record of their own and a contact sheet made of them."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from .. import API_VERSION, invocations, jobs, kube, labels, paths, records, status, upload
+from .. import (
+    API_VERSION,
+    firing,
+    invocations,
+    jobs,
+    kube,
+    labels,
+    paths,
+    records,
+    selectors,
+    status,
+    upload,
+)
 from .session import wait_for
 
 DEMO_RECORD = "recordings"
@@ -52,6 +64,7 @@ def run_demo(sandbox: Cluster, video: Path, say: Callable[[str], None], timeout:
     )
     say(f'record "{DEMO_RECORD}" is ready on claim "{records.claim_of(record)}"')
     planned = upload.plan([video])
+    _check_a_trigger_fires(record, planned[0][1])
     uploaded = sandbox.upload(DEMO_RECORD, planned)
     say(f"uploaded {uploaded[0].path} ({uploaded[0].size} bytes, sha256 {uploaded[0].sha256[:12]}…)")
     invocation = wait_for(
@@ -79,6 +92,24 @@ def run_demo(sandbox: Cluster, video: Path, say: Callable[[str], None], timeout:
     sheet = files / folder / CONTACT_SHEET
     say(f"{sheet_run['metadata']['name']}: contact sheet of {frames_record}/{manifest} at {sheet}")
     return DemoResult(invocation, files / folder, sheet_run, sheet if sheet.is_file() else None)
+
+
+class NothingFires(ValueError):
+    """No Trigger of the samples runs on the file given to the demo: it would wait in vain."""
+
+
+def _check_a_trigger_fires(record: Mapping[str, Any], path: str) -> None:
+    """`NothingFires`, saying which files the Triggers of `record` take, unless one fires on `path`."""
+    meta = record["metadata"]
+    triggers = [
+        trigger
+        for trigger in kube.list_custom("triggers", meta["namespace"])
+        if selectors.selects(trigger["spec"].get("recordSelector"), meta.get("labels") or {})
+    ]
+    if any(firing.files_of(trigger).matches(path) for trigger in triggers):
+        return
+    taken = ", ".join(sorted({str(trigger["spec"].get("fileGlob")) for trigger in triggers})) or "nothing"
+    raise NothingFires(f"no Trigger of the demo runs on {path!r}: they take {taken} (give an MP4 video)")
 
 
 def sample_manifests() -> Any:
