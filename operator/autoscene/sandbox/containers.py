@@ -8,7 +8,8 @@ What a container runtime would isolate is mapped instead, for the sandbox's kube
   Pod's own;
 - paths under a mount or an image folder, in the command, the arguments and environment values, are
   rewritten to the local folders, and `python` runs this interpreter;
-- the termination message path maps to a file of the Pod's own.
+- the termination message path maps to a file of the Pod's own;
+- a container without a command runs its image's default one (`IMAGE_DEFAULTS`).
 Security contexts and resource limits are not enforced locally.
 """
 
@@ -48,6 +49,24 @@ class LocalImage:
 
     folders: Mapping[str, Path] = field(default_factory=dict)
     programs: Mapping[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageDefault:
+    """An image's own command: its ENTRYPOINT and CMD, run when a container does not override them."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+
+
+# What the real images run by default, by repository: busybox's image config (CMD ["sh"]) and the
+# Dockerfiles under images/. An image not listed has no default here: its containers need a command.
+IMAGE_DEFAULTS: Mapping[str, ImageDefault] = {
+    "busybox": ImageDefault(cmd=("sh",)),
+    "autoscene/frame-extractor": ImageDefault(entrypoint=("python", "/app/extract_frames.py")),
+    "autoscene/contact-sheet": ImageDefault(entrypoint=("python", "/app/contact_sheet.py")),
+    "autoscene/operator": ImageDefault(entrypoint=("autoscene",), cmd=("operator", "--all-namespaces")),
+}
 
 
 def image_repository(image: str) -> str:
@@ -213,6 +232,38 @@ def downward_api_value(pod: Mapping[str, Any], path: str) -> str:
     return str(values[path])
 
 
+def container_command(container: Mapping[str, Any]) -> list[str]:
+    """The command line a container runs: its `command` and `args` over its image's defaults.
+
+    Kubernetes docs, "Define a Command and Arguments for a Container": `command` replaces the image's
+    ENTRYPOINT and drops its CMD; `args` alone replace the CMD. With neither a command nor a default,
+    containerd refuses the container ("no command specified").
+    """
+    default = IMAGE_DEFAULTS.get(image_repository(container["image"]), ImageDefault())
+    command = container.get("command")
+    args = container.get("args")
+    if command:
+        argv = [*command, *(args or [])]
+    else:
+        argv = [*default.entrypoint, *(args if args else default.cmd)]
+    if not argv:
+        raise UnrunnableContainer(
+            "StartError",
+            f'no command specified: container "{container["name"]}" has none, and image '
+            f'"{container["image"]}" has no default command here',
+        )
+    return [str(part) for part in argv]
+
+
+def start_failure(why: str) -> str:
+    """The message of a container whose process could not be started, as containerd and runc word it
+    (e.g. `why` = `exec: "x": executable file not found in $PATH`)."""
+    return (
+        "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+        f"runc create failed: unable to start container process: {why}: unknown"
+    )
+
+
 def local_argv(command: list[str], paths: PathMap) -> list[str]:
     """A container's command line, runnable here: executables and paths mapped to local ones."""
     return [_local_executable(command[0], paths)] + [paths.local(arg) for arg in command[1:]]
@@ -228,7 +279,13 @@ def _local_executable(program: str, paths: PathMap) -> str:
         return mapped
     found = shutil.which(program)
     if found is None:
-        raise UnrunnableContainer("StartError", f'executable "{program}" is not available locally')
+        # runc's words; locally the host's programs stand for the image's.
+        why = (
+            f'exec: "{program}": stat {program}: no such file or directory'
+            if "/" in program
+            else f'exec: "{program}": executable file not found in $PATH'
+        )
+        raise UnrunnableContainer("StartError", why)
     return found
 
 

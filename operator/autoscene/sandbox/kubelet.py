@@ -7,7 +7,9 @@
   `activeDeadlineSeconds` passes. `restartPolicy` `Always` and `OnFailure` restart the containers
   (with a back-off, counted in `restartCount`). A Pod that cannot start stays `Pending` and says why,
   as a real one does: `Unschedulable` for a missing claim, `ErrImagePull` for an image without a
-  stand-in, `CreateContainerConfigError` for a volume or variable it cannot provide.
+  stand-in, `CreateContainerConfigError` for a volume or variable it cannot provide. A container
+  whose process cannot be started (no such program, no command) ends at once as containerd's does:
+  terminated with reason `StartError` and exit code 128, a failure like any other.
 - Volumes: claims map to `<volumes>/<namespace>/<claim>`, emptyDirs to the Pod's own folder;
   `configMap`, `secret`, `downwardAPI` and `projected` volumes (the service-account token the
   ServiceAccount admission plugin adds included, requested through the TokenRequest API) are written
@@ -47,12 +49,14 @@ from .containers import (
     LocalImage,
     LogSink,
     UnrunnableContainer,
+    container_command,
     container_environment,
     container_identity,
     container_paths,
     downward_api_value,
     kill_group,
     local_argv,
+    start_failure,
     termination_message,
 )
 
@@ -207,9 +211,12 @@ class LocalKubelet:
         with _pod_folder(running) as folder:
             try:
                 paths = container_paths(pod, container, self._volumes, self._images, folder)
-                argv = local_argv(list(request.command), paths)
             except UnrunnableContainer as error:
                 raise ExecFailure(f"exec failed: {error}") from None
+            try:
+                argv = local_argv(list(request.command), paths)
+            except UnrunnableContainer as error:
+                raise ExecFailure(_exec_failure(str(error))) from None
             env, cwd = container_environment(
                 container,
                 paths,
@@ -229,7 +236,7 @@ class LocalKubelet:
                     start_new_session=True,
                 )
             except OSError as error:
-                raise ExecFailure(f"exec failed: {argv[0]}: {error.strerror}") from None
+                raise ExecFailure(_exec_failure(f'exec: "{argv[0]}": {error.strerror}')) from None
             return await _attend(process, channels)
 
     # Following Pods --------------------------------------------------------------------------------
@@ -383,14 +390,16 @@ class LocalKubelet:
         restarts, previous = 0, None
         while True:
             started = [self._start(pod, container, local) for container in spec["containers"]]
-            running = {
-                "phase": "Running",
-                "startTime": start_time,
-                **_addresses(),
-                "conditions": _conditions(ready=True),
-                "containerStatuses": [_running_status(one, restarts, previous) for one in started],
-            }
-            self._patch_status(meta, running)
+            if any(one.process is not None for one in started):
+                # Ready only while every container runs; one that could not start has ended already.
+                running = {
+                    "phase": "Running",
+                    "startTime": start_time,
+                    **_addresses(),
+                    "conditions": _conditions(ready=all(one.process is not None for one in started)),
+                    "containerStatuses": [_running_status(one, restarts, previous) for one in started],
+                }
+                self._patch_status(meta, running)
             results = [self._wait(one, local, ends_at) for one in started]
             if self._stopping(local):
                 return
@@ -429,16 +438,20 @@ class LocalKubelet:
         return local.deleted.is_set() or self._stop.is_set()
 
     def _start(self, pod: dict[str, Any], container: dict[str, Any], local: LocalPod) -> Started:
+        """Start the container's process; one that cannot start says why (`Started.error`)."""
         started_at = _now()
         log = local.folder / f"{container['name']}.log"
+        log.touch()  # `kubectl logs` answers, empty, for a container that never started
         message_file = local.folder / f"{container['name']}.termination-log"
         message_file.unlink(missing_ok=True)  # a restarted container starts without one
         paths = container_paths(pod, container, self._volumes, self._images, local.folder, message_file)
-        command = list(container.get("command") or []) + list(container.get("args") or [])
         try:
-            if not command:
-                raise UnrunnableContainer("StartError", f'container "{container["name"]}" has no command')
-            argv = _with_bound_mounts(local_argv(command, paths), self._binds(pod, container, local.folder))
+            command = container_command(container)
+            try:
+                program = local_argv(command, paths)
+            except UnrunnableContainer as error:
+                raise UnrunnableContainer(error.reason, start_failure(str(error))) from None
+            argv = _with_bound_mounts(program, self._binds(pod, container, local.folder))
             env, cwd = container_environment(
                 container,
                 paths,
@@ -448,16 +461,20 @@ class LocalKubelet:
                 self._sources(pod["metadata"]["namespace"]),
             )
             with log.open("ab") as output:
-                process = subprocess.Popen(
-                    argv,
-                    env=env,
-                    cwd=cwd,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        except (UnrunnableContainer, OSError) as error:
+                try:
+                    process = subprocess.Popen(
+                        argv,
+                        env=env,
+                        cwd=cwd,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except OSError as error:
+                    why = f'exec: "{program[0]}": {error.strerror}'
+                    raise UnrunnableContainer("StartError", start_failure(why)) from None
+        except UnrunnableContainer as error:
             return Started(container, None, started_at, log, str(error))
         local.processes.append(process)
         return Started(container, process, started_at, log, "")
@@ -465,7 +482,7 @@ class LocalKubelet:
     def _wait(self, started: Started, local: LocalPod, ends_at: float | None) -> Ended:
         process = started.process
         if process is None:
-            return Ended(started, 128, "StartError", started.error, _now())
+            return _start_error(started)
         while True:
             try:
                 code = process.wait(timeout=0.1)
@@ -783,7 +800,7 @@ def _running_status(
     started: Started, restarts: int = 0, previous: list[Ended] | None = None
 ) -> dict[str, Any]:
     if started.process is None:
-        state: dict[str, Any] = {"waiting": {"reason": "StartError", "message": started.error}}
+        state: dict[str, Any] = {"terminated": _start_error(started).terminated()}
     else:
         state = {"running": {"startedAt": started.started_at}}
     status = {
@@ -797,6 +814,17 @@ def _running_status(
     if last:
         status["lastState"] = last
     return status
+
+
+def _start_error(started: Started) -> Ended:
+    """A container whose process could not be started, as containerd's CRI plugin reports it:
+    terminated, reason StartError, exit code 128 (its `errorStartReason` and `errorStartExitCode`)."""
+    return Ended(started, 128, "StartError", started.error, started.started_at)
+
+
+def _exec_failure(why: str) -> str:
+    """What `kubectl exec` says of a command that cannot be started, as runc words it."""
+    return f"OCI runtime exec failed: exec failed: unable to start container process: {why}: unknown"
 
 
 def _backing_off(results: list[Ended], restarts: int) -> dict[str, Any]:
