@@ -326,6 +326,32 @@ def test_run_runs_and_rerun_from_the_command_line(sandbox: RunningSandbox, tmp_p
     assert code != 0 and "KEY=VALUE" in output
 
 
+def test_the_run_table_keeps_every_column_and_cuts_only_the_message() -> None:
+    """On a narrow terminal, with a long message: every column whole, names never cut (the other
+    commands take them), the message shortened with an ellipsis."""
+    from datetime import datetime, timezone
+
+    from rich.console import Console
+
+    from autoscene import cli as commands
+    from autoscene import render
+
+    name = "auto-extract-images-a-long-recording-name-0123456789-f5b1e2d3c4"
+    run = {
+        "metadata": {"name": name, "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "spec": {"action": "extract-images", "record": "recordings", "file": "day1/cam0.mp4"},
+        "status": {"phase": "Failed", "exitCode": 3, "message": "not a readable video: " + "why " * 60},
+    }
+    rows = render.invocation_rows([run], datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc))
+    for width in (160, 200):
+        screen = Console(width=width, record=True)
+        screen.print(commands._invocation_table(rows, "runs", width))
+        text = screen.export_text()
+        assert all(column in text for column in render.COLUMNS), text
+        assert name in text and "day1/cam0.mp4" in text and "Failed" in text
+        assert "…" in text and max(len(line) for line in text.splitlines()) <= width
+
+
 def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox) -> None:
     slow = {
         "apiVersion": "autoscene.io/v1alpha1",

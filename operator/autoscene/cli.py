@@ -6,6 +6,7 @@ import fcntl
 import functools
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -27,8 +28,9 @@ from .config import Leadership, OperatorConfig, parse_job_ttl
 # kubeconfig and the sandbox.
 
 app = typer.Typer(help="Run Actions on files uploaded to Records, as Kubernetes Jobs.", no_args_is_help=True)
-# Piped output (CI logs, files) gets the room of a wide terminal rather than 80 columns.
-console = Console(width=None if sys.stdout.isatty() else 160)
+# Piped output (CI logs, files) gets the room of a wide terminal rather than 80 columns, unless
+# COLUMNS says how wide.
+console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160)
 DEFAULT_SANDBOX = Path(".autoscene")
 # The plurals in the API's paths (`invocations.PLURAL` would load the operator's whole core).
 INVOCATIONS, ACTIONS, RECORDS = "invocations", "actions", "records"
@@ -187,7 +189,6 @@ def runs_command(
 ) -> None:
     """The run history, filtered, with full names that can be copied into other commands."""
     _connect(kubeconfig)
-    from rich.table import Table
 
     from . import kube, labels, render, runs, timestamps
 
@@ -199,16 +200,9 @@ def runs_command(
 
     def show() -> None:
         found = runs.matching(kube.list_custom(INVOCATIONS, namespace, label_selector=selector), phase)
-        rows = render.invocation_rows(found, timestamps.now())
-        table = Table(*render.COLUMNS, title=f"runs in {namespace}", title_justify="left")
-        # A name is never cut or wrapped: it is what the other commands take; the message gives way.
-        table.columns[0].no_wrap = True
-        table.columns[0].min_width = max((len(row[0]) for row in rows), default=4)
-        table.columns[-1].overflow = "ellipsis"
-        table.columns[-1].no_wrap = True
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(
+            _invocation_table(render.invocation_rows(found, timestamps.now()), f"runs in {namespace}")
+        )
 
     _api_errors(show)
     while watch:
@@ -668,14 +662,33 @@ def _wait_for_runs(namespace: str, names: list[str]) -> int:
 
 
 def _print_invocations(namespace: str) -> None:
-    from rich.table import Table
-
     from . import kube, render, timestamps
 
-    table = Table(*render.COLUMNS, title=f"invocations in {namespace}", title_justify="left")
-    for row in render.invocation_rows(kube.list_custom(INVOCATIONS, namespace), timestamps.now()):
+    rows = render.invocation_rows(kube.list_custom(INVOCATIONS, namespace), timestamps.now())
+    console.print(_invocation_table(rows, f"invocations in {namespace}", console.width))
+
+
+def _invocation_table(rows: list[tuple[str, ...]], title: str, width: int) -> Any:
+    """The run history as a table `width` characters wide at most: every column but the message as
+    wide as its widest cell, never cut (names are what the other commands take); the message, last,
+    gets the room left and is shortened with an ellipsis."""
+    from rich.table import Table
+
+    from . import render
+
+    table = Table(*render.COLUMNS, title=title, title_justify="left")
+    for index, column in enumerate(table.columns[:-1]):
+        column.no_wrap = True
+        column.min_width = max([len(render.COLUMNS[index]), *(len(row[index]) for row in rows)])
+    # Each column takes its width plus a space on each side and a border; rich, short of room, would
+    # shrink every no-wrap column to nothing rather than the one meant to give way.
+    taken = sum(column.min_width + 3 for column in table.columns[:-1]) + 4
+    message = table.columns[-1]
+    message.overflow, message.no_wrap = "ellipsis", True
+    message.max_width = max(len(render.COLUMNS[-1]), width - taken)
+    for row in rows:
         table.add_row(*row)
-    console.print(table)
+    return table
 
 
 def _generated_clip(folder: Path) -> Path:
