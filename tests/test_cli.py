@@ -126,7 +126,7 @@ def test_a_file_no_trigger_of_the_demo_takes_is_refused_at_once(tmp_path: Path) 
     assert (
         said.startswith("error: no Trigger of the demo runs on 'notes.txt': they take ") and "*.mp4" in said
     )
-    assert "Traceback" not in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
 
 
 def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path) -> None:

@@ -200,9 +200,8 @@ def runs_command(
 
     def show() -> None:
         found = runs.matching(kube.list_custom(INVOCATIONS, namespace, label_selector=selector), phase)
-        console.print(
-            _invocation_table(render.invocation_rows(found, timestamps.now()), f"runs in {namespace}")
-        )
+        rows = render.invocation_rows(found, timestamps.now())
+        console.print(_invocation_table(rows, f"runs in {namespace}", console.width))
 
     _api_errors(show)
     while watch:
@@ -677,12 +676,15 @@ def _invocation_table(rows: list[tuple[str, ...]], title: str, width: int) -> An
     from . import render
 
     table = Table(*render.COLUMNS, title=title, title_justify="left")
-    for index, column in enumerate(table.columns[:-1]):
-        column.no_wrap = True
-        column.min_width = max([len(render.COLUMNS[index]), *(len(row[index]) for row in rows)])
+    widths = [
+        max([len(heading), *(len(row[index]) for row in rows)])
+        for index, heading in enumerate(render.COLUMNS)
+    ]
+    for column, widest in zip(table.columns[:-1], widths, strict=False):
+        column.no_wrap, column.min_width = True, widest
     # Each column takes its width plus a space on each side and a border; rich, short of room, would
     # shrink every no-wrap column to nothing rather than the one meant to give way.
-    taken = sum(column.min_width + 3 for column in table.columns[:-1]) + 4
+    taken = sum(widest + 3 for widest in widths[:-1]) + 4
     message = table.columns[-1]
     message.overflow, message.no_wrap = "ellipsis", True
     message.max_width = max(len(render.COLUMNS[-1]), width - taken)

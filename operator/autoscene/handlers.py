@@ -4,7 +4,7 @@ import asyncio
 import concurrent.futures
 import functools
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 import kopf
@@ -189,22 +189,35 @@ async def known_actions(namespace: str | None, name: str, spec: kopf.Spec, **_: 
     return {(namespace, name): {"metadata": {"name": name, "namespace": namespace}, "spec": dict(spec)}}
 
 
-class IndexLookup:
-    """Actions and Records from kopf's indexes (kept current by its watches); a name not found there
-    yet (a watch event still on its way) is read from the API before it is taken as missing."""
+def _indexed(indexes: dict[str, Any], index: str, namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The one object of that name in a kopf index. On kopf's event loop only: the indexes change
+    there, and a thread reading one meanwhile can fail ("dictionary changed size during iteration")."""
+    return next(iter(indexes[index].get((namespace, name), [])), None)
 
-    def __init__(self, indexes: dict[str, Any]) -> None:
-        self.indexes = indexes
+
+class IndexLookup:
+    """Actions and Records as kopf's indexes (kept current by its watches) hold them when this is
+    made, on the event loop, for use on a worker thread; a name not found there (a watch event still
+    on its way) is read from the API before it is taken as missing."""
+
+    def __init__(
+        self,
+        indexes: dict[str, Any],
+        namespace: str,
+        actions: Iterable[str] = (),
+        records: Iterable[str] = (),
+    ) -> None:
+        self.namespace = namespace
+        self._actions = {name: _indexed(indexes, "known_actions", namespace, name) for name in actions}
+        self._records = {name: _indexed(indexes, "known_records", namespace, name) for name in records}
 
     def action(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return self.one("known_actions", namespace, name) or invocations.FROM_API.action(namespace, name)
+        found = self._actions.get(name) if namespace == self.namespace else None
+        return found or invocations.FROM_API.action(namespace, name)
 
     def record(self, namespace: str, name: str) -> Mapping[str, Any] | None:
-        found = self.one("known_records", namespace, name)
+        found = self._records.get(name) if namespace == self.namespace else None
         return found if found and found["status"] else invocations.FROM_API.record(namespace, name)
-
-    def one(self, index: str, namespace: str, name: str) -> Mapping[str, Any] | None:
-        return next(iter(self.indexes[index].get((namespace, name), [])), None)
 
 
 # Files -------------------------------------------------------------------------------------------
@@ -231,7 +244,7 @@ async def triggers_by_namespace(namespace: str | None, body: kopf.Body, **_: Any
 
 @kopf.on.event(GROUP, VERSION, TRIGGERS)
 @_counting_errors
-def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
+async def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
     """Whether the Trigger can fire, in its Ready condition (and a Warning Event when it cannot); its
     catch-up on the files already there, when it asks for one (`spec.backfill`)."""
     metrics.watch_event(TRIGGERS)
@@ -240,17 +253,20 @@ def trigger_changed(type: str, body: kopf.Body, **indexes: Any) -> None:
         triggers.forget(namespace, body.metadata.name or "")
         return
     triggers.remember(body)
-    triggers.refresh_readiness(dict(body), IndexLookup(indexes).action)
+    lookup = IndexLookup(indexes, namespace, actions=[body.spec.get("action", "")])
+    await asyncio.to_thread(triggers.refresh_readiness, dict(body), lookup.action)
     if triggers.needs_backfill(body):
-        lookup = IndexLookup(indexes)
+        known = {  # every Record of the namespace, as the index has them now
+            key[1]: record
+            for key, found in indexes["known_records"].items()
+            if key[0] == namespace and (record := next(iter(found), None)) is not None
+        }
 
         def labels_of(record: str) -> Mapping[str, str] | None:
-            found = lookup.one("known_records", namespace, record) or invocations.FROM_API.record(
-                namespace, record
-            )
+            found = known.get(record) or invocations.FROM_API.record(namespace, record)
             return (found["metadata"].get("labels") or {}) if found else None
 
-        triggers.backfill(dict(body), labels_of)
+        await asyncio.to_thread(triggers.backfill, dict(body), labels_of)
 
 
 @kopf.on.event(GROUP, VERSION, RECORDS)
@@ -263,7 +279,7 @@ async def record_seen(memo: kopf.Memo, logger: kopf.Logger, **indexes: Any) -> N
 
     async def dispatch(file: dict[str, Any]) -> None:
         namespace, record = file["metadata"]["namespace"], file["spec"]["record"]
-        known = next(iter(indexes["known_records"].get((namespace, record), [])), None)
+        known = _indexed(indexes, "known_records", namespace, record)
         if known is None:  # a Record not seen yet: the reconciliation pass dispatches the file later
             return
         namespace_triggers = list(indexes["triggers_by_namespace"].get(namespace, []))
@@ -327,9 +343,9 @@ async def invocation_seen(
         await _soon(logger, f"cancelling {name}", invocations.cancel, dict(body))
         return
     if type != "DELETED" and not status.get("phase"):
-        lookup = IndexLookup(indexes)
+        lookup = IndexLookup(indexes, namespace, actions=[spec["action"]], records=[spec["record"]])
         if type == "ADDED" and spec.get("trigger"):
-            record = lookup.one("known_records", namespace, spec["record"])
+            record = _indexed(indexes, "known_records", namespace, spec["record"])
             await asyncio.to_thread(
                 dispatching.announce_firing, body, record["metadata"]["uid"] if record else ""
             )
@@ -388,7 +404,7 @@ async def job_changed(
 
 @kopf.on.event(GROUP, VERSION, ACTIONS)
 @_counting_errors
-def action_changed(
+async def action_changed(
     type: str, body: kopf.Body, name: str, namespace: str | None, logger: kopf.Logger, **indexes: Any
 ) -> None:
     """An Action that appears (or is seen at start-up) starts the Invocations that waited for it; the
@@ -396,9 +412,27 @@ def action_changed(
     metrics.watch_event(ACTIONS)
     if namespace is None:
         return
+    naming_it = [
+        indexed["metadata"]["name"]
+        for indexed in indexes["triggers_by_namespace"].get(namespace, [])
+        if indexed["spec"].get("action") == name
+    ]
+    lookup = IndexLookup(indexes, namespace, actions=[name])
+    await asyncio.to_thread(_follow_action, type, dict(body), namespace, naming_it, lookup, logger)
+
+
+def _follow_action(
+    type: str,
+    action: dict[str, Any],
+    namespace: str,
+    naming_it: list[str],
+    lookup: IndexLookup,
+    logger: kopf.Logger,
+) -> None:
+    name = action["metadata"]["name"]
     if type != "DELETED":
         try:
-            actions.refresh_readiness(body)
+            actions.refresh_readiness(action)
         except Exception as error:  # the reconciliation pass refreshes it too
             logger.warning(f"could not write the Action's condition: {error}")
         for invocation in invocations.waiting_for_action(namespace, name):
@@ -406,12 +440,10 @@ def action_changed(
                 invocations.start(invocation)
             except Exception as error:  # one run's trouble must not keep the others waiting
                 logger.warning(f"could not start {invocation['metadata']['name']}: {error}")
-    for indexed in indexes["triggers_by_namespace"].get(namespace, []):
-        if indexed["spec"].get("action") != name:
-            continue
+    for trigger_name in naming_it:
         try:
-            trigger = kube.get_custom(TRIGGERS, namespace, indexed["metadata"]["name"])
+            trigger = kube.get_custom(TRIGGERS, namespace, trigger_name)
             if trigger is not None:
-                triggers.refresh_readiness(trigger, IndexLookup(indexes).action)
+                triggers.refresh_readiness(trigger, lookup.action)
         except Exception as error:  # the reconciliation pass refreshes it too
-            logger.warning(f"could not refresh trigger {indexed['metadata']['name']}: {error}")
+            logger.warning(f"could not refresh trigger {trigger_name}: {error}")
