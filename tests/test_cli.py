@@ -19,6 +19,7 @@ from autoscene.sandbox.session import FolderLock, wait_for
 from .conftest import RunningSandbox
 
 runner = CliRunner()
+RERUN = "autoscene.io/rerun-of"
 # The CLI as its entry point starts it, but with warnings logged to stderr (where a retry of the
 # connection would show) and a last line there telling whether the Kubernetes client was loaded.
 LAUNCHER = """
@@ -315,13 +316,20 @@ def test_run_runs_and_rerun_from_the_command_line(sandbox: RunningSandbox, tmp_p
     code, output = cli(sandbox, "rerun", name, "--wait")
     assert code == 0, output
     [again] = [
-        run
-        for run in sandbox.invocations()
-        if (run["metadata"].get("annotations") or {}).get("autoscene.io/rerun-of") == name
+        run for run in sandbox.invocations() if (run["metadata"].get("annotations") or {}).get(RERUN) == name
     ]
     assert again["spec"] == manual["spec"] and again["status"]["phase"] == "Succeeded"
     code, output = cli(sandbox, "rerun", "no-such-run")
     assert code == 1 and 'invocation "no-such-run" not found' in output
+    # New content at the same path: a re-run would record the old sha256 beside the new bytes.
+    changed = make_sample_video(tmp_path / "changed" / clip.name, width=64, height=48, frames=4, seed=9)
+    sandbox.upload("recordings", changed)
+    triggered = first["metadata"]["name"]  # a run of the content it names (a manual run names none)
+    code, output = cli(sandbox, "rerun", triggered)
+    said = " ".join(output.split())
+    assert code == 1 and f'{clip.name} in record "recordings" has new content since {triggered} ran' in said
+    reruns = [run for run in sandbox.invocations() if (run["metadata"].get("annotations") or {}).get(RERUN)]
+    assert [run["metadata"]["name"] for run in reruns] == [again["metadata"]["name"]]  # none made now
     code, output = cli(sandbox, "run", "extract-images", "recordings", clip.name, "-p", "no-equals-sign")
     assert code != 0 and "KEY=VALUE" in output
 
@@ -329,7 +337,7 @@ def test_run_runs_and_rerun_from_the_command_line(sandbox: RunningSandbox, tmp_p
 def test_the_run_table_keeps_every_column_and_cuts_only_the_message() -> None:
     """On a narrow terminal, with a long message: every column whole, names never cut (the other
     commands take them), the message shortened with an ellipsis."""
-    from datetime import datetime, timezone
+    from datetime import UTC, datetime
 
     from rich.console import Console
 
@@ -342,7 +350,7 @@ def test_the_run_table_keeps_every_column_and_cuts_only_the_message() -> None:
         "spec": {"action": "extract-images", "record": "recordings", "file": "day1/cam0.mp4"},
         "status": {"phase": "Failed", "exitCode": 3, "message": "not a readable video: " + "why " * 60},
     }
-    rows = render.invocation_rows([run], datetime(2026, 1, 1, 0, 5, tzinfo=timezone.utc))
+    rows = render.invocation_rows([run], datetime(2026, 1, 1, 0, 5, tzinfo=UTC))
     for width in (160, 200):
         screen = Console(width=width, record=True)
         screen.print(commands._invocation_table(rows, "runs", width))
@@ -388,6 +396,8 @@ def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox) -> None
     )
     code, output = cli(sandbox, "cancel", "no-such-run")
     assert code == 1 and 'invocation "no-such-run" not found' in output
+    code, output = cli(sandbox, "cancel", run["metadata"]["name"])  # over already: said, not requested
+    assert code == 1 and "is already Cancelled: there is nothing to cancel" in " ".join(output.split())
 
 
 def test_the_cli_is_a_kubectl_plugin(sandbox: RunningSandbox) -> None:

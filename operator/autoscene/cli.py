@@ -253,9 +253,23 @@ def rerun_command(
 ) -> None:
     """A new run with the same Action, file, content and parameters, linked to the old one."""
     _connect(kubeconfig)
-    from . import kube, runs
+    from . import files, kube, naming, runs
 
     old = _invocation(namespace, invocation)
+    spec = old["spec"]
+    if spec.get("sha256"):  # a run of a file's content: that content must be the file's still
+        current = _api_errors(
+            lambda: kube.get_custom(files.PLURAL, namespace, naming.file_name(spec["record"], spec["file"]))
+        )
+        now = (current or {}).get("spec", {}).get("sha256")
+        if now != spec["sha256"]:
+            where = f'{spec["file"]} in record "{spec["record"]}"'
+            _fail(
+                f"{where} is gone since {invocation} ran: nothing to run again"
+                if now is None
+                else f"{where} has new content since {invocation} ran (sha256 {spec['sha256'][:12]}…, now "
+                f"{now[:12]}…): a re-run repeats a run on the same content; `autoscene run` runs the new one"
+            )
     again = runs.rerun_of(old)
     _api_errors(lambda: kube.create_custom(INVOCATIONS, again))
     console.print(f"invocation {again['metadata']['name']} created (a re-run of {invocation})")
@@ -404,8 +418,11 @@ def cancel_command(
     _connect(kubeconfig)
     from kubernetes.client.exceptions import ApiException
 
-    from . import kube, runs
+    from . import kube, lifecycle, runs
 
+    phase = (_invocation(namespace, invocation).get("status") or {}).get("phase")
+    if phase in lifecycle.FINISHED:
+        _fail(f"invocation {invocation} is already {phase}: there is nothing to cancel")
     request = {"metadata": {"annotations": {runs.CANCEL: "true"}}}
 
     def annotate() -> None:
