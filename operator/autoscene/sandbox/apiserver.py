@@ -16,6 +16,7 @@ in the number of objects.
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,12 +30,16 @@ from kmock import KubernetesError
 from .apiserver_exec import ExecHandler, exec_request, serve_exec
 from .apiserver_faults import ApiFaults, FaultyListener
 from .apiserver_http import (
+    IGNORE,
     MAX_REQUEST_BYTES,
+    STRICT,
     ApiTarget,
     WatchLines,
     continue_token,
     continued,
     delete_options,
+    field_problems,
+    field_validation,
     initial_events_end,
     is_dry_run,
     is_metadata_path,
@@ -47,9 +52,12 @@ from .apiserver_http import (
     read_body,
     read_object,
     status_of,
+    strict_decoding_error,
+    strict_patch_error,
+    typed_patch_error,
     watch_line,
 )
-from .apiserver_patches import APPLY_PATCH, parse_patch, patcher_for
+from .apiserver_patches import APPLY_PATCH, STRATEGIC_MERGE_PATCH, parse_patch, patcher_for
 from .apiserver_resources import (
     PODS,
     ResourceType,
@@ -64,6 +72,7 @@ from .apiserver_resources import (
     openapi_index_document,
     unknown_resource,
 )
+from .apiserver_schema import unknown_fields
 from .apiserver_selectors import Selection, SelectorError
 from .apiserver_store import Object, ObjectStore, Subscription
 from .apiserver_tables import table_of, wants_table
@@ -224,10 +233,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         if method == "GET" and target.name is not None:
             return self._get(raw_request, resource, target.namespace, target.name)
         if method == "POST" and target.name is None:
-            created = self.store.create(
-                resource, target.namespace, await read_object(raw_request), dry_run=is_dry_run(query)
-            )
-            return json_response(created, status=201)
+            return await self._create(raw_request, resource, target)
         if method == "PUT" and target.name is not None:
             return await self._replace(raw_request, resource, target)
         if method == "PATCH" and target.name is not None:
@@ -275,11 +281,28 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
 
     # Writing.
 
+    async def _create(
+        self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
+    ) -> aiohttp.web.Response:
+        level = field_validation(raw_request.method, raw_request.query)
+        duplicates: list[str] = []
+        body = await read_object(raw_request, duplicates)
+        warnings = _checked_fields(
+            resource, body, level, lambda problems: strict_decoding_error(resource, problems), duplicates
+        )
+        created = self.store.create(resource, target.namespace, body, dry_run=is_dry_run(raw_request.query))
+        return json_response(created, status=201, warnings=warnings)
+
     async def _replace(
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
     ) -> aiohttp.web.Response:
         assert target.name is not None
-        body = await read_object(raw_request)
+        level = field_validation(raw_request.method, raw_request.query)
+        duplicates: list[str] = []
+        body = await read_object(raw_request, duplicates)
+        warnings = _checked_fields(
+            resource, body, level, lambda problems: strict_decoding_error(resource, problems), duplicates
+        )
         if resource.schema is not None and not (body.get("metadata") or {}).get("resourceVersion"):
             # Custom resources take no unconditional update (the API server's CRD update strategy).
             why = "Invalid value: 0x0: must be specified for an update"
@@ -293,18 +316,22 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             subresource=target.subresource,
             dry_run=is_dry_run(raw_request.query),
         )
-        return json_response(replaced)
+        return json_response(replaced, warnings=warnings)
 
     async def _patch(
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
     ) -> aiohttp.web.Response:
         assert target.name is not None
         content_type = raw_request.content_type
+        level = field_validation(raw_request.method, raw_request.query)
         patcher = patcher_for(content_type)
         patch = parse_patch(content_type, await read_body(raw_request))
         dry_run = is_dry_run(raw_request.query)
         namespace = target.namespace if resource.namespaced else None
         missing = self.store.find(resource.group_resource, namespace, target.name) is None
+        if content_type == APPLY_PATCH and isinstance(patch, dict):
+            if unknown := unknown_fields(patch, resource.schema):
+                raise typed_patch_error(resource, patch, unknown)
         if content_type == APPLY_PATCH and missing and target.subresource is None:
             if not isinstance(patch, dict):
                 raise bad_request("an applied configuration must be an object")
@@ -312,15 +339,32 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             return json_response(
                 self.store.create(resource, target.namespace, body, dry_run=dry_run), status=201
             )
+        warnings: list[str] = []
+        strategic = content_type == STRATEGIC_MERGE_PATCH
+
+        def patched_and_checked(current: Object) -> Any:
+            patched = patcher(current, patch)
+            warnings.extend(
+                _checked_fields(
+                    resource,
+                    patched,
+                    level,
+                    lambda problems: strict_patch_error(
+                        patch if strategic else patched, problems, strategic=strategic
+                    ),
+                )
+            )
+            return patched
+
         patched = self.store.update(
             resource,
             target.namespace,
             target.name,
-            lambda current: patcher(current, patch),
+            patched_and_checked,
             subresource=target.subresource,
             dry_run=dry_run,
         )
-        return json_response(patched)
+        return json_response(patched, warnings=warnings)
 
     async def _delete(
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
@@ -469,6 +513,24 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         pod = self.store.get(resource, target.namespace, target.name)
         request = exec_request(pod, raw_request.query)
         return await serve_exec(raw_request, request, self.exec_handler)
+
+
+def _checked_fields(
+    resource: ResourceType,
+    obj: Any,
+    level: str,
+    refusal: Callable[[list[str]], KubernetesError],
+    duplicates: list[str] | None = None,
+) -> list[str]:
+    """The `Warning`s of a write of `obj` at its `fieldValidation` level, or under Strict its refusal
+    when it repeats or has unknown fields (Kubernetes docs: "API Concepts", "Field validation"). The
+    store then prunes the unknown ones, as kube-apiserver does under Warn and Ignore."""
+    if level == IGNORE or not isinstance(obj, dict):
+        return []
+    problems = field_problems(unknown_fields(obj, resource.schema), duplicates or ())
+    if problems and level == STRICT:
+        raise refusal(problems)
+    return problems
 
 
 class EmbeddedApiServer:

@@ -2,7 +2,7 @@
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,10 +62,14 @@ def openapi_group_version(segments: list[str]) -> tuple[str, str] | None:
     return None
 
 
-def json_response(payload: Any, status: int = 200) -> aiohttp.web.Response:
-    return aiohttp.web.Response(
+def json_response(payload: Any, status: int = 200, warnings: Iterable[str] = ()) -> aiohttp.web.Response:
+    """A JSON answer, with one `Warning` header per warning (RFC 7234's 299, as kube-apiserver sends them)."""
+    response = aiohttp.web.Response(
         body=json.dumps(payload).encode(), status=status, content_type="application/json"
     )
+    for warning in warnings:
+        response.headers.add("Warning", f"299 - {json.dumps(warning)}")
+    return response
 
 
 def list_document(resource: ResourceType, items: list[Object], revision: str) -> dict[str, Any]:
@@ -144,6 +148,8 @@ def status_of(exc: KubernetesError) -> dict[str, Any]:
         "reason": exc.reason,
         "code": exc.status,
     }
+    if exc.reason is None:
+        del status["reason"]  # as kube-apiserver's Status omits an empty reason
     return {**status, "details": exc.details} if exc.details else status
 
 
@@ -181,7 +187,9 @@ async def read_body(raw_request: aiohttp.web.BaseRequest) -> bytes:
     return body
 
 
-async def read_object(raw_request: aiohttp.web.BaseRequest) -> Any:
+async def read_object(raw_request: aiohttp.web.BaseRequest, duplicates: list[str] | None = None) -> Any:
+    """The request's object; the paths of the fields a JSON body repeats are added to `duplicates`
+    (YAML bodies are not checked for them)."""
     content_type, body = raw_request.content_type, await read_body(raw_request)
     if content_type == "application/vnd.kubernetes.protobuf":
         try:
@@ -191,6 +199,8 @@ async def read_object(raw_request: aiohttp.web.BaseRequest) -> Any:
     try:
         if content_type in ("application/yaml", "application/x-yaml"):
             return yaml.safe_load(body.decode("utf-8"))
+        if duplicates is not None:
+            return _json_naming_duplicates(body, duplicates)
         return json.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise bad_request(f"the request body cannot be parsed: {exc}") from None
@@ -202,3 +212,139 @@ async def delete_options(raw_request: aiohttp.web.BaseRequest) -> dict[str, Any]
         return {}
     options = await read_object(raw_request)
     return options if isinstance(options, dict) else {}
+
+
+def _json_naming_duplicates(body: bytes, duplicates: list[str]) -> Any:
+    """The JSON value, the last of a repeated key winning (as in Go's decoder), and the paths of the
+    repeated keys ("spec.fileGlob") added to `duplicates`."""
+    repeated: dict[int, tuple[dict[str, Any], list[str]]] = {}  # the object is kept: its id stays unique
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for key, value in items:
+            if key in obj:
+                repeated.setdefault(id(obj), (obj, []))[1].append(key)
+            obj[key] = value
+        return obj
+
+    value = json.loads(body or b"null", object_pairs_hook=pairs)
+    if repeated:
+        duplicates.extend(_repeated_paths(value, repeated, ""))
+    return value
+
+
+def _repeated_paths(value: Any, repeated: Mapping[int, tuple[Any, list[str]]], path: str) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key in repeated[id(value)][1] if id(value) in repeated else ():
+            yield f"{path}.{key}" if path else key
+        for key, item in value.items():
+            yield from _repeated_paths(item, repeated, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _repeated_paths(item, repeated, f"{path}[{index}]")
+
+
+# Field validation (Kubernetes docs: "API Concepts", "Field validation"): what a write does with the
+# fields its object's type does not declare. Without the parameter, kube-apiserver warns.
+STRICT, WARN, IGNORE = "Strict", "Warn", "Ignore"
+_FIELD_VALIDATION_LEVELS = ("", IGNORE, STRICT, WARN)
+_OPTIONS_OF_METHOD = {"POST": "CreateOptions", "PUT": "UpdateOptions", "PATCH": "PatchOptions"}
+
+
+def field_validation(method: str, query: Mapping[str, str]) -> str:
+    """The request's `fieldValidation` level; an unsupported one is refused as kube-apiserver refuses it
+    (422 on its CreateOptions, UpdateOptions or PatchOptions: the values are case-sensitive)."""
+    level = query.get("fieldValidation", "")
+    if level not in _FIELD_VALIDATION_LEVELS:
+        supported = ", ".join(f'"{value}"' for value in _FIELD_VALIDATION_LEVELS)
+        why = f'Unsupported value: "{level}": supported values: {supported}'
+        options = _OPTIONS_OF_METHOD.get(method, "CreateOptions")
+        cause = {"reason": "FieldValueNotSupported", "message": why, "field": "fieldValidation"}
+        message = f'{options}.meta.k8s.io "" is invalid: fieldValidation: {why}'
+        raise api_error(422, "Invalid", message, group="meta.k8s.io", kind=options, causes=[cause])
+    return level or WARN
+
+
+def field_problems(unknown: Iterable[str], duplicates: Iterable[str] = ()) -> list[str]:
+    """What kube-apiserver says of each repeated and unknown field: its warnings under Warn."""
+    return [
+        *(f'duplicate field "{path}"' for path in duplicates),
+        *(f'unknown field "{path}"' for path in unknown),
+    ]
+
+
+def _strict_decoding(problems: Iterable[str]) -> str:
+    return "strict decoding error: " + ", ".join(problems)
+
+
+def strict_decoding_error(resource: ResourceType, problems: Iterable[str]) -> KubernetesError:
+    """A create or update under `Strict` with unknown or repeated fields: 400, in kube-apiserver's words."""
+    return bad_request(
+        f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+        + _strict_decoding(problems)
+    )
+
+
+def strict_patch_error(patched: Any, problems: Iterable[str], *, strategic: bool) -> KubernetesError:
+    """A patch under `Strict` that leaves unknown fields: 422 on the field `patch`, quoting the patched
+    object in Go's JSON (keys sorted), or for a strategic merge patch the patch itself as Go prints a map."""
+    shown = _go_printed(patched) if strategic else _go_json(patched)
+    why = f"Invalid value: {json.dumps(shown, ensure_ascii=False)}: {_strict_decoding(problems)}"
+    cause = {"reason": "FieldValueInvalid", "message": why, "field": "patch"}
+    return api_error(422, "Invalid", f' "" is invalid: patch: {why}', causes=[cause])
+
+
+def typed_patch_error(
+    resource: ResourceType, applied: Mapping[str, Any], unknown: list[str]
+) -> KubernetesError:
+    """A server-side apply of a configuration with unknown fields: whatever the `fieldValidation`,
+    kube-apiserver cannot make a typed patch of it (500, no reason). Its walk of an object stops at
+    the object's first unknown field (structured-merge-diff's validation), in Go's random map order;
+    here in the fields' order."""
+    metadata = applied.get("metadata")
+    if not isinstance(metadata, Mapping):
+        metadata = {}
+    where = f"{metadata.get('namespace') or ''}/{metadata.get('name') or ''}"
+    kind = f"{resource.group}/{resource.version}, Kind={resource.kind}"
+    named = [f".{path}: field not declared in schema" for path in _first_of_each_object(unknown)]
+    why = named[0] if len(named) == 1 else "errors:\n" + "\n".join(f"  {line}" for line in named)
+    return KubernetesError(
+        status=500, message=f"failed to create typed patch object ({where}; {kind}): {why}"
+    )
+
+
+def _first_of_each_object(unknown: Iterable[str]) -> list[str]:
+    """Of the unknown fields' paths, those a walk of the objects in sorted order reports when it stops
+    at an object's first unknown field (and so visits none of the fields after it)."""
+    paths = sorted(tuple(path.split(".")) for path in unknown)
+    reported: list[str] = []
+
+    def walk(prefix: tuple[str, ...]) -> None:
+        below = [path for path in paths if path[: len(prefix)] == prefix and len(path) > len(prefix)]
+        for key in sorted({path[len(prefix)] for path in below}):
+            if prefix + (key,) in below:
+                reported.append(".".join(prefix + (key,)))
+                return
+            walk(prefix + (key,))
+
+    walk(())
+    return reported
+
+
+def _go_json(value: Any) -> str:
+    """Go's encoding/json of a map: keys sorted, no spaces, <, > and & escaped."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _go_printed(value: Any) -> str:
+    """A JSON value as Go's fmt prints it (%v): map[key:value …] with sorted keys, [item …] for lists."""
+    if isinstance(value, Mapping):
+        return "map[" + " ".join(f"{key}:{_go_printed(value[key])}" for key in sorted(value)) + "]"
+    if isinstance(value, list):
+        return "[" + " ".join(_go_printed(item) for item in value) + "]"
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

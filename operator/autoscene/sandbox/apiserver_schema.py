@@ -75,3 +75,96 @@ def schema_errors(
         ]
     failed = violations(obj, schema, old)
     return [*errors, *(schemas.FieldError(v.field, "FieldValueInvalid", v.message) for v in failed)]
+
+
+# Unknown fields (Kubernetes docs: "API Concepts", "Field validation"). An object's metadata is decoded
+# as ObjectMeta whatever the schema says of it, so its unknown fields are those of ObjectMeta's Go types
+# (k8s.io/apimachinery/pkg/apis/meta/v1, types.go); the rest of a custom object is pruned by its schema.
+_OBJECT_META_FIELDS = frozenset(
+    {
+        "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
+        "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
+        "ownerReferences", "finalizers", "managedFields",
+    }
+)  # fmt: skip
+_OBJECT_META_LISTS = {
+    "ownerReferences": frozenset({"apiVersion", "kind", "name", "uid", "controller", "blockOwnerDeletion"}),
+    "managedFields": frozenset(
+        {"manager", "operation", "apiVersion", "time", "fieldsType", "fieldsV1", "subresource"}
+    ),
+}
+
+
+def pruned_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata without the fields ObjectMeta does not declare, as decoding it drops them."""
+    pruned = {key: value for key, value in metadata.items() if key in _OBJECT_META_FIELDS}
+    for key, fields in _OBJECT_META_LISTS.items():
+        if isinstance(items := pruned.get(key), list):
+            pruned[key] = [
+                {name: value for name, value in item.items() if name in fields}
+                if isinstance(item, Mapping)
+                else item
+                for item in items
+            ]
+    return pruned
+
+
+def unknown_fields(obj: Mapping[str, Any], schema: Mapping[str, Any] | None) -> list[str]:
+    """The fields a write of `obj` drops as unknown, as kube-apiserver names them ("spec.fileGlobb",
+    "metadata.ownerReferences[0].bogus") and orders them: those of the metadata, then those the
+    schema prunes, each sorted. Nulls of fields that are not nullable are pruned but are not unknown.
+
+    Built-in kinds have no schema here (`schema` None): only their metadata is checked. What is left:
+    a Pod's `spec.containers[0].comand` is accepted under `Strict` and stored as sent, where
+    kube-apiserver refuses it (Strict) or drops it (Warn, Ignore) by the kind's Go type."""
+    metadata = obj.get("metadata")
+    in_metadata = sorted(_unknown_in_metadata(metadata)) if isinstance(metadata, Mapping) else []
+    if not schema:
+        return in_metadata
+    return [*in_metadata, *sorted(_unknown_in_object(obj, schema, "", keep_header=True))]
+
+
+def _unknown_in_metadata(metadata: Mapping[str, Any]) -> list[str]:
+    found = [f"metadata.{key}" for key in metadata if key not in _OBJECT_META_FIELDS]
+    for key, fields in _OBJECT_META_LISTS.items():
+        items = metadata.get(key)
+        for index, item in enumerate(items if isinstance(items, list) else ()):
+            if isinstance(item, Mapping):
+                found += [f"metadata.{key}[{index}].{name}" for name in item if name not in fields]
+    return found
+
+
+def _unknown(value: Any, schema: Any, path: str) -> list[str]:
+    if not isinstance(schema, Mapping):
+        return []
+    if isinstance(value, Mapping):
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        return _unknown_in_object(value, schema, path, keep_header=embedded)
+    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        return [
+            found
+            for index, item in enumerate(value)
+            for found in _unknown(item, schema["items"], f"{path}[{index}]")
+        ]
+    return []
+
+
+def _unknown_in_object(
+    value: Mapping[str, Any], schema: Mapping[str, Any], path: str, *, keep_header: bool
+) -> list[str]:
+    """What `_normalize_object` drops, but the nulls of declared fields."""
+    properties: Mapping[str, Any] = schema.get("properties") or {}
+    additional = schema.get("additionalProperties")
+    keeps_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or additional is True
+    found: list[str] = []
+    for key, item in value.items():
+        here = f"{path}.{key}" if path else key
+        if keep_header and key in _OBJECT_HEADER:
+            continue  # never pruned; the top-level metadata is checked as ObjectMeta (an embedded one is not)
+        if key in properties:
+            found += _unknown(item, properties[key], here)
+        elif isinstance(additional, Mapping):
+            found += _unknown(item, additional, here)
+        elif not keeps_unknown:
+            found.append(here)
+    return found

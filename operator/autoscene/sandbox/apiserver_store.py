@@ -45,7 +45,7 @@ from .apiserver_resources import (
     not_found,
     resource_types_of_crd,
 )
-from .apiserver_schema import normalize_by_schema, schema_errors
+from .apiserver_schema import normalize_by_schema, pruned_metadata, schema_errors
 from .apiserver_selectors import Selection
 
 Object = dict[str, Any]
@@ -331,7 +331,7 @@ class ObjectStore:
     def _admitted(self, resource: ResourceType, obj: Object, previous: Object | None) -> Object:
         """What the API server's defaulting and per-resource strategies make of a written object."""
         obj["apiVersion"], obj["kind"] = resource.api_version, resource.kind
-        metadata = obj["metadata"]
+        metadata = obj["metadata"] = pruned_metadata(obj["metadata"])
         for optional in _OMITTED_WHEN_EMPTY:  # as ObjectMeta's `omitempty` fields serialize
             if optional in metadata and not metadata[optional]:
                 del metadata[optional]
