@@ -17,6 +17,7 @@ from autoscene.sample_video import make_sample_video
 from autoscene.sandbox.session import FolderLock, wait_for
 
 from .conftest import RunningSandbox
+from .test_end_to_end import create_invocation
 
 runner = CliRunner()
 RERUN = "autoscene.io/rerun-of"
@@ -470,6 +471,27 @@ def test_outputs_are_listed_and_downloaded_with_their_sha256(sandbox: RunningSan
     }
     assert copies == originals and len(originals) >= 7  # 6 frames and the manifest
     assert all(f"sha256:{digest}" in output for digest in originals.values())
+
+    # An action that writes no summary (any image but ours): what its folder holds is listed.
+    wc = {
+        "apiVersion": "autoscene.io/v1alpha1",
+        "kind": "Action",
+        "metadata": {"name": "count-bytes"},
+        "spec": {
+            "image": "busybox:1.36.1",
+            "command": ["sh", "-c", 'printf 12345 > "$OUTPUT_FOLDER/size.txt"'],
+        },
+    }
+    sandbox.apply([wc])
+    create_invocation(sandbox, "counted", action="count-bytes", file=clip.name)
+    assert sandbox.finished("counted")["status"]["phase"] == "Succeeded"
+    code, output = cli(sandbox, "outputs", "counted")
+    said = " ".join(output.split())
+    assert (
+        code == 0
+        and "counted (Succeeded): 1 files, 5 bytes in outputs/counted/" in said
+        and "size.txt" in said
+    )
 
 
 def autoscene(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:

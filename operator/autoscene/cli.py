@@ -379,12 +379,26 @@ def outputs_command(
     found = _invocation(namespace, invocation)
     spec, current = found["spec"], found.get("status") or {}
     folder = jobs.output_subpath(found["metadata"]["name"])
-    reported = current.get("outputs") or {}
-    console.print(
-        f"{invocation} ({current.get('phase', 'Pending')}): {reported.get('count', 0)} files, "
-        f"{reported.get('bytes', 0)} bytes in {folder}/ of record {spec['record']}",
-        highlight=False,
-    )
+    try:
+        volume = _sandbox_volume(namespace, spec["record"], kubeconfig)
+    except upload.UploadError as error:
+        _fail(str(error))
+    reported = current.get("outputs")
+    if reported is None and volume is not None:  # no summary from the action: the folder itself says
+        written = sorted(path for path in (volume / folder).rglob("*") if path.is_file())
+        reported = {
+            "count": len(written),
+            "bytes": sum(path.stat().st_size for path in written),
+            "paths": [path.relative_to(volume / folder).as_posix() for path in written[:5]],
+        }
+    head = f"{invocation} ({current.get('phase', 'Pending')}): "
+    where = f"in {folder}/ of record {spec['record']}"
+    if reported is None:
+        said = f"{head}its action reported no outputs; --download copies what it wrote {where}"
+    else:
+        said = f"{head}{reported.get('count', 0)} files, {reported.get('bytes', 0)} bytes {where}"
+    console.print(said, highlight=False)
+    reported = reported or {}
     registered = current.get("outputRecord") or {}
     if registered.get("fileCount") is not None:
         place = f"{registered['prefix']}/ of " if registered.get("prefix") else ""
@@ -397,7 +411,6 @@ def outputs_command(
             console.print(f"  {path}", highlight=False)
         return
     try:
-        volume = _sandbox_volume(namespace, spec["record"], kubeconfig)
         if volume is None:
             copied = cluster_upload.download_via_exec(namespace, spec["record"], folder, download)
         else:
