@@ -22,6 +22,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from autoscene import GROUP, VERSION, kube
+from autoscene.sandbox.apiserver_http import first_unknown_of_each_object
+from autoscene.sandbox.apiserver_schema import unknown_fields
 from autoscene.sandbox.realcluster import RealCluster
 from autoscene.sandbox.session import Sandbox, wait_for
 
@@ -358,3 +360,45 @@ def test_kubectl_apply_refuses_a_manifest_with_an_unknown_field(server: Server, 
     assert warned.returncode == 0, warned.stderr
     assert f"Warning: {TYPO}" in warned.stderr
     assert "fileGlobb" not in server.get("applied").body["spec"]
+
+
+# The rules on their own (no server) ------------------------------------------------------------------
+
+
+def test_unknown_fields_follow_the_structural_schema() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "map": {"type": "object", "additionalProperties": {"type": "object", "properties": {}}},
+                    "list": {"type": "array", "items": {"type": "object", "properties": {"a": {}}}},
+                    "nullable": {"type": "string"},
+                },
+            }
+        },
+    }
+    obj = {
+        "apiVersion": "x/v1",
+        "kind": "X",
+        "metadata": {"name": "x", "labels": {}, "managedFields": [{"manager": "m", "bogus": 1}]},
+        "spec": {
+            "free": {"anything": {"at": "all"}},
+            "map": {"k": {"inner": 1}},
+            "list": [{"a": 1}, {"b": 2}],
+            "nullable": None,
+        },
+    }
+    assert unknown_fields(obj, schema) == [
+        "metadata.managedFields[0].bogus",
+        "spec.list[1].b",
+        "spec.map.k.inner",
+    ]
+    assert unknown_fields(obj, None) == ["metadata.managedFields[0].bogus"]  # a built-in kind: metadata only
+
+
+def test_a_server_side_apply_names_the_first_unknown_field_of_each_object() -> None:
+    assert first_unknown_of_each_object(["spec.zz", "extra"]) == ["extra"]
+    assert first_unknown_of_each_object(["spec.a", "spec.b.c", "status.x"]) == ["spec.a", "status.x"]

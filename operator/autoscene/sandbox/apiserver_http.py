@@ -306,14 +306,14 @@ def typed_patch_error(
         metadata = {}
     where = f"{metadata.get('namespace') or ''}/{metadata.get('name') or ''}"
     kind = f"{resource.group}/{resource.version}, Kind={resource.kind}"
-    named = [f".{path}: field not declared in schema" for path in _first_of_each_object(unknown)]
+    named = [f".{path}: field not declared in schema" for path in first_unknown_of_each_object(unknown)]
     why = named[0] if len(named) == 1 else "errors:\n" + "\n".join(f"  {line}" for line in named)
     return KubernetesError(
         status=500, message=f"failed to create typed patch object ({where}; {kind}): {why}"
     )
 
 
-def _first_of_each_object(unknown: Iterable[str]) -> list[str]:
+def first_unknown_of_each_object(unknown: Iterable[str]) -> list[str]:
     """Of the unknown fields' paths, those a walk of the objects in sorted order reports when it stops
     at an object's first unknown field (and so visits none of the fields after it)."""
     paths = sorted(tuple(path.split(".")) for path in unknown)
