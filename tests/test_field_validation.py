@@ -338,7 +338,7 @@ def test_kubectl_apply_refuses_a_manifest_with_an_unknown_field(server: Server, 
     def kubectl_apply(*options: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [binary, "apply", "-n", server.namespace, "-f", str(manifest), *options],
-            env={"KUBECONFIG": str(server.kubeconfig)},
+            env={"KUBECONFIG": str(server.kubeconfig), "HOME": str(tmp_path)},  # its cache in tmp_path
             capture_output=True,
             text=True,
             timeout=60,
