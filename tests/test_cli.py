@@ -361,7 +361,9 @@ def test_the_run_table_keeps_every_column_and_cuts_only_the_message() -> None:
         assert "…" in text and max(len(line) for line in text.splitlines()) <= width
 
 
-def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox) -> None:
+def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    (tmp_path / "any.bin").write_bytes(b"any")
+    sandbox.upload("recordings", tmp_path / "any.bin")
     slow = {
         "apiVersion": "autoscene.io/v1alpha1",
         "kind": "Action",
@@ -625,4 +627,11 @@ def test_unknown_names_are_one_line_and_create_nothing(sandbox: RunningSandbox) 
     for args, unknown in cases:
         code, output = cli(sandbox, *args)
         assert (code, output) == (1, f'error: {unknown} not found in namespace "{sandbox.namespace}"\n'), args
+    # A file the Record does not hold would make a Job that fails "no such file": refused first.
+    code, output = cli(sandbox, "run", "extract-images", "recordings", "missing.mp4")
+    said = " ".join(output.split())
+    expected = (
+        'missing.mp4 is not a file of record "recordings": upload it first (autoscene upload recordings FILE)'
+    )
+    assert (code, said) == (1, f"error: {expected}")
     assert sandbox.invocations() == []

@@ -230,11 +230,25 @@ def run_command(
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--parameter") from error
     _connect(kubeconfig)
-    from . import kube
+    from . import files as record_files
+    from . import kube, naming
 
     # A run of a missing Action would wait for it (ActionNotFound): a mistyped name is told at once instead.
     _existing(ACTIONS, namespace, action)
     _existing(RECORDS, namespace, record)
+    # ... and a file the Record does not hold would make a Job that fails "no such file": nothing is made.
+    for path in files:
+        if (
+            _api_errors(
+                functools.partial(
+                    kube.get_custom, record_files.PLURAL, namespace, naming.file_name(record, path)
+                )
+            )
+            is None
+        ):
+            _fail(
+                f'{path} is not a file of record "{record}": upload it first (autoscene upload {record} FILE)'
+            )
     bodies = [runs.manual_run(namespace, action, record, path, values) for path in files]
     _api_errors(lambda: [kube.create_custom(INVOCATIONS, body) for body in bodies])
     names = [body["metadata"]["name"] for body in bodies]
