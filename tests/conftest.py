@@ -7,9 +7,11 @@ Pod's service-account token and /etc/hosts in a private mount namespace), the re
 with the reason; with AUTOSCENE_REQUIRE_CONTROL_PLANE=1 (CI) it fails instead.
 """
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +166,40 @@ def inputs(tmp_path: Path) -> Path:
 @pytest.fixture
 def outputs(tmp_path: Path) -> Path:
     return tmp_path / "outputs"
+
+
+@dataclass(frozen=True)
+class ApiNamespace:
+    """A fresh namespace on one of the two API servers, for tests that ask both the same thing."""
+
+    kind: str  # "embedded" or "real"
+    kubeconfig: Path
+    namespace: str
+
+
+@pytest.fixture(scope="module")
+def bare_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """The embedded API server with its Job controller and kubelet, without an operator."""
+    with Sandbox(tmp_path_factory.mktemp("api") / "sandbox", with_operator=False) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def namespace_on(kind: str, running: Sandbox | RealCluster) -> Iterator[ApiNamespace]:
+    """A namespace of its own on that API server, deleted at the end; `kube` points at the server."""
+    kube.configure(str(running.kubeconfig))
+    namespace = f"api-{secrets.token_hex(3)}"
+    kube.core().create_namespace({"metadata": {"name": namespace}})
+    try:
+        yield ApiNamespace(kind, running.kubeconfig, namespace)
+    finally:
+        kube.configure(str(running.kubeconfig))  # a test may have pointed it elsewhere
+        kube.core().delete_namespace(namespace)
+
+
+@pytest.fixture(params=["embedded", "real"])
+def api_namespace(request: pytest.FixtureRequest) -> Iterator[ApiNamespace]:
+    """A namespace of its own on the embedded API server, then on the real one."""
+    running = request.getfixturevalue("bare_sandbox" if request.param == "embedded" else "real_cluster")
+    with namespace_on(request.param, running) as made:
+        yield made

@@ -8,10 +8,9 @@ unit-tested on `autoscene.sandbox.apiserver_cel` at the end.
 """
 
 import json
-import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ from autoscene import GROUP, VERSION, kube
 from autoscene.sandbox import apiserver_cel
 from autoscene.sandbox.realcluster import RealCluster
 from autoscene.sandbox.session import Sandbox
+
+from .conftest import ApiNamespace, namespace_on
 
 API_VERSION = f"{GROUP}/{VERSION}"
 NOT_CHECKED = (
@@ -82,25 +83,13 @@ class Server:
         return self.kubectl("apply", "-n", self.namespace, "-f", "-", stdin=stream)
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("cel") / "sandbox", with_operator=False) as running:
-        yield running
+def _server(made: ApiNamespace, cache: Path) -> Server:
+    return Server(made.kind, made.kubeconfig, made.namespace, cache)
 
 
-def _server(kind: str, running: Sandbox | RealCluster, cache: Path) -> Iterator[Server]:
-    kube.configure(str(running.kubeconfig))
-    namespace = f"cel-{secrets.token_hex(3)}"
-    kube.core().create_namespace({"metadata": {"name": namespace}})
-    yield Server(kind, running.kubeconfig, namespace, cache)
-    kube.configure(str(running.kubeconfig))
-    kube.core().delete_namespace(namespace)
-
-
-@pytest.fixture(params=["embedded", "real"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    fixture = "embedded" if request.param == "embedded" else "real_cluster"
-    yield from _server(request.param, request.getfixturevalue(fixture), tmp_path / "kubectl-cache")
+@pytest.fixture
+def server(api_namespace: ApiNamespace, tmp_path: Path) -> Server:
+    return _server(api_namespace, tmp_path / "kubectl-cache")
 
 
 def rejection(call: Callable[[], Any]) -> dict[str, Any]:
@@ -265,12 +254,12 @@ def _answers_to_bad_requests(server: Server) -> list[dict[str, Any]]:
 
 
 def test_the_same_requests_get_the_same_answers_from_both_servers(
-    embedded: Sandbox, real_cluster: RealCluster, tmp_path: Path
+    bare_sandbox: Sandbox, real_cluster: RealCluster, tmp_path: Path
 ) -> None:
     answers: dict[str, list[dict[str, Any]]] = {}
-    for kind, running in (("embedded", embedded), ("real", real_cluster)):
-        for server in _server(kind, running, tmp_path / kind):
-            answers[kind] = _answers_to_bad_requests(server)
+    for kind, running in (("embedded", bare_sandbox), ("real", real_cluster)):
+        with namespace_on(kind, running) as made:
+            answers[kind] = _answers_to_bad_requests(_server(made, tmp_path / kind))
 
     def comparable(answer: dict[str, Any]) -> tuple[Any, ...]:
         # The schema validators word pattern errors each in their own way; the rules' causes must match.

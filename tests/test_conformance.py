@@ -7,8 +7,6 @@ differs, and why it does not matter to autoscene, is listed in docs/embedded-vs-
 
 import copy
 import json
-import secrets
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,8 +14,9 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from autoscene import GROUP, VERSION, kube
-from autoscene.sandbox.realcluster import RealCluster
-from autoscene.sandbox.session import Sandbox, wait_for
+from autoscene.sandbox.session import wait_for
+
+from .conftest import ApiNamespace
 
 
 class Server:
@@ -39,23 +38,9 @@ class Server:
         return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name))
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("conformance") / "sandbox", with_operator=False) as running:
-        yield running
-
-
-@pytest.fixture(params=["embedded", "real"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    if request.param == "embedded":
-        running: Sandbox | RealCluster = request.getfixturevalue("embedded")
-    else:
-        running = request.getfixturevalue("real_cluster")
-    kube.configure(str(running.kubeconfig))
-    namespace = f"conformance-{secrets.token_hex(3)}"
-    kube.core().create_namespace({"metadata": {"name": namespace}})
-    yield Server(request.param, namespace)
-    kube.core().delete_namespace(namespace)
+@pytest.fixture
+def server(api_namespace: ApiNamespace) -> Server:
+    return Server(api_namespace.kind, api_namespace.namespace)
 
 
 def trigger(name: str, **spec: Any) -> dict[str, Any]:

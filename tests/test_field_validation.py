@@ -9,10 +9,8 @@ checked here are kube-apiserver v1.37's, word for word.
 """
 
 import json
-import secrets
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,9 @@ from kubernetes.client.exceptions import ApiException
 from autoscene import GROUP, VERSION, kube
 from autoscene.sandbox.apiserver_http import first_unknown_of_each_object
 from autoscene.sandbox.apiserver_schema import unknown_fields
-from autoscene.sandbox.realcluster import RealCluster
-from autoscene.sandbox.session import Sandbox, wait_for
+from autoscene.sandbox.session import wait_for
 
+from .conftest import ApiNamespace
 from .test_conformance import BLOB_CRD, trigger
 
 JSON = "application/json"
@@ -89,23 +87,9 @@ class Server:
         return self.request("GET", self.triggers(name), b"")
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    with Sandbox(tmp_path_factory.mktemp("field-validation") / "sandbox", with_operator=False) as running:
-        yield running
-
-
-@pytest.fixture(params=["embedded", "real"])
-def server(request: pytest.FixtureRequest) -> Iterator[Server]:
-    if request.param == "embedded":
-        running: Sandbox | RealCluster = request.getfixturevalue("embedded")
-    else:
-        running = request.getfixturevalue("real_cluster")
-    kube.configure(str(running.kubeconfig))
-    namespace = f"fields-{secrets.token_hex(3)}"
-    kube.core().create_namespace({"metadata": {"name": namespace}})
-    yield Server(request.param, namespace, running.kubeconfig)
-    kube.core().delete_namespace(namespace)
+@pytest.fixture
+def server(api_namespace: ApiNamespace) -> Server:
+    return Server(api_namespace.kind, api_namespace.namespace, api_namespace.kubeconfig)
 
 
 def refused(answer: Answer, code: int, reason: str | None, message: str) -> dict[str, Any]:
