@@ -8,10 +8,13 @@ import pytest
 
 from autoscene import GROUP, VERSION, kube
 from autoscene.sandbox.containers import UnrunnableContainer, container_command
+from autoscene.sandbox.realcluster import real_images
 from autoscene.sandbox.session import wait_for
 
 from .conftest import RunningSandbox
 from .test_end_to_end import create_invocation
+
+IMAGES = real_images()  # the sandbox's stand-ins and the operator image
 
 
 def pod(name: str, container: dict[str, Any]) -> dict[str, Any]:
@@ -30,16 +33,19 @@ def finished_pod(cluster: RunningSandbox, name: str) -> Any:
 
 
 def test_the_command_line_is_the_containers_over_its_images_defaults() -> None:
-    assert container_command({"name": "c", "image": "busybox:1.36.1"}) == ["sh"]
+    assert container_command({"name": "c", "image": "busybox:1.36.1"}, IMAGES) == ["sh"]
     # `args` alone replace the CMD: busybox has no ENTRYPOINT, so they are the whole command line.
-    assert container_command({"name": "c", "image": "busybox", "args": ["echo", "hi"]}) == ["echo", "hi"]
-    assert container_command({"name": "c", "image": "busybox", "command": ["true"]}) == ["true"]
+    assert container_command({"name": "c", "image": "busybox", "args": ["echo", "hi"]}, IMAGES) == [
+        "echo",
+        "hi",
+    ]
+    assert container_command({"name": "c", "image": "busybox", "command": ["true"]}, IMAGES) == ["true"]
     extractor = {"name": "c", "image": "autoscene/frame-extractor:1", "args": ["--every", "2"]}
-    assert container_command(extractor) == ["python", "/app/extract_frames.py", "--every", "2"]
+    assert container_command(extractor, IMAGES) == ["python", "/app/extract_frames.py", "--every", "2"]
     operator = {"name": "c", "image": "autoscene/operator:0.1"}
-    assert container_command(operator) == ["autoscene", "operator", "--all-namespaces"]
+    assert container_command(operator, IMAGES) == ["autoscene", "operator", "--all-namespaces"]
     with pytest.raises(UnrunnableContainer, match="no command specified") as refused:
-        container_command({"name": "c", "image": "example.com/unknown:1"})
+        container_command({"name": "c", "image": "example.com/unknown:1"}, IMAGES)
     assert refused.value.reason == "StartError"
 
 

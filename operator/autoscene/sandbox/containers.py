@@ -9,7 +9,7 @@ What a container runtime would isolate is mapped instead, for the sandbox's kube
 - paths under a mount or an image folder, in the command, the arguments and environment values, are
   rewritten to the local folders, and `python` runs this interpreter;
 - the termination message path maps to a file of the Pod's own;
-- a container without a command runs its image's default one (`IMAGE_DEFAULTS`).
+- a container without a command runs its image's default one (`LocalImage.entrypoint`, `.cmd`).
 Security contexts and resource limits are not enforced locally.
 """
 
@@ -49,24 +49,9 @@ class LocalImage:
 
     folders: Mapping[str, Path] = field(default_factory=dict)
     programs: Mapping[str, Path] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ImageDefault:
-    """An image's own command: its ENTRYPOINT and CMD, run when a container does not override them."""
-
+    # The real image's own command, its ENTRYPOINT and CMD, run when a container overrides neither.
     entrypoint: tuple[str, ...] = ()
     cmd: tuple[str, ...] = ()
-
-
-# What the real images run by default, by repository: busybox's image config (CMD ["sh"]) and the
-# Dockerfiles under images/. An image not listed has no default here: its containers need a command.
-IMAGE_DEFAULTS: Mapping[str, ImageDefault] = {
-    "busybox": ImageDefault(cmd=("sh",)),
-    "autoscene/frame-extractor": ImageDefault(entrypoint=("python", "/app/extract_frames.py")),
-    "autoscene/contact-sheet": ImageDefault(entrypoint=("python", "/app/contact_sheet.py")),
-    "autoscene/operator": ImageDefault(entrypoint=("autoscene",), cmd=("operator", "--all-namespaces")),
-}
 
 
 def image_repository(image: str) -> str:
@@ -232,14 +217,14 @@ def downward_api_value(pod: Mapping[str, Any], path: str) -> str:
     return str(values[path])
 
 
-def container_command(container: Mapping[str, Any]) -> list[str]:
+def container_command(container: Mapping[str, Any], images: Mapping[str, LocalImage]) -> list[str]:
     """The command line a container runs: its `command` and `args` over its image's defaults.
 
     Kubernetes docs, "Define a Command and Arguments for a Container": `command` replaces the image's
     ENTRYPOINT and drops its CMD; `args` alone replace the CMD. With neither a command nor a default,
     containerd refuses the container ("no command specified").
     """
-    default = IMAGE_DEFAULTS.get(image_repository(container["image"]), ImageDefault())
+    default = images.get(image_repository(container["image"]), LocalImage())
     command = container.get("command")
     args = container.get("args")
     if command:

@@ -446,7 +446,7 @@ class LocalKubelet:
         message_file.unlink(missing_ok=True)  # a restarted container starts without one
         paths = container_paths(pod, container, self._volumes, self._images, local.folder, message_file)
         try:
-            command = container_command(container)
+            command = container_command(container, self._images)
             try:
                 program = local_argv(command, paths)
             except UnrunnableContainer as error:

@@ -32,7 +32,10 @@ OPERATOR_DEPLOYMENT = "autoscene-operator"
 def real_images() -> dict[str, LocalImage]:
     """The sandbox's image stand-ins, and the operator image: this environment's `autoscene`."""
     program = Path(sys.executable).parent / "autoscene"
-    return {**local_images(), "autoscene/operator": LocalImage(programs={"autoscene": program})}
+    operator = LocalImage(
+        programs={"autoscene": program}, entrypoint=("autoscene",), cmd=("operator", "--all-namespaces")
+    )
+    return {**local_images(), "autoscene/operator": operator}
 
 
 class RealCluster(Service):

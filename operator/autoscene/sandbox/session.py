@@ -34,13 +34,18 @@ Found = TypeVar("Found")
 
 
 def local_images() -> dict[str, LocalImage]:
-    """The images the sandbox can run, each with the local folder standing for its files."""
+    """The images the sandbox can run, each with the local folder standing for its files and the
+    command its Dockerfile (or, for busybox, its image config) gives."""
     return {
-        "autoscene/frame-extractor": LocalImage({"/app": paths.IMAGES / "frame-extractor"}),
-        "autoscene/contact-sheet": LocalImage({"/app": paths.IMAGES / "contact-sheet"}),
+        "autoscene/frame-extractor": LocalImage(
+            {"/app": paths.IMAGES / "frame-extractor"}, entrypoint=("python", "/app/extract_frames.py")
+        ),
+        "autoscene/contact-sheet": LocalImage(
+            {"/app": paths.IMAGES / "contact-sheet"}, entrypoint=("python", "/app/contact_sheet.py")
+        ),
         # Its programs are the host's: `mkdir` (output folders), `sh`, `cp`, `find`, `sha256sum` (publishing
         # outputs), `tar` (uploads), `wget` (keeping logs).
-        "busybox": LocalImage(),
+        "busybox": LocalImage(cmd=("sh",)),
     }
 
 
