@@ -17,14 +17,20 @@ def invocations_due(
     left out (see `unusable`), so it cannot hold up the others.
     """
     spec = file["spec"]
-    due: list[dict[str, Any]] = []
-    for trigger in triggers:
-        try:
-            if _is_armed_for(trigger, record_labels) and files_of(trigger).matches(spec["path"]):
-                due.append(invocation_for(trigger, spec["record"], spec))
-        except ValueError:
-            continue
-    return due
+    return [
+        invocation_for(trigger, spec["record"], spec)
+        for trigger in triggers
+        if fires_on(trigger, record_labels, spec["path"])
+    ]
+
+
+def fires_on(trigger: Mapping[str, Any], record_labels: Mapping[str, str] | None, path: str) -> bool:
+    """Whether the Trigger fires on a file at `path` of a Record with these labels (see
+    `invocations_due`); False for a Trigger whose glob or selector cannot be used."""
+    try:
+        return _is_armed_for(trigger, record_labels) and files_of(trigger).matches(path)
+    except ValueError:
+        return False
 
 
 def unusable(trigger: Mapping[str, Any]) -> tuple[str, str] | None:

@@ -101,13 +101,12 @@ class NothingFires(ValueError):
 def _check_a_trigger_fires(record: Mapping[str, Any], path: str) -> None:
     """`NothingFires`, saying which files the Triggers of `record` take, unless one fires on `path`."""
     meta = record["metadata"]
-    triggers = [
-        trigger
-        for trigger in kube.list_custom("triggers", meta["namespace"])
-        if selectors.selects(trigger["spec"].get("recordSelector"), meta.get("labels") or {})
-    ]
-    if any(firing.files_of(trigger).matches(path) for trigger in triggers):
+    record_labels = meta.get("labels") or {}
+    triggers = kube.list_custom("triggers", meta["namespace"])
+    if any(firing.fires_on(trigger, record_labels, path) for trigger in triggers):
         return
+    # What the Triggers that select this Record take, for the message.
+    triggers = [t for t in triggers if selectors.selects(t["spec"].get("recordSelector"), record_labels)]
     taken = ", ".join(sorted({str(trigger["spec"].get("fileGlob")) for trigger in triggers})) or "nothing"
     raise NothingFires(f"no Trigger of the demo runs on {path!r}: they take {taken} (give an MP4 video)")
 
