@@ -14,6 +14,7 @@ in the number of objects.
 """
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -284,12 +285,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     async def _create(
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
     ) -> aiohttp.web.Response:
-        level = field_validation(raw_request.method, raw_request.query)
-        duplicates: list[str] = []
-        body = await read_object(raw_request, duplicates)
-        warnings = _checked_fields(
-            resource, body, level, lambda problems: strict_decoding_error(resource, problems), duplicates
-        )
+        body, warnings = await _read_written(raw_request, resource)
         created = self.store.create(resource, target.namespace, body, dry_run=is_dry_run(raw_request.query))
         return json_response(created, status=201, warnings=warnings)
 
@@ -297,12 +293,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
     ) -> aiohttp.web.Response:
         assert target.name is not None
-        level = field_validation(raw_request.method, raw_request.query)
-        duplicates: list[str] = []
-        body = await read_object(raw_request, duplicates)
-        warnings = _checked_fields(
-            resource, body, level, lambda problems: strict_decoding_error(resource, problems), duplicates
-        )
+        body, warnings = await _read_written(raw_request, resource)
         if resource.schema is not None and not (body.get("metadata") or {}).get("resourceVersion"):
             # Custom resources take no unconditional update (the API server's CRD update strategy).
             why = "Invalid value: 0x0: must be specified for an update"
@@ -513,6 +504,17 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         pod = self.store.get(resource, target.namespace, target.name)
         request = exec_request(pod, raw_request.query)
         return await serve_exec(raw_request, request, self.exec_handler)
+
+
+async def _read_written(
+    raw_request: aiohttp.web.BaseRequest, resource: ResourceType
+) -> tuple[Any, list[str]]:
+    """A created or replaced object as sent, and the `Warning`s of its fields (`_checked_fields`)."""
+    level = field_validation(raw_request.method, raw_request.query)
+    duplicates: list[str] = []
+    body = await read_object(raw_request, duplicates)
+    refusal = functools.partial(strict_decoding_error, resource)
+    return body, _checked_fields(resource, body, level, refusal, duplicates)
 
 
 def _checked_fields(

@@ -15,46 +15,59 @@ _BLOCKING = ("FieldValueRequired", "FieldValueTypeInvalid", "FieldValueNotSuppor
 _OBJECT_HEADER = ("apiVersion", "kind", "metadata")
 
 
-def normalize_by_schema(obj: Mapping[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Drop fields the schema does not declare and fill in `default:`s of absent ones (no validation)."""
+def normalize_by_schema(
+    obj: Mapping[str, Any], schema: Mapping[str, Any] | None, dropped: list[str] | None = None
+) -> dict[str, Any]:
+    """Drop fields the schema does not declare and fill in `default:`s of absent ones (no validation).
+    The paths of the undeclared fields dropped ("spec.fileGlobb", "spec.items[0].x") go to `dropped`
+    when given; the nulls pruned from declared fields do not."""
     if not schema:
         return dict(obj)
-    return _normalize_object(obj, schema, keep_header=True)
+    return _normalize_object(obj, schema, keep_header=True, path="", dropped=dropped)
 
 
-def _normalize(value: Any, schema: Any) -> Any:
+def _normalize(value: Any, schema: Any, path: str, dropped: list[str] | None) -> Any:
     if not isinstance(schema, Mapping):
         return value
     if isinstance(value, Mapping):
-        return _normalize_object(
-            value, schema, keep_header=bool(schema.get("x-kubernetes-embedded-resource"))
-        )
+        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
+        return _normalize_object(value, schema, keep_header=embedded, path=path, dropped=dropped)
     if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [_normalize(item, schema["items"]) for item in value]
+        return [
+            _normalize(item, schema["items"], f"{path}[{index}]", dropped) for index, item in enumerate(value)
+        ]
     return value
 
 
 def _normalize_object(
-    value: Mapping[str, Any], schema: Mapping[str, Any], *, keep_header: bool
+    value: Mapping[str, Any],
+    schema: Mapping[str, Any],
+    *,
+    keep_header: bool,
+    path: str,
+    dropped: list[str] | None,
 ) -> dict[str, Any]:
     properties: Mapping[str, Any] = schema.get("properties") or {}
     additional = schema.get("additionalProperties")
     keeps_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or additional is True
     result: dict[str, Any] = {}
     for key, item in value.items():
+        here = f"{path}.{key}" if path else key
         if keep_header and key in _OBJECT_HEADER:
             result[key] = item  # the object's identity is never pruned, whatever the schema says of it
         elif key in properties:
             if item is None and not (properties[key] or {}).get("nullable"):
                 continue  # "null values for fields that are not nullable are pruned" (CRD docs, Defaulting)
-            result[key] = _normalize(item, properties[key])
+            result[key] = _normalize(item, properties[key], here, dropped)
         elif isinstance(additional, Mapping):
-            result[key] = _normalize(item, additional)
+            result[key] = _normalize(item, additional, here, dropped)
         elif keeps_unknown:
             result[key] = item
+        elif dropped is not None:
+            dropped.append(here)
     for key, subschema in properties.items():
         if key not in result and isinstance(subschema, Mapping) and "default" in subschema:
-            result[key] = _normalize(clone(subschema["default"]), subschema)
+            result[key] = _normalize(clone(subschema["default"]), subschema, key, None)
     return result
 
 
@@ -121,7 +134,9 @@ def unknown_fields(obj: Mapping[str, Any], schema: Mapping[str, Any] | None) -> 
     in_metadata = sorted(_unknown_in_metadata(metadata)) if isinstance(metadata, Mapping) else []
     if not schema:
         return in_metadata
-    return [*in_metadata, *sorted(_unknown_in_object(obj, schema, "", keep_header=True))]
+    dropped: list[str] = []
+    normalize_by_schema(obj, schema, dropped)
+    return [*in_metadata, *sorted(dropped)]
 
 
 def _unknown_in_metadata(metadata: Mapping[str, Any]) -> list[str]:
@@ -131,40 +146,4 @@ def _unknown_in_metadata(metadata: Mapping[str, Any]) -> list[str]:
         for index, item in enumerate(items if isinstance(items, list) else ()):
             if isinstance(item, Mapping):
                 found += [f"metadata.{key}[{index}].{name}" for name in item if name not in fields]
-    return found
-
-
-def _unknown(value: Any, schema: Any, path: str) -> list[str]:
-    if not isinstance(schema, Mapping):
-        return []
-    if isinstance(value, Mapping):
-        embedded = bool(schema.get("x-kubernetes-embedded-resource"))
-        return _unknown_in_object(value, schema, path, keep_header=embedded)
-    if isinstance(value, list) and isinstance(schema.get("items"), Mapping):
-        return [
-            found
-            for index, item in enumerate(value)
-            for found in _unknown(item, schema["items"], f"{path}[{index}]")
-        ]
-    return []
-
-
-def _unknown_in_object(
-    value: Mapping[str, Any], schema: Mapping[str, Any], path: str, *, keep_header: bool
-) -> list[str]:
-    """What `_normalize_object` drops, but the nulls of declared fields."""
-    properties: Mapping[str, Any] = schema.get("properties") or {}
-    additional = schema.get("additionalProperties")
-    keeps_unknown = bool(schema.get("x-kubernetes-preserve-unknown-fields")) or additional is True
-    found: list[str] = []
-    for key, item in value.items():
-        here = f"{path}.{key}" if path else key
-        if keep_header and key in _OBJECT_HEADER:
-            continue  # never pruned; the top-level metadata is checked as ObjectMeta (an embedded one is not)
-        if key in properties:
-            found += _unknown(item, properties[key], here)
-        elif isinstance(additional, Mapping):
-            found += _unknown(item, additional, here)
-        elif not keeps_unknown:
-            found.append(here)
     return found
