@@ -79,11 +79,18 @@ STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
 def trouble_of(pod: Mapping[str, Any]) -> str | None:
     """Why the action's container waits, when that is not just its start (a reason outside
     `STARTING_REASONS`, with its message); None otherwise."""
+    waiting = (_action_state(pod) or {}).get("waiting") or {}
+    if waiting.get("reason") and waiting["reason"] not in STARTING_REASONS:
+        return f"{waiting['reason']}: {waiting.get('message') or ''}"
+    return None
+
+
+def _action_state(pod: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The state of the Pod's action container (`running`, `terminated` or `waiting`); None before
+    the kubelet reports it."""
     for container in (pod.get("status") or {}).get("containerStatuses") or []:
         if container.get("name") == jobs.ACTION_CONTAINER:
-            waiting = (container.get("state") or {}).get("waiting") or {}
-            if waiting.get("reason") and waiting["reason"] not in STARTING_REASONS:
-                return f"{waiting['reason']}: {waiting.get('message') or ''}"
+            return container.get("state") or {}
     return None
 
 
@@ -93,10 +100,8 @@ def _progress(pod: Mapping[str, Any] | None, ready: int = 0) -> dict[str, Any]:
         return {"phase": RUNNING, "reason": "Running", "message": "the action is running"}
     if pod is None:
         return {"phase": PENDING, "reason": "PodPending", "message": "waiting for the job's pod"}
-    for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") != jobs.ACTION_CONTAINER:
-            continue
-        state = container.get("state") or {}
+    state = _action_state(pod)
+    if state is not None:
         if "running" in state or "terminated" in state:
             return {"phase": RUNNING, "reason": "Running", "message": "the action is running"}
         waiting = state.get("waiting") or {}
@@ -166,11 +171,8 @@ def has_terminated(pod: Mapping[str, Any] | None) -> bool:
 def _terminated_state(pod: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if pod is None:
         return None
-    for container in (pod.get("status") or {}).get("containerStatuses") or []:
-        if container.get("name") == jobs.ACTION_CONTAINER:
-            terminated = (container.get("state") or {}).get("terminated")
-            return dict(terminated) if terminated else None
-    return None
+    terminated = (_action_state(pod) or {}).get("terminated")
+    return dict(terminated) if terminated else None
 
 
 def waiting(reason: str, message: str) -> dict[str, Any]:
