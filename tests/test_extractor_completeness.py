@@ -48,3 +48,25 @@ def test_a_damaged_video_keeps_every_frame_ffmpeg_recovers(
     assert manifest["complete"] is False
     assert manifest["frameCount"] >= ffmpeg_frame_count(video)
     assert outcome.images("damaged") == [frame["file"] for frame in manifest["frames"]]
+
+
+@pytest.mark.parametrize("kept", [11, 22])
+def test_a_recording_cut_between_two_frames_is_truncated(
+    samples: Samples, inputs: Path, outputs: Path, kept: int
+) -> None:
+    """Cut exactly where a frame's bytes end, the file holds every frame before the cut whole, and the
+    demuxer ends there as at a normal end: the `mdat` box's size still says the file is short."""
+    import av
+
+    whole = samples.path("faststart.mp4")
+    with av.open(str(whole)) as container:
+        packets = [(packet.pos, packet.size) for packet in container.demux(video=0) if packet.size]
+    position, size = sorted(packets)[kept - 1]
+    (inputs / "cut.mp4").write_bytes(whole.read_bytes()[: position + size])
+
+    outcome = run_in_process(inputs, outputs, AUTOSCENE_FILE="cut.mp4")
+
+    assert outcome.status == 1, outcome.summary
+    manifest = outcome.manifest("cut")
+    assert manifest["complete"] is False and manifest["frameCount"] == kept
+    assert outcome.summary["message"].startswith("cut.mp4: truncated after ")

@@ -108,6 +108,35 @@ def starts_like_mp4(path: Path) -> bool:
         return False
 
 
+def mp4_cut_short(path: Path) -> bool:
+    """Whether an MP4/MOV file ends inside one of its top-level boxes (ISO/IEC 14496-12, 4.2: a box
+    starts with its 32-bit size, or 1 and a 64-bit size after its type; 0 runs to the end of the file).
+    A recording cut exactly between two frames leaves every frame it holds whole, and libavformat
+    then ends at the cut as at a normal end, with no error: only the `mdat` box's size still says
+    that more bytes were written. Read here since the demuxer does not expose it; a file that is not
+    made of boxes is never cut short by this test."""
+    if not starts_like_mp4(path):
+        return False
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as file:
+            offset = 0
+            while offset + 8 <= size:
+                file.seek(offset)
+                header = file.read(16)
+                length = int.from_bytes(header[:4], "big")
+                if length == 1 and len(header) == 16:
+                    length = int.from_bytes(header[8:16], "big")
+                if length == 0:  # the last box, to the end of the file
+                    return False
+                if length < 8:
+                    return False  # not a box: nothing to judge by
+                offset += length
+            return offset > size
+    except OSError:
+        return False
+
+
 def video_stream(
     container: av.container.InputContainer, wanted: int | None = None
 ) -> av.video.stream.VideoStream:
@@ -335,6 +364,8 @@ class Extraction:
             self.damage.note("no frames in its video stream", 0.0)
         elif self.packets_decoded > self.frames_decoded and not self.damage.found:
             self.damage.note("frames missing", self._last_good_seconds())
+        elif not self.damage.found and mp4_cut_short(Path(self.container.name)):
+            self.damage.note("truncated: the file ends between two frames", self._last_good_seconds())
 
     def _last_good_seconds(self) -> float:
         return self.last_good.seconds if self.last_good is not None else 0.0
