@@ -15,6 +15,7 @@ from . import GROUP, VERSION
 
 _api_client: client.ApiClient | None = None
 JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 # What the API server answers when it is briefly unable to serve (kube-apiserver's priority and fairness
 # sends 429 with Retry-After; 5xx while it or etcd restarts): tried again with backoff, as client-go does.
 # Every verb is retried: a create that did land answers 409 the second time, which the callers take as
@@ -73,14 +74,35 @@ def get_raw(path: str, **query: Any) -> Any:
     """GET an API path (e.g. `/api/v1/namespaces/NS/pods`) as the raw HTTP response, to read as JSON or
     stream (a log). For the CLI: the typed CoreV1Api and its models take about a second to load, more
     than a whole command may. ApiException for an answer other than 2xx."""
-    client_ = api_client()
-    method, url, headers, body, post_params = client_.param_serialize(
-        "GET",
+    return request_raw("GET", path, query=query)
+
+
+def request_raw(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    content_type: str = "application/json",
+    query: Mapping[str, Any] | None = None,
+    api: client.ApiClient | None = None,
+) -> Any:
+    """Send a request to an API path with a JSON-shaped `body`; the raw HTTP response, unread.
+    ApiException for an answer other than 2xx.
+
+    The typed methods validate their arguments and build and walk the client's models of the body
+    (pydantic): for a controller's frequent small writes, that is most of a call's cost."""
+    client_ = api or api_client()
+    headers = {"Accept": "application/json, */*"}
+    if body is not None:
+        headers["Content-Type"] = content_type
+    method, url, headers, _, post_params = client_.param_serialize(
+        method,
         path,
-        query_params=[(key, value) for key, value in query.items() if value is not None],
-        header_params={"Accept": "application/json, */*"},
+        query_params=[(key, value) for key, value in (query or {}).items() if value is not None],
+        header_params=headers,
         auth_settings=["BearerToken"],
     )
+    # The body goes to the REST layer as it is, which encodes a JSON content type's body itself.
     response = client_.call_api(method, url, headers, body, post_params).response
     if not 200 <= response.status < 300:
         raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())

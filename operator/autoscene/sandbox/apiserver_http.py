@@ -10,6 +10,7 @@ import aiohttp.web
 import yaml
 from kmock import KubernetesError
 
+from . import jsoncodec
 from .apiserver_protobuf import UnsupportedProtobuf, decode_object
 from .apiserver_resources import ResourceType, api_error, bad_request
 from .apiserver_store import Object
@@ -65,7 +66,7 @@ def openapi_group_version(segments: list[str]) -> tuple[str, str] | None:
 def json_response(payload: Any, status: int = 200, warnings: Iterable[str] = ()) -> aiohttp.web.Response:
     """A JSON answer, with one `Warning` header per warning (RFC 7234's 299, as kube-apiserver sends them)."""
     response = aiohttp.web.Response(
-        body=json.dumps(payload).encode(), status=status, content_type="application/json"
+        body=jsoncodec.dumps(payload), status=status, content_type="application/json"
     )
     for warning in warnings:
         response.headers.add("Warning", f"299 - {json.dumps(warning)}")
@@ -111,7 +112,7 @@ def log_tail(text: str, query: Mapping[str, str]) -> str:
 
 
 def watch_line(kind: str, obj: Mapping[str, Any]) -> bytes:
-    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+    return jsoncodec.dumps({"type": kind, "object": obj}) + b"\n"
 
 
 class WatchLines:
@@ -201,7 +202,7 @@ async def read_object(raw_request: aiohttp.web.BaseRequest, duplicates: list[str
             return yaml.safe_load(body.decode("utf-8"))
         if duplicates is not None:
             return _json_naming_duplicates(body, duplicates)
-        return json.loads(body or b"null")
+        return jsoncodec.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise bad_request(f"the request body cannot be parsed: {exc}") from None
 
@@ -220,11 +221,14 @@ def _json_naming_duplicates(body: bytes, duplicates: list[str]) -> Any:
     repeated: dict[int, tuple[dict[str, Any], list[str]]] = {}  # the object is kept: its id stays unique
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        obj: dict[str, Any] = {}
-        for key, value in items:
-            if key in obj:
-                repeated.setdefault(id(obj), (obj, []))[1].append(key)
-            obj[key] = value
+        obj = dict(items)  # in C; the keys are looked at one by one only when some repeat
+        if len(obj) < len(items):
+            seen: set[str] = set()
+            again = repeated.setdefault(id(obj), (obj, []))[1]
+            for key, _ in items:
+                if key in seen:
+                    again.append(key)
+                seen.add(key)
         return obj
 
     value = json.loads(body or b"null", object_pairs_hook=pairs)

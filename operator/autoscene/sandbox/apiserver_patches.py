@@ -1,6 +1,5 @@
 """The PATCH content types of the Kubernetes API, applied to plain JSON-like objects."""
 
-import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -9,6 +8,7 @@ import jsonpointer
 import yaml
 from kmock import KubernetesError
 
+from . import jsoncodec
 from .apiserver_resources import api_error, bad_request
 
 JSON_PATCH = "application/json-patch+json"
@@ -35,7 +35,7 @@ _MERGED_SCALAR_LISTS = {"finalizers"}  # patchStrategy=merge on a list of string
 
 def clone(value: Any) -> Any:
     """A deep copy of a JSON-like value (faster than `copy.deepcopy` for such data)."""
-    return json.loads(json.dumps(value))
+    return jsoncodec.loads(jsoncodec.dumps(value))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -131,7 +131,7 @@ def parse_patch(content_type: str, body: bytes) -> Any:
     try:
         if content_type == APPLY_PATCH:
             return yaml.safe_load(body.decode("utf-8") or "{}")
-        return json.loads(body or b"null")
+        return jsoncodec.loads(body or b"null")
     except (ValueError, yaml.YAMLError) as exc:
         raise bad_request(f"the patch body cannot be parsed: {exc}") from None
 

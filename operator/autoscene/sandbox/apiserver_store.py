@@ -11,7 +11,6 @@ import asyncio
 import base64
 import bisect
 import itertools
-import json
 import random
 import re
 import uuid
@@ -23,6 +22,7 @@ from typing import Any
 
 from kmock import KubernetesError
 
+from . import jsoncodec
 from .apiserver_defaults import default_job
 from .apiserver_patches import clone
 from .apiserver_resources import (
@@ -574,7 +574,7 @@ class ObjectStore:
     def _commit(
         self, group_resource: GroupResource, key: ObjectKey, obj: Object, kind: str, previous: Object | None
     ) -> None:
-        if len(json.dumps(obj, separators=(",", ":"))) > MAX_OBJECT_BYTES:
+        if len(jsoncodec.dumps(obj)) > MAX_OBJECT_BYTES:
             # What etcd answers (its --max-request-bytes, 1.5 MiB) and kube-apiserver passes on.
             raise KubernetesError(status=500, message="etcdserver: request is too large")
         self._revision += 1

@@ -59,6 +59,7 @@ class LocalJobController:
     """Runs until stopped: `start()`, `stop()`."""
 
     def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
         self._batch = client.BatchV1Api(api)
         self._core = client.CoreV1Api(api)
         self._stop = threading.Event()
@@ -219,7 +220,8 @@ class LocalJobController:
             pod = _pod_for(state.job)
             state.pods[pod["metadata"]["name"]] = pod
             try:
-                kube.unread(self._core.create_namespaced_pod(meta["namespace"], pod, _preload_content=False))
+                path = f"/api/v1/namespaces/{meta['namespace']}/pods"
+                kube.unread(kube.request_raw("POST", path, pod, api=self._api))
             except ApiException as error:
                 state.pods.pop(pod["metadata"]["name"], None)
                 if error.status != 404:
@@ -302,10 +304,10 @@ class LocalJobController:
     def _patch(self, state: JobState, job_status: dict[str, Any]) -> None:
         meta = state.job["metadata"]
         try:
+            path = f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}/status"
+            body = {"status": job_status}
             kube.unread(
-                self._batch.patch_namespaced_job_status(
-                    meta["name"], meta["namespace"], {"status": job_status}, _preload_content=False
-                )
+                kube.request_raw("PATCH", path, body, content_type=kube.STRATEGIC_MERGE_PATCH, api=self._api)
             )
             state.written.update(job_status)
         except ApiException as error:

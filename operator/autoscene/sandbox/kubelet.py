@@ -150,6 +150,7 @@ class LocalKubelet:
         confirm_deletion: bool = False,
         hosts: Mapping[str, list[str]] | None = None,
     ) -> None:
+        self._api = api
         self._core = client.CoreV1Api(api)
         self._volumes = volumes
         self._images = dict(images)
@@ -332,11 +333,8 @@ class LocalKubelet:
             if claim is None:
                 continue
             try:
-                kube.unread(  # whether it exists is all this needs to know
-                    self._core.read_namespaced_persistent_volume_claim(
-                        claim, pod["metadata"]["namespace"], _preload_content=False
-                    )
-                )
+                path = f"/api/v1/namespaces/{pod['metadata']['namespace']}/persistentvolumeclaims/{claim}"
+                kube.unread(kube.request_raw("GET", path, api=self._api))  # whether it exists is enough
             except ApiException as error:
                 if error.status == 404:
                     return str(claim)
@@ -540,10 +538,10 @@ class LocalKubelet:
 
     def _patch_status(self, meta: Mapping[str, Any], pod_status: dict[str, Any]) -> None:
         try:
+            path = f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status"
+            body = {"status": pod_status}
             kube.unread(
-                self._core.patch_namespaced_pod_status(
-                    meta["name"], meta["namespace"], {"status": pod_status}, _preload_content=False
-                )
+                kube.request_raw("PATCH", path, body, content_type=kube.STRATEGIC_MERGE_PATCH, api=self._api)
             )
         except ApiException as error:
             if error.status != 404:  # a Pod deleted meanwhile simply goes away
