@@ -77,6 +77,6 @@ def post(obj: Mapping[str, Any], reason: str, message: str, warning: bool = Fals
         "count": 1,
     }
     try:
-        kube.core().create_namespaced_event(meta["namespace"], body)
+        kube.unread(kube.request_raw("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body))
     except Exception as error:
         logger.warning("could not post the %s Event on %s: %s", reason, meta["name"], error)

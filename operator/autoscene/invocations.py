@@ -126,7 +126,7 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
     except templates.ParameterError as error:
         return write(invocation, status.failed(INVALID_PARAMETERS, str(error)))
     job_name = body["metadata"]["name"]
-    created = kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
+    created = kube.create_once(f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
     if (
         not created
         and _owner_uid(kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))) != meta["uid"]

@@ -16,6 +16,7 @@ from . import GROUP, VERSION
 _api_client: client.ApiClient | None = None
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 # What the API server answers when it is briefly unable to serve (kube-apiserver's priority and fairness
 # sends 429 with Retry-After; 5xx while it or etcd restarts): tried again with backoff, as client-go does.
 # Every verb is retried: a create that did land answers 409 the second time, which the callers take as
@@ -109,6 +110,21 @@ def request_raw(
     return response
 
 
+def custom_path(plural: str, namespace: str, name: str = "", subresource: str = "") -> str:
+    """The API path of autoscene's custom objects of `plural` in a namespace, or of one, or of its
+    subresource."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{plural}"
+    return "/".join(part for part in (path, name, subresource) if part)
+
+
+def json_of(response: Any) -> dict[str, Any]:
+    """The JSON object of a raw response, read whole; the connection goes back to the pool."""
+    try:
+        return dict(json.loads(response.data))
+    finally:
+        response.release_conn()
+
+
 def unread(response: Any) -> None:
     """Let go of a raw response (a call made with `_preload_content=False`) without decoding it: a
     writer that does not need the server's answer skips building the client's typed model of it, the
@@ -120,7 +136,7 @@ def unread(response: Any) -> None:
 def get_custom(plural: str, namespace: str, name: str) -> dict[str, Any] | None:
     """The custom object, or None when it does not exist."""
     try:
-        return dict(custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+        return json_of(request_raw("GET", custom_path(plural, namespace, name)))
     except ApiException as error:
         if error.status == 404:
             return None
@@ -157,24 +173,19 @@ def pages_of_custom(
 
 def create_custom(plural: str, body: Mapping[str, Any]) -> bool:
     """Create the object; False when one of that name already exists (creation is idempotent)."""
-    namespace = body["metadata"]["namespace"]
-    return create_once(
-        lambda: custom().create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-    )
+    return create_once(custom_path(plural, body["metadata"]["namespace"]), body)
 
 
 def patch_custom_status(plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
-    return dict(
-        custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, plural, name, {"status": dict(status)}
-        )
-    )
+    path = custom_path(plural, namespace, name, "status")
+    return json_of(request_raw("PATCH", path, {"status": dict(status)}, content_type=MERGE_PATCH))
 
 
-def create_once(create: Callable[[], object]) -> bool:
-    """Run a create call; a 409 AlreadyExists means someone (maybe we, earlier) created it: not an error."""
+def create_once(path: str, body: Mapping[str, Any]) -> bool:
+    """POST `body` to the collection at `path`; False when an object of that name exists already (a
+    409 AlreadyExists: someone, maybe we earlier, created it), not an error."""
     try:
-        create()
+        unread(request_raw("POST", path, body))
     except ApiException as error:
         if error.status == 409:
             return False
@@ -223,11 +234,8 @@ def update_status(
             {"op": "add", "path": "/status", "value": status},
         ]
         try:
-            return dict(
-                custom().patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, plural, name, patch, _content_type=JSON_PATCH
-                )
-            )
+            path = custom_path(plural, namespace, name, "status")
+            return json_of(request_raw("PATCH", path, patch, content_type=JSON_PATCH))
         except ApiException as error:
             if error.status not in (409, 422):
                 raise

@@ -50,7 +50,7 @@ def start(invocation: Mapping[str, Any]) -> Transition | None:
     body = outputs.publish_job(
         invocation, target, source_claim, target_claim, config.current().job_ttl_seconds
     )
-    kube.create_once(lambda: kube.batch().create_namespaced_job(namespace, body))
+    kube.create_once(f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
     job_name = body["metadata"]["name"]
 
     def noted(latest: Mapping[str, Any]) -> Mapping[str, Any] | None:

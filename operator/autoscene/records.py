@@ -50,7 +50,7 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
         return str(existing)
     body = claim_body(record)
     namespace = record["metadata"]["namespace"]
-    kube.create_once(lambda: kube.core().create_namespaced_persistent_volume_claim(namespace, body))
+    kube.create_once(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body)
     return str(body["metadata"]["name"])
 
 
