@@ -130,12 +130,31 @@ def field_errors(obj: Any, schema: Mapping[str, Any]) -> list[FieldError]:
     Unknown fields are not errors here: the API server prunes them before it validates.
     """
     errors: list[FieldError] = []
-    validator = _Validator(to_json_schema(schema, root=True), format_checker=_FORMATS)
-    for error in sorted(validator.iter_errors(_plain(obj)), key=lambda error: _path(error.absolute_path)):
+    for error in sorted(
+        _validator_of(schema).iter_errors(_plain(obj)), key=lambda error: _path(error.absolute_path)
+    ):
         for found in _field_errors(error):
             if found not in errors:
                 errors.append(found)
     return errors
+
+
+# The validators of the schemas last checked against, by identity: the API server checks every write
+# of a kind against the same schema object, and building a validator (the translation included) costs
+# about as much as the check. Each entry keeps its schema, so that its id is not reused meanwhile.
+_VALIDATORS: dict[int, tuple[Mapping[str, Any], Any]] = {}
+_VALIDATORS_KEPT = 64
+
+
+def _validator_of(schema: Mapping[str, Any]) -> Any:
+    found = _VALIDATORS.get(id(schema))
+    if found is not None and found[0] is schema:
+        return found[1]
+    validator = _Validator(to_json_schema(schema, root=True), format_checker=_FORMATS)
+    _VALIDATORS[id(schema)] = (schema, validator)
+    if len(_VALIDATORS) > _VALIDATORS_KEPT:
+        _VALIDATORS.pop(next(iter(_VALIDATORS)), None)  # the oldest: dicts keep insertion order
+    return validator
 
 
 def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:

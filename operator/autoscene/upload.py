@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from . import GROUP, VERSION, files, jobs, kube, records, timestamps
+from . import files, jobs, kube, records, timestamps
 
 CHUNK = 1 << 20
 Progress = Callable[[int], None]
@@ -137,11 +137,7 @@ def register(
         name = wanted["metadata"]["name"]
         try:
             registered.append(
-                dict(
-                    kube.custom().create_namespaced_custom_object(
-                        GROUP, VERSION, namespace, files.PLURAL, wanted
-                    )
-                )
+                kube.json_of(kube.request_raw("POST", kube.custom_path(files.PLURAL, namespace), wanted))
             )
             continue
         except ApiException as error:
@@ -156,12 +152,9 @@ def register(
         if change is None:
             registered.append(existing)
             continue
+        path = kube.custom_path(files.PLURAL, namespace, name)
         registered.append(
-            dict(
-                kube.custom().patch_namespaced_custom_object(
-                    GROUP, VERSION, namespace, files.PLURAL, name, {"spec": change}
-                )
-            )
+            kube.json_of(kube.request_raw("PATCH", path, {"spec": change}, content_type=kube.MERGE_PATCH))
         )
     return registered
 
