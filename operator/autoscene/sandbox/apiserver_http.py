@@ -177,15 +177,16 @@ MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 async def read_body(raw_request: aiohttp.web.BaseRequest) -> bytes:
     """The request's body, or 413 as kube-apiserver answers a body over its limit."""
-    too_large = api_error(
-        413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BYTES}"
-    )
     if (raw_request.content_length or 0) > MAX_REQUEST_BYTES:
-        raise too_large
+        raise _too_large()
     body = await raw_request.read()
     if len(body) > MAX_REQUEST_BYTES:
-        raise too_large
+        raise _too_large()
     return body
+
+
+def _too_large() -> KubernetesError:
+    return api_error(413, "RequestEntityTooLarge", f"Request entity too large: limit is {MAX_REQUEST_BYTES}")
 
 
 async def read_object(raw_request: aiohttp.web.BaseRequest, duplicates: list[str] | None = None) -> Any:
