@@ -298,6 +298,12 @@ def test_a_trigger_says_whether_it_can_fire(cluster: RunningSandbox) -> None:
         cluster.namespace, field_selector="involvedObject.name=typo,reason=TriggerUnusable"
     )
     assert [event.type for event in warnings.items] == ["Warning"]
+    misspelt = trigger("misspelt", "extract-images", "*.mkv")
+    misspelt["spec"]["parameters"] = {"quallity": "90"}
+    assert kube.create_custom("triggers", misspelt)
+    refused = wait_for(lambda: ready("misspelt", "InvalidParameters"), 30, "the misspelt trigger's condition")
+    assert refused["status"] == "False" and '"quallity"' in refused["message"]
+    kube.delete_custom("triggers", cluster.namespace, "misspelt")
 
     action = kube.get_custom("actions", cluster.namespace, "extract-images")
     assert action is not None

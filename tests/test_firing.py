@@ -1,6 +1,6 @@
 from typing import Any
 
-from autoscene import files, naming
+from autoscene import files, naming, triggers
 from autoscene.firing import invocations_due, unusable
 from autoscene.naming import invocation_name
 
@@ -119,3 +119,17 @@ def test_totals_count_bytes_and_the_newest_registration() -> None:
     )
     assert totals.as_status() == {"fileCount": 3, "bytes": 16, "lastFileAt": "2026-01-02T00:00:00.5Z"}
     assert files.totals([]).as_status() == {"fileCount": 0, "bytes": 0}
+
+
+def test_a_trigger_whose_parameters_its_action_refuses_is_not_armed() -> None:
+    """Its runs would all fail `InvalidParameters` (templates.resolve), so its Ready condition says so
+    before the first file arrives; with the Action's own names it is Armed."""
+    action = {"spec": {"parameters": [{"name": "fps", "default": "1"}, {"name": "scale", "required": True}]}}
+    misspelt = triggers.readiness_of(trigger("t", "*.mp4", parameters={"fsp": "2", "scale": "1"}), action)
+    assert misspelt[:2] == ("False", "InvalidParameters")
+    assert '"fsp"' in misspelt[2] and "every run this Trigger starts would fail" in misspelt[2]
+    unset = triggers.readiness_of(trigger("t", "*.mp4", parameters={"fps": "2"}), action)
+    assert unset[:2] == ("False", "InvalidParameters") and '"scale"' in unset[2]
+    armed = triggers.readiness_of(trigger("t", "*.mp4", parameters={"fps": "2", "scale": "1"}), action)
+    assert armed[:2] == ("True", "Armed")
+    assert triggers.readiness_of(trigger("t", "*.mp4"), None)[1] == "ActionNotFound"

@@ -29,7 +29,6 @@ PLURAL = "invocations"
 ACTION_NOT_FOUND = "ActionNotFound"
 RECORD_NOT_FOUND = "RecordNotFound"
 JOB_LOST = "JobLost"
-INVALID_PARAMETERS = "InvalidParameters"
 
 
 class NotReady(Exception):
@@ -124,7 +123,7 @@ def _run(invocation: Mapping[str, Any], action: Mapping[str, Any], claim: str) -
         body = jobs.build_job(invocation, action, claim, config.current().job_ttl_seconds, values)
         destination = outputs.destination(action["spec"], values)
     except templates.ParameterError as error:
-        return write(invocation, status.failed(INVALID_PARAMETERS, str(error)))
+        return write(invocation, status.failed(templates.INVALID_PARAMETERS, str(error)))
     job_name = body["metadata"]["name"]
     created = kube.create_once(f"/apis/batch/v1/namespaces/{namespace}/jobs", body)
     if (

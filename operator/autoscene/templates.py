@@ -18,6 +18,11 @@ class ParameterError(ValueError):
     """A parameter or placeholder that cannot be resolved; the message names it."""
 
 
+# The reason of a run whose parameters its Action refuses (ParameterError), and of a Trigger all of
+# whose runs would be refused so.
+INVALID_PARAMETERS = "InvalidParameters"
+
+
 def resolve(
     declared: Iterable[Mapping[str, Any]], *given: tuple[str, Mapping[str, Any] | None]
 ) -> dict[str, str]:

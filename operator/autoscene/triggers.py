@@ -4,24 +4,36 @@ the retention policy that prunes that history."""
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import conditions, events, files, firing, kube, labels, retention, timestamps
+from . import conditions, events, files, firing, kube, labels, retention, templates, timestamps
 
 READY = "Ready"
 
 
-def readiness_of(trigger: Mapping[str, Any], action_exists: bool) -> conditions.Readiness:
+def readiness_of(trigger: Mapping[str, Any], action: Mapping[str, Any] | None) -> conditions.Readiness:
     """The Trigger's Ready condition as (status, reason, message): False when it cannot fire (a glob or
-    selector that does not parse, `suspend`) or its Action is missing (its runs would wait Pending)."""
+    selector that does not parse, `suspend`), when its Action is missing (its runs would wait
+    Pending), or when its parameters are not what its Action declares (every run it starts would
+    fail `InvalidParameters`: a name the Action does not declare, a required one left unset)."""
     spec, namespace = trigger.get("spec") or {}, trigger["metadata"].get("namespace", "")
     why = firing.unusable(trigger)
     if why is not None:
         return conditions.FALSE, why[0], f"this Trigger cannot fire: {why[1]}"
-    if not action_exists:
+    if action is None:
         return (
             conditions.FALSE,
             "ActionNotFound",
             f'Action "{spec.get("action")}" does not exist in namespace "{namespace}": the runs this Trigger '
             "starts wait (Pending) until it is created",
+        )
+    try:
+        templates.resolve(
+            (action.get("spec") or {}).get("parameters") or [], ("the Trigger", spec.get("parameters"))
+        )
+    except templates.ParameterError as error:
+        return (
+            conditions.FALSE,
+            templates.INVALID_PARAMETERS,
+            f"every run this Trigger starts would fail: {error}",
         )
     if spec.get("suspend"):
         return conditions.FALSE, "Suspended", "spec.suspend is true: no file fires this Trigger"
@@ -45,14 +57,16 @@ def refresh_readiness(trigger: Mapping[str, Any], action_of: ActionLookup = _act
     `action_of` finds the Trigger's Action: the operator's handlers pass its index, since every write
     of the Trigger's status (its counts, once a second in a burst) brings this here again."""
     meta, spec = trigger["metadata"], trigger.get("spec") or {}
-    action_exists = action_of(meta["namespace"], spec.get("action", "")) is not None
-    readiness = readiness_of(trigger, action_exists)
+    readiness = readiness_of(trigger, action_of(meta["namespace"], spec.get("action", "")))
     written = conditions.updated(trigger, READY, readiness, timestamps.render(timestamps.now()))
     if written is None:
         return
     kube.patch_custom_status("triggers", meta["namespace"], meta["name"], {"conditions": written})
     before = conditions.find((trigger.get("status") or {}).get("conditions"), READY) or {}
-    if readiness[1] in ("InvalidGlob", "InvalidSelector") and before.get("reason") != readiness[1]:
+    if (
+        readiness[1] in ("InvalidGlob", "InvalidSelector", templates.INVALID_PARAMETERS)
+        and before.get("reason") != readiness[1]
+    ):
         events.post(trigger, "TriggerUnusable", readiness[2], warning=True)
 
 
