@@ -17,8 +17,8 @@ Then it measures, from the start of that upload (which registers the files as it
   operator MB   the operator's peak RSS (a process of its own on both control planes)
   idle cp %     once every run is over, the API server side's CPU use over `--idle-seconds` (default
                 20), in % of one core: what a quiet cluster with N finished runs costs
-  cp CPU s      CPU seconds of the API server side (embedded: this process, with its kubelet and Job
-                controller; real: etcd, kube-apiserver, kube-controller-manager) and of the operator
+  cp CPU s      CPU seconds of the API server side (embedded: this process, with its kubelet, and its
+                Job controller's process; real: etcd, kube-apiserver, kube-controller-manager) and of the operator
 
 The same N also goes through a minimal kopf operator (bench/minimal_operator.py: one Job per file,
 two writes) on the same control plane, for the ratio of the time to all Jobs complete.
@@ -263,7 +263,11 @@ def run_once(
         observer.start()
         if not ready.wait(60):
             raise RuntimeError("the observer's watches did not start")
-        components = [] if plane == "embedded" else [process for _, process, _ in cluster.plane._processes]
+        components = (
+            cluster.control_plane_processes
+            if plane == "embedded"
+            else [process for _, process, _ in cluster.plane._processes]
+        )
         cpu_before = _cpu(plane, components)
         # From the start of the upload: the files are registered while it runs, and their runs start.
         registered = time.monotonic()
@@ -307,10 +311,13 @@ def run_once(
 
 
 def _cpu(plane: str, components: list[Any]) -> float:
+    """CPU seconds of the control plane so far: its processes', and on the embedded one this process's
+    (its API server and kubelet), which has its Job controller as `components`."""
+    processes = sum(process_cpu_seconds(process.pid) for process in components if process.poll() is None)
     if plane == "embedded":
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
-    return sum(process_cpu_seconds(process.pid) for process in components if process.poll() is None)
+        return usage.ru_utime + usage.ru_stime + processes
+    return processes
 
 
 def _operator_pid(cluster: Any) -> int | None:

@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from . import apply as applying
 from .apiserver import EmbeddedApiServer, write_kubeconfig
 from .apiserver_faults import ApiFaults
 from .containers import LocalImage
-from .jobcontroller import LocalJobController
+from .controllerprocess import JobControllerProcess
 from .kubelet import LocalKubelet
 from .service import Service
 from .state import LOCK_FILE, STATE_FILE, volumes_of  # noqa: F401  (volumes_of: the CLI's, re-exported)
@@ -112,7 +113,7 @@ class Sandbox(Service):
         self._operator_stop = threading.Event()
         self._operator_ready = threading.Event()
         self._operator: threading.Thread | None = None
-        self._runner: LocalJobController | None = None
+        self._runner: JobControllerProcess | None = None
         self._kubelet: LocalKubelet | None = None
         self._lock = FolderLock(self.folder)
 
@@ -128,7 +129,7 @@ class Sandbox(Service):
         os.environ["KUBECONFIG"] = str(self.kubeconfig)
         self.api = kube.configure(str(self.kubeconfig))
         self.apply(applying.documents(paths.CRDS))
-        self._runner = LocalJobController(self.api)
+        self._runner = JobControllerProcess(self.kubeconfig)
         self._runner.start()
         # Every Pod runs here (Jobs' and bare ones, such as the uploader's), and `exec` into them.
         self._kubelet = LocalKubelet(
@@ -158,6 +159,12 @@ class Sandbox(Service):
     @property
     def server(self) -> EmbeddedApiServer:
         return self._server
+
+    @property
+    def control_plane_processes(self) -> list[subprocess.Popen[bytes]]:
+        """The control plane's processes besides this one (its Job controller's)."""
+        process = self._runner.process if self._runner is not None else None
+        return [process] if process is not None else []
 
     def apply(self, objects: Any) -> list[str]:
         return applying.apply(self.api, objects, self.crds, self.namespace)
