@@ -8,7 +8,7 @@ from pathlib import Path
 from autoscene import GROUP, VERSION, kube, logkeeping
 from autoscene.sandbox.session import wait_for
 
-from .conftest import RunningSandbox
+from .conftest import ApiNamespace, RunningSandbox
 from .test_end_to_end import create_invocation
 
 
@@ -80,3 +80,28 @@ def test_a_runs_log_is_kept_after_its_job_is_deleted(cluster: RunningSandbox, tm
     assert cli.returncode == 0, cli.stderr
     assert "kept on the Record's volume" in cli.stdout
     assert cli.stdout.endswith(expected)
+
+
+def test_a_running_pods_log_is_read_and_followed_as_it_is_written(api_namespace: ApiNamespace) -> None:
+    """`kubectl logs` shows what a running container wrote so far, and `-f` streams the rest until the
+    container ends, as from a node's kubelet (Kubernetes docs, "Logging Architecture")."""
+    namespace, core = api_namespace.namespace, kube.core()
+    container = {
+        "name": "main",
+        "image": "busybox:1.36.1",
+        "command": ["sh", "-c", "echo first; sleep 5; echo second"],
+    }
+    pod = {"metadata": {"name": "talker"}, "spec": {"restartPolicy": "Never", "containers": [container]}}
+    core.create_namespaced_pod(namespace, pod)
+
+    def first_line_while_running() -> str | None:
+        phase = core.read_namespaced_pod("talker", namespace).status.phase
+        text = core.read_namespaced_pod_log("talker", namespace) if phase == "Running" else ""
+        return text if phase == "Running" and text else None
+
+    assert wait_for(first_line_while_running, 60, "the first line while the pod runs") == "first\n"
+    followed = kube.get_raw(f"/api/v1/namespaces/{namespace}/pods/talker/log", follow="true")
+    try:
+        assert followed.data.decode() == "first\nsecond\n"  # read until the container ended
+    finally:
+        followed.release_conn()

@@ -108,6 +108,8 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
 
     store: ObjectStore = attrs.field(factory=ObjectStore, init=False)
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
+    # What a running Pod's containers have written so far (the kubelet's files), None when it does not run.
+    running_log: Callable[[str, str], str | None] | None = attrs.field(default=None, init=False)
     exec_handler: ExecHandler | None = attrs.field(default=None, init=False)
     server_address: str = "127.0.0.1:0"
     _closing: bool = attrs.field(default=False, init=False)
@@ -120,6 +122,14 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         """Record the log text of a pod, served by GET …/pods/<name>/log (safe to call from any thread)."""
         self.pod_logs[namespace, name] = text
+
+    def log_of(self, namespace: str, name: str) -> str:
+        """A Pod's log: as its kubelet recorded it at the end, else as its running containers write it
+        (so that `kubectl logs -f` streams as the run goes, as from a node)."""
+        ended = self.pod_logs.get((namespace, name))
+        if ended is not None or self.running_log is None:
+            return ended or ""
+        return self.running_log(namespace, name) or ""
 
     def _forget_pod_log(self, group_resource: tuple[str, str], obj: Object) -> None:
         if group_resource == PODS:
@@ -475,16 +485,16 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         assert target.namespace is not None and target.name is not None
         self.store.get(resource, target.namespace, target.name)
         key = (target.namespace, target.name)
-        text = log_tail(self.pod_logs.get(key, ""), raw_request.query)
+        text = log_tail(self.log_of(*key), raw_request.query)
         if raw_request.query.get("follow") != "true":
             return aiohttp.web.Response(text=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(raw_request)
         await response.write(text.encode())
-        sent = self.pod_logs.get(key, "")
+        sent = self.log_of(*key)
         while not self._closing:
             pod = self.store.find(PODS, *key)
-            current = self.pod_logs.get(key, sent)
+            current = self.log_of(*key) or sent
             if current != sent:
                 await response.write((current[len(sent) :] if current.startswith(sent) else current).encode())
                 sent = current
@@ -552,6 +562,11 @@ class EmbeddedApiServer:
 
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         self.emulator.set_pod_log(namespace, name, text)
+
+    def set_running_log(self, source: Callable[[str, str], str | None] | None) -> None:
+        """Where the log of a running Pod is read, (namespace, name) → its text so far or None (the
+        kubelet's); an ended Pod's is what `set_pod_log` recorded."""
+        self.emulator.running_log = source
 
     def set_exec_handler(self, handler: ExecHandler | None) -> None:
         """Who runs the commands of `pods/<name>/exec` (a coroutine function run on the server's loop)."""

@@ -198,6 +198,17 @@ class LocalKubelet:
         path = local.folder / f"{container}.log"
         return path if path.exists() else None
 
+    def running_log(self, namespace: str, name: str) -> str | None:
+        """What a running Pod's containers have written so far (stdout and stderr, one container after
+        the other, as the log given to `log_sink` at its end); None when it is not running here."""
+        local, pod = self._by_name.get((namespace, name)), self._known.get((namespace, name))
+        if local is None or pod is None or local.ended.is_set():
+            return None
+        logs = (
+            local.folder / f"{container['name']}.log" for container in pod["spec"].get("containers") or []
+        )
+        return "".join(log.read_text(errors="replace") for log in logs if log.exists())
+
     def is_running(self, namespace: str, name: str) -> bool:
         local = self._by_name.get((namespace, name))
         return local is not None and not local.ended.is_set()

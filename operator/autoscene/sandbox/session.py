@@ -136,6 +136,7 @@ class Sandbox(Service):
             self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
         )
         self._server.set_exec_handler(self._kubelet.exec_in_container)
+        self._server.set_running_log(self._kubelet.running_log)
         self._kubelet.start()
         if self.with_operator:
             self._start_operator()
@@ -152,6 +153,7 @@ class Sandbox(Service):
             self._runner.stop()
         if self._kubelet is not None:
             self._server.set_exec_handler(None)
+            self._server.set_running_log(None)
             self._kubelet.stop()
         self._server.stop()
         self._lock.release()
