@@ -3,8 +3,9 @@ control plane, side by side.
 
 For each N (`--files`, default 100,1000) and each control plane (`--control-planes`, default both),
 a fresh cluster gets an Action that runs `true` (busybox, 10m CPU), a Trigger on `*.bin` and a Record;
-N tiny files are uploaded in one go (the embedded sandbox: into its volume folder; the real control
-plane: through the API, an uploader Pod and a tar stream over exec), which registers them at once.
+N tiny files are uploaded in one go by a process of its own, as `autoscene upload` would (the
+embedded sandbox: into its volume folder; the real control plane: through the API, an uploader Pod
+and a tar stream over exec), which registers them at once.
 Then it measures, from the start of that upload (which registers the files as it goes):
 
   upload        seconds the upload took
@@ -18,7 +19,8 @@ Then it measures, from the start of that upload (which registers the files as it
   idle cp %     once every run is over, the API server side's CPU use over `--idle-seconds` (default
                 20), in % of one core: what a quiet cluster with N finished runs costs
   cp CPU s      CPU seconds of the API server side (embedded: this process, with its kubelet, and its
-                Job controller's process; real: etcd, kube-apiserver, kube-controller-manager) and of the operator
+                Job controller's process; real: etcd, kube-apiserver, kube-controller-manager) and of
+                the operator
 
 The same N also goes through a minimal kopf operator (bench/minimal_operator.py: one Job per file,
 two writes) on the same control plane, for the ratio of the time to all Jobs complete.
@@ -52,7 +54,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "operator"))
 
-from autoscene import kube, labels, naming, upload, watching  # noqa: E402
+from autoscene import cluster_upload, kube, labels, naming, upload, watching  # noqa: E402
 from autoscene.sandbox.demo import noop_manifests  # noqa: E402
 
 RECORD, ACTION, TRIGGER, CLAIM = "fanout", "noop", "on-bin", "fanout-files"
@@ -129,6 +131,24 @@ def observe(
         finished.value = len(observed.succeeded if ours else observed.jobs_done)
     stopped.set()
     results.put(observed)
+
+
+def upload_files(
+    kubeconfig: str, volumes: str, namespace: str, sources: str, ready: Any, go: Any, took: Any
+) -> None:
+    """The upload, run as a process of its own, as `autoscene upload` is: into the volume folder of the
+    embedded control plane (`volumes`), else through an uploader Pod. Sets `ready` once it is set up,
+    starts when `go` is set, and leaves its length in seconds in `took`."""
+    kube.configure(kubeconfig)
+    planned = upload.plan(sorted(Path(sources).iterdir()))
+    ready.set()
+    go.wait()
+    started = time.monotonic()
+    if volumes:
+        upload.upload_to_folder(Path(volumes), namespace, RECORD, planned, lambda _: None)
+    else:
+        cluster_upload.upload_via_exec(namespace, RECORD, planned, lambda _: None)
+    took.value = time.monotonic() - started
 
 
 def follow(namespace: str, observed: Observed, stop: threading.Event) -> list[threading.Event]:
@@ -270,9 +290,21 @@ def run_once(
         )
         cpu_before = _cpu(plane, components)
         # From the start of the upload: the files are registered while it runs, and their runs start.
+        prepared, go, took = spawned.Event(), spawned.Event(), spawned.Value("d", float("nan"))
+        volumes = str(cluster.volumes) if plane == "embedded" else ""
+        uploader = spawned.Process(
+            target=upload_files,
+            args=(str(cluster.kubeconfig), volumes, cluster.namespace, str(sources), prepared, go, took),
+        )
+        uploader.start()
+        if not prepared.wait(60):
+            raise RuntimeError("the uploader did not start")
         registered = time.monotonic()
-        cluster.upload(RECORD, upload.plan(sorted(sources.iterdir())))
-        uploaded = time.monotonic() - registered
+        go.set()
+        uploader.join(timeout)
+        if uploader.exitcode != 0:
+            raise RuntimeError(f"the upload failed (exit code {uploader.exitcode})")
+        uploaded = took.value
         deadline = registered + timeout
         while finished.value < files and time.monotonic() < deadline:
             time.sleep(0.2)
