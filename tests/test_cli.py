@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autoscene import kube
+from autoscene import kube, logkeeping
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox.session import FolderLock, wait_for
@@ -368,7 +368,7 @@ def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox, tmp_pat
         "apiVersion": "autoscene.io/v1alpha1",
         "kind": "Action",
         "metadata": {"name": "slow", "namespace": sandbox.namespace},
-        "spec": {"image": "busybox:1.36.1", "command": ["sleep", "300"]},
+        "spec": {"image": "busybox:1.36.1", "command": ["sh", "-c", "echo started the long part; sleep 300"]},
     }
     assert kube.create_custom("actions", slow)
     code, output = cli(sandbox, "run", "slow", "recordings", "any.bin")
@@ -382,13 +382,25 @@ def test_cancel_stops_a_run_and_deletes_its_job(sandbox: RunningSandbox, tmp_pat
     from autoscene.sandbox.session import wait_for
 
     run = wait_for(running, 60, "the slow run to start")
+    job = run["status"]["jobName"]
+
+    def first_line_written() -> bool | None:
+        pods = kube.core().list_namespaced_pod(sandbox.namespace, label_selector=f"job-name={job}").items
+        logs = [kube.core().read_namespaced_pod_log(pod.metadata.name, sandbox.namespace) for pod in pods]
+        return any("started the long part" in log for log in logs) or None
+
+    wait_for(first_line_written, 30, "the action's first line")
     code, output = cli(sandbox, "cancel", name)
     assert code == 0 and "cancellation requested" in output, output
     cancelled = sandbox.finished(name)
     assert cancelled["status"]["phase"] == "Cancelled"
     [condition] = cancelled["status"]["conditions"]
     assert (condition["status"], condition["reason"]) == ("False", "Cancelled")
-    job = run["status"]["jobName"]
+    # What it wrote before it was stopped is kept on the Record's volume, as a finished run's log.
+    claim = (kube.get_custom("records", sandbox.namespace, "recordings") or {})["status"]["claimName"]
+    kept = sandbox.sandbox.volumes / sandbox.namespace / claim / logkeeping.log_path(name)
+    wait_for(lambda: kept.is_file() or None, 30, "the cancelled run's log kept")
+    assert kept.read_text() == "started the long part\n"
     wait_for(
         lambda: (
             not any(j.metadata.name == job for j in kube.batch().list_namespaced_job(sandbox.namespace).items)

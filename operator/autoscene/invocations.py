@@ -229,12 +229,15 @@ _LATEST: dict[tuple[str, str], dict[str, Any]] = {}
 
 def cancel(invocation: Mapping[str, Any]) -> Transition | None:
     """Stop the run on request: mark it Cancelled (final: the slot it held goes to the next queued run),
-    then delete its Job and the Job's Pods. A run already over stays as it was."""
+    keep the log it wrote so far as a finished run's is kept, then delete its Job and the Job's Pods.
+    A run already over stays as it was."""
     if lifecycle.is_finished(invocation.get("status") or {}):
         return None
     transition = write(invocation, status.cancelled("cancelled on request (annotation autoscene.io/cancel)"))
     job = ((transition.invocation if transition else invocation).get("status") or {}).get("jobName")
     if transition is not None and job:
+        if config.current().keep_logs:
+            _keep_log_so_far(transition.invocation, job)
         try:
             kube.batch().delete_namespaced_job(
                 job, invocation["metadata"]["namespace"], propagation_policy="Background"
@@ -243,6 +246,22 @@ def cancel(invocation: Mapping[str, Any]) -> Transition | None:
             if error.status != 404:
                 raise
     return transition
+
+
+def _keep_log_so_far(invocation: Mapping[str, Any], job_name: str) -> None:
+    """Keep what a run's action wrote until now (`logkeeping`), before its Job and Pods go."""
+    meta = invocation["metadata"]
+    try:
+        job = kube.sanitized(kube.batch().read_namespaced_job(job_name, meta["namespace"]))
+    except ApiException as error:
+        if error.status == 404:
+            return
+        raise
+    log = newest_log(meta["namespace"], job_pods(meta["namespace"], job_name), jobs.ACTION_CONTAINER)
+    claim = claim_of_job(job)
+    if log and claim:
+        kept = logkeeping.KeptLog(meta["namespace"], invocation["spec"]["record"], claim, meta["name"], log)
+        logkeeping.KEEPER.keep(kept)
 
 
 def forget(namespace: str, name: str) -> None:
@@ -367,9 +386,8 @@ def newest_log(
     if newest is None:
         return b""
     try:
-        response = kube.core().read_namespaced_pod_log(
-            newest["metadata"]["name"], namespace, container=container, _preload_content=False
-        )
+        path = f"/api/v1/namespaces/{namespace}/pods/{newest['metadata']['name']}/log"
+        response = kube.request_raw("GET", path, query={"container": container})
         try:
             return logkeeping.bounded(response.stream(1 << 16), limit)
         finally:
