@@ -45,7 +45,20 @@ def test_exclude_and_ignore_case_as_the_sample_trigger_uses_them() -> None:
     assert not matches("*.mp4", "GOPR0001.MP4")  # case-sensitive unless asked
 
 
-@pytest.mark.parametrize("pattern", ["", "/abs/*.mp4", "clip-[0-4.mp4", "*.{mp4,mkv", "*.mp4}"])
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "",
+        "/abs/*.mp4",
+        "clip-[0-4.mp4",
+        "*.{mp4,mkv",
+        "*.mp4}",
+        "../*.mp4",
+        "./day1/*.mp4",
+        "day1//*.mp4",
+        "day1/",
+    ],
+)
 def test_unusable_globs_are_refused(pattern: str) -> None:
     with pytest.raises(InvalidGlobError):
         matches(pattern, "clip.mp4")

@@ -55,6 +55,11 @@ def _check(pattern: str) -> None:
     """What wcmatch would take literally but a person surely meant otherwise is refused instead."""
     if not pattern or pattern.startswith("/"):
         raise InvalidGlobError(f"file glob {pattern!r} must be a non-empty relative pattern")
+    if any(segment in ("", ".", "..") for segment in pattern.split("/")):
+        # A record path is normalised (upload.record_path): such a segment would match no file, ever.
+        raise InvalidGlobError(
+            f"file glob {pattern!r} can never match: record paths have no '.', '..' or empty segments"
+        )
     for segment in pattern.split("/"):
         opened = segment.find("[")
         if opened >= 0:
