@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import pytest
 
-from autoscene import GROUP, VERSION, kube
+from autoscene import GROUP, VERSION, kube, triggers
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox.session import wait_for
 
@@ -421,6 +421,18 @@ def test_a_trigger_with_backfill_catches_up_once(cluster: RunningSandbox, tmp_pa
         return done if done == found["metadata"]["generation"] else None
 
     wait_for(caught_up, 30, "the catch-up to be noted")
+
+    def backfilled_events() -> int:
+        selector = "involvedObject.name=catch-up,reason=Backfilled"
+        return len(kube.core().list_namespaced_event(namespace, field_selector=selector).items)
+
+    # One per generation caught up (its creation, its resume), though handler and periodic pass race.
+    wait_for(lambda: backfilled_events() == 2 or None, 30, "one Backfilled event per catch-up")
+    # The periodic pass may catch up on a generation the handler already did: it is not told twice.
+    stale = kube.get_custom("triggers", namespace, "catch-up") or {}
+    stale["status"]["backfilledGeneration"] = 0
+    assert triggers.backfill(stale, lambda record: {}) == 0  # the runs exist already
+    assert backfilled_events() == 2  # (an Event is posted before backfill returns)
 
 
 def triggers_reason(namespace: str, name: str) -> str | None:

@@ -111,10 +111,20 @@ def backfill(trigger: Mapping[str, Any], record_labels: Callable[[str], Mapping[
                 continue
             for invocation in firing.invocations_due(file, labels_of_record, [trigger]):
                 created += kube.create_custom("invocations", invocation)
-    kube.patch_custom_status(
-        "triggers", meta["namespace"], meta["name"], {"backfilledGeneration": meta.get("generation")}
-    )
-    events.post(trigger, "Backfilled", f"fired on {created} files already in its Records")
+    generation = meta.get("generation")
+
+    def noted(current: dict[str, Any]) -> dict[str, Any] | None:
+        status = current.get("status") or {}
+        return (
+            None
+            if status.get("backfilledGeneration") == generation
+            else {**status, "backfilledGeneration": generation}
+        )
+
+    # A compare-and-swap: when the handler and the periodic pass both catch up on one generation (the
+    # pass listed the Trigger before the first noted it), only the first to note it says so.
+    if kube.update_status("triggers", meta["namespace"], meta["name"], noted) is not None:
+        events.post(trigger, "Backfilled", f"fired on {created} files already in its Records")
     return created
 
 
