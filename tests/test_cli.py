@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -131,9 +132,11 @@ def test_a_file_no_trigger_of_the_demo_takes_is_refused_at_once(tmp_path: Path) 
     assert "Traceback" not in result.stdout + result.stderr, result.stderr
 
 
-def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path) -> None:
-    """`kill` (what `kill %1` sends a sandbox started with `&`) stops it as Ctrl-C does: a Pod's
-    process still running goes too, and the folder is free for the next sandbox."""
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path, stop: str) -> None:
+    """`kill` (what `kill %1` sends a sandbox started with `&`) stops it as Ctrl-C does (SIGINT to the
+    terminal's whole process group): a Pod's process still running goes too, and so does the Job
+    controller's process, quietly; the folder is free for the next sandbox."""
     folder = tmp_path / "kept"
     executable = Path(sys.executable).with_name("autoscene")
     kept = subprocess.Popen(
@@ -142,6 +145,7 @@ def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path)
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "300"},
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
     )
     try:
         assert kept.stdout is not None
@@ -172,9 +176,16 @@ def test_a_kept_sandbox_stops_on_sigterm_with_its_pods_processes(tmp_path: Path)
             return True if found else None
 
         wait_for(sleeping, 60, "the Pod's process")
-        kept.terminate()
-        kept.wait(timeout=60)
+        controller = f"controllerprocess {folder / 'kubeconfig'}"
+        assert subprocess.run(["pgrep", "-f", controller], capture_output=True).returncode == 0
+        if stop == "sigterm":
+            kept.terminate()
+        else:
+            os.killpg(kept.pid, signal.SIGINT)
+        rest = kept.communicate(timeout=60)[0]
+        assert "Traceback" not in rest, rest
         assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # none left
+        assert subprocess.run(["pgrep", "-f", controller], capture_output=True).returncode == 1
         lock = FolderLock(folder)
         lock.acquire()  # free: the next sandbox may start here
         lock.release()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,8 @@ def main(kubeconfig: str) -> None:
     from .. import kube
     from .jobcontroller import LocalJobController
 
+    # Ctrl-C in a terminal reaches the whole process group: the sandbox stops this process itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING, format="job controller: %(levelname)s %(message)s")
     controller = LocalJobController(kube.configure(kubeconfig))
     controller.start()
