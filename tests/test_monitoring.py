@@ -10,6 +10,7 @@ prometheus-client registry once `autoscene.metrics` is imported, not a list kept
 
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -378,3 +379,27 @@ def test_components_are_opt_in() -> None:
     readme = README.read_text()
     for folder in (MONITORING, DISRUPTION_BUDGET):
         assert str(folder.relative_to(REPO)) in readme, f"README does not show how to add {folder.name}"
+
+
+def test_runs_in_flight_are_counted_by_their_last_phase() -> None:
+    """The in-flight gauge, kept up to date change by change, equals a count of each run's last phase
+    (the reference), through starts, repeats, ends, deletions and phases it does not track."""
+    in_flight = autoscene.metrics.InFlight()
+    last: dict[str, str | None] = {}
+    choices = [None, "Pending", "Queued", "Running", "Succeeded", "Failed", "Cancelled"]
+    steps = random.Random(7)
+    for _ in range(3000):
+        uid = f"run-{steps.randrange(40)}"
+        if steps.random() < 0.1:
+            in_flight.forget(uid)
+            last.pop(uid, None)
+            continue
+        phase = steps.choice(choices)
+        in_flight.observe(uid, phase)
+        last[uid] = phase or "Pending"
+        for tracked in autoscene.metrics.InFlight.TRACKED:
+            expected = sum(1 for seen in last.values() if seen == tracked)
+            sample = REGISTRY.get_sample_value("autoscene_invocations_in_flight", {"phase": tracked})
+            assert sample == expected
+    in_flight.clear()
+    assert REGISTRY.get_sample_value("autoscene_invocations_in_flight", {"phase": "Running"}) == 0
