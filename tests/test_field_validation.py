@@ -112,11 +112,16 @@ def test_strict_refuses_an_unknown_field_and_stores_nothing(server: Server) -> N
 
 
 def test_strict_names_every_unknown_field_those_of_the_metadata_first(server: Server) -> None:
+    # An owner that exists: the garbage collector deletes an object whose owners are all gone.
+    owner = server.request(
+        "POST", server.configmaps(), {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}
+    )
+    uid = owner.body["metadata"]["uid"]
     body = trigger("typos", fileGlobb="*.mkv", recordSelector={"matchLabelz": {"a": "b"}, "zz": 1})
     body["metadata"].update(
         labelz={"a": "b"},
         annotationz={"a": "b"},
-        ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "1", "bogus": 1}],
+        ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": uid, "bogus": 1}],
     )
     body.update(extra=1, aaa=1)
     unknown = [
@@ -139,7 +144,7 @@ def test_strict_names_every_unknown_field_those_of_the_metadata_first(server: Se
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "name": "x",
-        "uid": "1",
+        "uid": uid,
     }
     assert "extra" not in stored and stored["spec"]["recordSelector"] == {}
 
