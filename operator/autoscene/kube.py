@@ -104,7 +104,11 @@ def request_raw(
         auth_settings=["BearerToken"],
     )
     # The body goes to the REST layer as it is, which encodes a JSON content type's body itself.
-    response = client_.call_api(method, url, headers, body, post_params).response
+    return succeeded(client_.call_api(method, url, headers, body, post_params).response)
+
+
+def succeeded(response: Any) -> Any:
+    """The raw response when its status is 2xx; else ApiException with the answer's body."""
     if not 200 <= response.status < 300:
         raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())
     return response

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
+from . import kube
 
 logger = logging.getLogger(__name__)
 WATCH_SECONDS = 1
@@ -71,7 +71,7 @@ def _list(
     token, version = None, ""
     while True:
         paging = {"limit": page_size, "_continue": token} if page_size else {}
-        body = _json(list_function(_preload_content=False, _request_timeout=30, **paging, **selectors))
+        body = kube.json_of(list_function(_preload_content=False, _request_timeout=30, **paging, **selectors))
         version = body["metadata"].get("resourceVersion") or version
         for item in body.get("items") or []:
             meta = item["metadata"]
@@ -124,8 +124,7 @@ def _events(response: Any) -> Iterator[dict[str, Any]]:
     stream into a buffer it copies after every line and decodes each line twice: most of a watching
     controller's cost, for the JSON alone that is needed here.)"""
     try:
-        if not 200 <= response.status < 300:
-            raise ApiException(status=response.status, reason=response.reason, body=response.data.decode())
+        kube.succeeded(response)
         pending = b""
         for chunk in response.stream(amt=None, decode_content=False):
             pending += chunk
@@ -137,13 +136,6 @@ def _events(response: Any) -> Iterator[dict[str, Any]]:
                     yield json.loads(line)
     finally:
         response.close()
-        response.release_conn()
-
-
-def _json(response: Any) -> dict[str, Any]:
-    try:
-        return dict(json.loads(response.data))
-    finally:
         response.release_conn()
 
 
