@@ -331,13 +331,18 @@ BLOB_CRD = {
 }
 
 
-def test_objects_over_the_storage_limit_are_refused(server: Server) -> None:
-    extensions = client.ApiextensionsV1Api(kube.api_client())
+def blob_crd_created() -> str:
+    """Create the Blob CRD on the server `kube` points at (once: a later call finds it there); its
+    group. Its resource is served a moment later."""
     try:
-        extensions.create_custom_resource_definition(BLOB_CRD)
+        client.ApiextensionsV1Api(kube.api_client()).create_custom_resource_definition(BLOB_CRD)
     except ApiException as error:
         assert error.status == 409  # from an earlier test on this server
-    group = BLOB_CRD["spec"]["group"]
+    return str(BLOB_CRD["spec"]["group"])
+
+
+def test_objects_over_the_storage_limit_are_refused(server: Server) -> None:
+    group = blob_crd_created()
 
     # Asked once: the client's retries of a 5xx (kube.RETRIES) would only repeat the same refusal.
     configuration = copy.copy(kube.api_client().configuration)
