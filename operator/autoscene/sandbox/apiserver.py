@@ -485,13 +485,13 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         assert target.namespace is not None and target.name is not None
         self.store.get(resource, target.namespace, target.name)
         key = (target.namespace, target.name)
-        text = log_tail(self.log_of(*key), raw_request.query)
+        sent = self.log_of(*key)  # read once: a running Pod's log may grow before a second read
+        text = log_tail(sent, raw_request.query)
         if raw_request.query.get("follow") != "true":
             return aiohttp.web.Response(text=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(raw_request)
         await response.write(text.encode())
-        sent = self.log_of(*key)
         while not self._closing:
             pod = self.store.find(PODS, *key)
             current = self.log_of(*key) or sent
