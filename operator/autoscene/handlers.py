@@ -18,6 +18,7 @@ from . import (
     files,
     filewatch,
     invocations,
+    jobwatch,
     kube,
     labels,
     lifecycle,
@@ -141,6 +142,7 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
     if "files" in memo:
         memo.files.stop()
     podwatch.PODS.stop()
+    jobwatch.JOBS.stop()
     if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit
         memo.stop.set()
 
@@ -368,35 +370,41 @@ def _start(invocation: dict[str, Any], lookup: invocations.Lookup) -> None:
     invocations.start(invocation, lookup)
 
 
-@kopf.on.event("batch", "v1", "jobs", labels={labels.MANAGED_BY: labels.MANAGER})
-@_counting_errors
-async def job_changed(
-    body: kopf.Body, type: str, namespace: str | None, logger: kopf.Logger, **indexes: Any
-) -> None:
-    """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the run);
-    a run that succeeded with an output Record goes on to its publish Job, which ends it."""
-    metrics.watch_event("jobs")
-    owner = invocations.owner_of(body)
-    if owner is None or namespace is None:
-        return
-    if (owner[1], True) in indexes["invocation_finished"].get((namespace, owner[0]), []):
-        return  # its run's record is final: nothing a Job event says changes it (no API call needed)
-    job = None if type == "DELETED" else dict(body)
-    if outputs.is_publish_job(body):
-        await _soon(
-            logger,
-            f"registering the outputs of {owner[0]}",
-            publishing.sync_with_publish_job,
-            namespace,
-            job,
-            *owner,
+@kopf.on.startup()
+async def follow_run_jobs(logger: kopf.Logger, **indexes: Any) -> None:
+    """The operator's Jobs (`jobwatch`): each change is mirrored into its Invocation."""
+
+    @_counting_errors
+    async def job_changed(body: dict[str, Any], deleted: bool) -> None:
+        """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the
+        run); a run that succeeded with an output Record goes on to its publish Job, which ends it."""
+        metrics.watch_event("jobs")
+        owner = invocations.owner_of(body)
+        namespace = body["metadata"].get("namespace")
+        if owner is None or namespace is None:
+            return
+        if (owner[1], True) in indexes["invocation_finished"].get((namespace, owner[0]), []):
+            return  # its run's record is final: nothing a Job event says changes it (no API call needed)
+        job = None if deleted else body
+        if outputs.is_publish_job(body):
+            await _soon(
+                logger,
+                f"registering the outputs of {owner[0]}",
+                publishing.sync_with_publish_job,
+                namespace,
+                job,
+                *owner,
+            )
+            return
+        transition = await _soon(
+            logger, f"recording the job of {owner[0]}", invocations.sync_with_job, namespace, job, *owner
         )
-        return
-    transition = await _soon(
-        logger, f"recording the job of {owner[0]}", invocations.sync_with_job, namespace, job, *owner
-    )
-    if transition is not None and transition.update.get("reason") == outputs.REGISTERING:
-        await _soon(logger, f"publishing the outputs of {owner[0]}", publishing.start, transition.invocation)
+        if transition is not None and transition.update.get("reason") == outputs.REGISTERING:
+            await _soon(
+                logger, f"publishing the outputs of {owner[0]}", publishing.start, transition.invocation
+            )
+
+    jobwatch.JOBS.start(config.current().namespaces, job_changed)
 
 
 # Actions -----------------------------------------------------------------------------------------
