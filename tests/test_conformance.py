@@ -307,6 +307,36 @@ def test_deleting_an_owner_collects_its_dependents_unless_orphaned(server: Serve
     assert kept.metadata.name == "of-orphaning"
 
 
+def test_an_object_whose_owners_are_all_absent_is_collected(server: Server) -> None:
+    """The "Garbage Collection" doc: the collector deletes a dependent once every owner it names is
+    verified absent, a moment after the write; one present owner keeps it, without the absent ones."""
+    owner = server.create("triggers", trigger("present"))
+    present = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": "present"}
+    absent = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Trigger", "name": "gone"}
+    owners = {
+        "dangling": [{**absent, "uid": "6d1c1f9e-0000-4000-8000-000000000001"}],
+        "half-dangling": [
+            {**absent, "uid": "6d1c1f9e-0000-4000-8000-000000000002"},
+            {**present, "uid": owner["metadata"]["uid"]},
+        ],
+    }
+    for name, references in owners.items():
+        server.core.create_namespaced_config_map(
+            server.namespace, {"metadata": {"name": name, "ownerReferences": references}}
+        )
+
+    def names() -> set[str]:
+        return {item.metadata.name for item in server.core.list_namespaced_config_map(server.namespace).items}
+
+    def owners_of_the_kept() -> list[str] | None:
+        kept = server.core.read_namespaced_config_map("half-dangling", server.namespace)
+        owners = [reference.name for reference in kept.metadata.owner_references]
+        return owners if owners == ["present"] else None
+
+    wait_for(lambda: ("dangling" not in names()) or None, 60, "the garbage collector")
+    wait_for(owners_of_the_kept, 60, "the absent owner's reference to go")
+
+
 # Size limits (etcd's --max-request-bytes, 1.5 MiB; kube-apiserver's 3 MiB request body) -------------
 
 BLOB_CRD = {

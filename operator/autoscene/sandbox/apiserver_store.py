@@ -58,6 +58,9 @@ _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's: no vowels, no look-alikes
 _INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 MAX_OBJECT_BYTES = 1572864
+# How long after a write naming only absent owners the garbage collector deletes the object; the real
+# one verifies the owners with a request of its own, typically within a second.
+DANGLING_OWNERS_CHECK_SECONDS = 0.5
 _SERVER_OWNED_METADATA = (
     "name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
     "resourceVersion",
@@ -596,6 +599,62 @@ class ObjectStore:
             self._dependents.get(uid, set()).discard(ref)
         for uid in new - old:
             self._dependents.setdefault(uid, set()).add(ref)
+        if after is not None and new - old and self._absent_owners(ref, after)[0]:
+            self._collect_if_dangling_later(ref, after["metadata"]["uid"])
+
+    def _absent_owners(self, ref: ObjectRef, obj: Object) -> tuple[list[dict[str, Any]], bool]:
+        """The object's owner references verified absent, and whether another keeps it: an owner that
+        exists, or one that cannot be resolved (which the collector leaves alone). The "Garbage
+        Collection" doc: a namespaced owner in another namespace than its dependent's counts as absent;
+        a cluster-scoped dependent cannot have a namespaced owner."""
+        namespace = ref[1][0]
+        absent, kept = [], False
+        for reference in metadata_of(obj).get("ownerReferences") or []:
+            found = self._refs_by_uid.get(reference.get("uid", ""))
+            if found is None:
+                namespaced = self._kind_is_namespaced(reference)
+                if namespaced is None or (namespace is None and namespaced):
+                    kept = True  # an unknown kind, or a namespaced owner of a cluster-scoped object
+                else:
+                    absent.append(reference)
+            elif found[1][0] is None or found[1][0] == namespace or namespace is None:
+                kept = True  # present (the last: a namespaced owner of a cluster-scoped object)
+            else:
+                absent.append(reference)
+        return absent, kept
+
+    def _kind_is_namespaced(self, reference: Mapping[str, Any]) -> bool | None:
+        group, _, version = str(reference.get("apiVersion", "")).rpartition("/")
+        for resource in self._types.values():
+            if (resource.group, resource.version, resource.kind) == (group, version, reference.get("kind")):
+                return resource.namespaced
+        return None
+
+    def _collect_if_dangling_later(self, ref: ObjectRef, uid: str) -> None:
+        """A moment after a write naming absent owners, as the garbage collector does: the object goes
+        when no owner keeps it, else it loses the absent references (on the server's loop; a store used
+        on its own, without one, leaves it as it is)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        loop.call_later(DANGLING_OWNERS_CHECK_SECONDS, self._collect_if_dangling, ref, uid)
+
+    def _collect_if_dangling(self, ref: ObjectRef, uid: str) -> None:
+        found = self.find(ref[0], *ref[1])
+        if found is None or metadata_of(found).get("uid") != uid:
+            return
+        absent, kept = self._absent_owners(ref, found)
+        if not absent:
+            return
+        if not kept:
+            self._delete(ref[0], ref[1], "Background")
+            return
+        released = clone(found)
+        released["metadata"]["ownerReferences"] = [
+            reference for reference in metadata_of(found)["ownerReferences"] if reference not in absent
+        ]
+        self._commit(ref[0], ref[1], released, "MODIFIED", previous=found)
 
     def _record(self, event: WatchEvent) -> None:
         self._history.append(event)
