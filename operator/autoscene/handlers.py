@@ -107,6 +107,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings_now.namespaces, lambda key: memo.record_totals.changed(key, memo.files.sizes)
     )
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
+    # The uids of the Invocations whose run is final, as last seen (by `invocation_seen`): Job events
+    # of those runs need no API call. A set of its own: a kopf index costs a handler call per event.
+    memo.finished_runs = set()
 
 
 @kopf.on.startup()
@@ -304,14 +307,6 @@ async def trigger_runs(
     return {(namespace, spec["trigger"]): (meta.get("creationTimestamp", ""), name)}
 
 
-@kopf.index(GROUP, VERSION, INVOCATIONS)
-async def invocation_finished(
-    namespace: str | None, name: str, uid: str, status: kopf.Status, **_: Any
-) -> dict[Any, Any]:
-    """Each Invocation's uid and whether its run is final: Job events of final runs need no API call."""
-    return {(namespace, name): (uid, lifecycle.is_finished(status))}
-
-
 @kopf.on.event(GROUP, VERSION, INVOCATIONS)
 @_counting_errors
 async def invocation_seen(
@@ -339,6 +334,10 @@ async def invocation_seen(
         invocations.forget(namespace, name)
     else:
         metrics.in_flight.observe(uid, status.get("phase"))
+    if type != "DELETED" and lifecycle.is_finished(status):
+        memo.finished_runs.add(uid)
+    else:
+        memo.finished_runs.discard(uid)
     if spec.get("trigger"):
         memo.trigger_history.changed((namespace, spec["trigger"]), indexes["trigger_runs"])
     if type != "DELETED" and runs.cancel_requested(body) and not lifecycle.is_finished(status):
@@ -371,7 +370,7 @@ def _start(invocation: dict[str, Any], lookup: invocations.Lookup) -> None:
 
 
 @kopf.on.startup()
-async def follow_run_jobs(logger: kopf.Logger, **indexes: Any) -> None:
+async def follow_run_jobs(logger: kopf.Logger, memo: kopf.Memo, **_: Any) -> None:
     """The operator's Jobs (`jobwatch`): each change is mirrored into its Invocation."""
 
     @_counting_errors
@@ -383,7 +382,7 @@ async def follow_run_jobs(logger: kopf.Logger, **indexes: Any) -> None:
         namespace = body["metadata"].get("namespace")
         if owner is None or namespace is None:
             return
-        if (owner[1], True) in indexes["invocation_finished"].get((namespace, owner[0]), []):
+        if owner[1] in memo.finished_runs:
             return  # its run's record is final: nothing a Job event says changes it (no API call needed)
         job = None if deleted else body
         if outputs.is_publish_job(body):
