@@ -31,6 +31,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from .. import kube, ownership, timestamps, watching
+from .workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
 CONTROLLER_UID = "batch.kubernetes.io/controller-uid"
@@ -42,17 +43,27 @@ FINISHED_PHASES = ("Succeeded", "Failed")
 SYNC_BATCH_SECONDS = 0.25
 
 
+# Jobs reconciled side by side: kube-controller-manager's `--concurrent-job-syncs` default. Each
+# reconciliation waits for the API server (a Pod to create, a status to write); one at a time, a burst
+# of 5,000 Jobs went at the pace of one request's round trip.
+WORKERS = 5
+
+
 @dataclass
 class JobState:
-    """What the controller knows of one Job: its Pods as last seen, by name."""
+    """What the controller knows of one Job. `job`, `pods` and `deleted` are what the watches last
+    showed (written by their threads under the controller's lock); the rest is the reconciliation's
+    own bookkeeping, touched by the one worker that holds the Job (`WorkQueue`)."""
 
     job: dict[str, Any]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # Pods gone since the last sync
     counted: set[str] = field(default_factory=set)  # Pods whose end is in the Job's status
     written: dict[str, Any] = field(default_factory=dict)  # the status fields this controller wrote
     succeeded: int = 0
     failed: int = 0
     finished: bool = False
+    deadline_passed: bool = False
 
 
 class LocalJobController:
@@ -63,25 +74,27 @@ class LocalJobController:
         self._batch = client.BatchV1Api(api)
         self._core = client.CoreV1Api(api)
         self._stop = threading.Event()
-        self._lock = threading.RLock()
+        self._lock = (
+            threading.Lock()
+        )  # the states' watched parts and the table of Jobs; never held for a request
         self._jobs: dict[str, JobState] = {}  # by Job uid
+        self._queue: WorkQueue[str] = WorkQueue()  # Job uids to reconcile
         self._timers: list[tuple[float, int, str, str]] = []  # (when, tiebreak, what, job uid)
         self._batched: set[str] = set()  # Jobs with a reconciliation due after Pod events
         self._wake = threading.Condition()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for name, target in (
-            ("jobs", self._follow_jobs),
-            ("pods", self._follow_pods),
-            ("timers", self._run_timers),
-        ):
+        targets = [("jobs", self._follow_jobs), ("pods", self._follow_pods), ("timers", self._run_timers)]
+        targets += [(f"worker-{number}", self._work) for number in range(WORKERS)]
+        for name, target in targets:
             thread = threading.Thread(target=target, name=f"job-controller-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
 
     def stop(self) -> None:
         self._stop.set()
+        self._queue.shut_down()
         with self._wake:
             self._wake.notify_all()
         for thread in self._threads:
@@ -115,12 +128,10 @@ class LocalJobController:
                     int(status.get("failed") or 0),
                 )
                 if state.finished:
-                    self._schedule_ttl(state)
+                    self._schedule_ttl(job)
                     return
             state.job = job
-            if job["metadata"].get("deletionTimestamp"):
-                return
-            self._reconcile(state)
+        self._queue.add(uid)
 
     def _on_job_deleted(self, job: dict[str, Any]) -> None:
         with self._lock:
@@ -133,52 +144,75 @@ class LocalJobController:
             if state is None or state.finished:
                 return
             state.pods[pod["metadata"]["name"]] = pod
-            self._sync_soon(state)
+        self._sync_soon(uid or "")
 
     def _on_pod_deleted(self, pod: dict[str, Any]) -> None:
         uid = (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID)
         with self._lock:
             state = self._jobs.get(uid or "")
-            if state is None:
+            if state is None or state.finished:
                 return
-            known = state.pods.pop(pod["metadata"]["name"], None)
-            # A Pod deleted before it ended counts as failed, as the Job controller counts it.
-            if (
-                _phase(known) not in FINISHED_PHASES
-                and pod["metadata"]["name"] not in state.counted
-                and not state.finished
-            ):
-                state.counted.add(pod["metadata"]["name"])
-                state.failed += 1
-                self._sync_soon(state)
+            name = pod["metadata"]["name"]
+            state.pods.pop(name, None)
+            state.deleted[name] = pod  # as it was when deleted
+        self._sync_soon(uid or "")
 
-    def _sync_soon(self, state: JobState) -> None:
+    def _sync_soon(self, uid: str) -> None:
         """Reconcile the Job `SYNC_BATCH_SECONDS` after a Pod event, with whatever else its Pods did
         meanwhile, as the Job controller batches Pod events: a Pod that starts and ends within that
         time costs the Job one status write, not three."""
-        uid = state.job["metadata"]["uid"]
-        if uid not in self._batched:
+        with self._wake:
+            if uid in self._batched:
+                return
             self._batched.add(uid)
-            self._schedule(time.monotonic() + SYNC_BATCH_SECONDS, "sync", uid)
+        self._schedule(time.monotonic() + SYNC_BATCH_SECONDS, "sync", uid)
 
     def _sync_batched(self, uid: str) -> None:
-        with self._lock:
+        with self._wake:
             self._batched.discard(uid)
+        self._queue.add(uid)
+
+    def _work(self) -> None:
+        while (uid := self._queue.get()) is not None:
+            try:
+                self._sync(uid)
+            except Exception:
+                logger.exception("reconciling job %s failed", uid)
+            finally:
+                self._queue.done(uid)
+
+    def _sync(self, uid: str) -> None:
+        """One reconciliation, on a worker that holds the Job: from a copy of what the watches showed,
+        so that they go on while its requests wait."""
+        with self._lock:
             state = self._jobs.get(uid)
-            if state is not None and not state.job["metadata"].get("deletionTimestamp"):
-                self._reconcile(state)
+            if state is None:
+                return
+            job, pods, deleted = state.job, dict(state.pods), state.deleted
+            state.deleted = {}
+        if job["metadata"].get("deletionTimestamp") or state.finished:
+            return
+        if state.deadline_passed:
+            self._stop_at_deadline(state, job, pods)
+            return
+        self._reconcile(state, job, pods, deleted)
 
     # The Job controller's decisions ------------------------------------------------------------------
 
-    def _reconcile(self, state: JobState) -> None:
-        """Count the Pods' ends, then finish the Job, or keep one Pod running for it."""
-        if state.finished:
-            return
-        spec, meta = state.job["spec"], state.job["metadata"]
+    def _reconcile(
+        self,
+        state: JobState,
+        job: dict[str, Any],
+        pods: dict[str, dict[str, Any]],
+        deleted: dict[str, dict[str, Any]],
+    ) -> None:
+        """Count the Pods' ends (a Pod deleted before it ended counts as failed, as the Job controller
+        counts it), then finish the Job, or keep one Pod running for it."""
+        spec, meta = job["spec"], job["metadata"]
         now = timestamps.render(timestamps.now())
-        for name, pod in state.pods.items():
+        for name, pod in {**pods, **deleted}.items():
             phase = _phase(pod)
-            if phase not in FINISHED_PHASES or name in state.counted:
+            if name in state.counted or (phase not in FINISHED_PHASES and name not in deleted):
                 continue
             state.counted.add(name)
             if phase == "Succeeded":
@@ -187,22 +221,22 @@ class LocalJobController:
             verdict, message = failure_verdict(spec.get("podFailurePolicy"), pod)
             if verdict == "FailJob":
                 state.failed += 1
-                self._finish(state, "FailureTarget", "Failed", "PodFailurePolicy", message, now)
+                self._finish(state, job, "FailureTarget", "Failed", "PodFailurePolicy", message, now)
                 return
             if verdict != "Ignore":
                 state.failed += 1
-        active = [name for name, pod in state.pods.items() if _phase(pod) not in FINISHED_PHASES]
+        active = [name for name, pod in pods.items() if _phase(pod) not in FINISHED_PHASES]
         if state.succeeded:
-            self._finish(state, "SuccessCriteriaMet", "Complete", "CompletionsReached",
+            self._finish(state, job, "SuccessCriteriaMet", "Complete", "CompletionsReached",
                          "Reached expected number of succeeded pods", now)  # fmt: skip
             return
         if state.failed > int(spec.get("backoffLimit", 6)):
-            self._finish(state, "FailureTarget", "Failed", "BackoffLimitExceeded",
+            self._finish(state, job, "FailureTarget", "Failed", "BackoffLimitExceeded",
                          "Job has reached the specified backoff limit", now)  # fmt: skip
             return
         # The status as the watch last showed it, with what this controller wrote since: its own write
         # may not have come back through the watch yet, and writing it again would only cost an event.
-        job_status = {**(state.job.get("status") or {}), **state.written}
+        job_status = {**(job.get("status") or {}), **state.written}
         started = job_status.get("startTime")
         if spec.get("suspend"):
             for name in active:
@@ -217,18 +251,12 @@ class LocalJobController:
             )
             return
         if not active:
-            pod = _pod_for(state.job)
-            state.pods[pod["metadata"]["name"]] = pod
-            try:
-                path = f"/api/v1/namespaces/{meta['namespace']}/pods"
-                kube.unread(kube.request_raw("POST", path, pod, api=self._api))
-            except ApiException as error:
-                state.pods.pop(pod["metadata"]["name"], None)
-                if error.status != 404:
-                    logger.warning("could not create a pod for job %s: %s", meta["name"], error)
+            created = self._create_pod(state, job)
+            if created is None:
                 return
-            active = [pod["metadata"]["name"]]
-        ready = sum(1 for name in active if _ready(state.pods.get(name)))
+            pods[created["metadata"]["name"]] = created
+            active = [created["metadata"]["name"]]
+        ready = sum(1 for name in active if _ready(pods.get(name)))
         update: dict[str, Any] = {
             "active": len(active),
             "ready": ready,
@@ -250,7 +278,33 @@ class LocalJobController:
         if any(job_status.get(key) != value for key, value in update.items()):
             self._patch(state, update)
 
-    def _finish(self, state: JobState, interim: str, final: str, reason: str, message: str, now: str) -> None:
+    def _create_pod(self, state: JobState, job: dict[str, Any]) -> dict[str, Any] | None:
+        """A new Pod for the Job, counted as active from now (its watch event may come later); None
+        when it could not be made."""
+        pod = _pod_for(job)
+        name, namespace = pod["metadata"]["name"], job["metadata"]["namespace"]
+        with self._lock:
+            state.pods.setdefault(name, pod)
+        try:
+            kube.unread(kube.request_raw("POST", f"/api/v1/namespaces/{namespace}/pods", pod, api=self._api))
+        except ApiException as error:
+            with self._lock:
+                state.pods.pop(name, None)
+            if error.status != 404:
+                logger.warning("could not create a pod for job %s: %s", job["metadata"]["name"], error)
+            return None
+        return pod
+
+    def _finish(
+        self,
+        state: JobState,
+        job: dict[str, Any],
+        interim: str,
+        final: str,
+        reason: str,
+        message: str,
+        now: str,
+    ) -> None:
         state.finished = True
         conditions = [_condition(interim, reason, message, now), _condition(final, reason, message, now)]
         update: dict[str, Any] = {
@@ -263,27 +317,33 @@ class LocalJobController:
         if final == "Complete":
             update["completionTime"] = now
         self._patch(state, update)
-        self._schedule_ttl(state)
+        self._schedule_ttl(job)
 
     def _deadline_passed(self, uid: str) -> None:
         with self._lock:
             state = self._jobs.get(uid)
-            if state is None or state.finished:
+            if state is None:
                 return
-            deadline = state.job["spec"].get("activeDeadlineSeconds")
-            for name, pod in list(state.pods.items()):
-                if _phase(pod) not in FINISHED_PHASES:
-                    state.counted.add(name)
-                    self._delete_pod(state.job["metadata"]["namespace"], name)
-            state.failed += 1
-            now = timestamps.render(timestamps.now())
-            self._finish(state, "FailureTarget", "Failed", "DeadlineExceeded",
-                         f"Job was active longer than specified deadline ({deadline}s)", now)  # fmt: skip
+            state.deadline_passed = True
+        self._queue.add(uid)
 
-    def _schedule_ttl(self, state: JobState) -> None:
-        ttl = state.job["spec"].get("ttlSecondsAfterFinished")
+    def _stop_at_deadline(
+        self, state: JobState, job: dict[str, Any], pods: dict[str, dict[str, Any]]
+    ) -> None:
+        deadline = job["spec"].get("activeDeadlineSeconds")
+        for name, pod in pods.items():
+            if _phase(pod) not in FINISHED_PHASES:
+                state.counted.add(name)
+                self._delete_pod(job["metadata"]["namespace"], name)
+        state.failed += 1
+        now = timestamps.render(timestamps.now())
+        self._finish(state, job, "FailureTarget", "Failed", "DeadlineExceeded",
+                     f"Job was active longer than specified deadline ({deadline}s)", now)  # fmt: skip
+
+    def _schedule_ttl(self, job: Mapping[str, Any]) -> None:
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
         if ttl is not None:
-            self._schedule(time.monotonic() + float(ttl), "ttl", state.job["metadata"]["uid"])
+            self._schedule(time.monotonic() + float(ttl), "ttl", job["metadata"]["uid"])
 
     def _expire(self, uid: str) -> None:
         with self._lock:
@@ -321,7 +381,7 @@ class LocalJobController:
             if error.status != 404:
                 raise
 
-    # Timers (deadlines, TTLs): one thread and a heap, not a sleeping thread per Job --------------------
+    # Timers (deadlines, TTLs, batched syncs): one thread and a heap, not a sleeping thread per Job -----
 
     def _schedule(self, when: float, what: str, uid: str) -> None:
         with self._wake:
