@@ -73,18 +73,22 @@ class JobWatch:
         start stops the readers of the last."""
         self.stop()
         self.stopped = threading.Event()
-        loop = asyncio.get_running_loop()
-        latest = Latest(on_change)
+        loop, latest, stopped = asyncio.get_running_loop(), Latest(on_change), self.stopped
 
         def seen(deleted: bool, job: dict[str, Any]) -> None:  # on a reader thread
+            if stopped.is_set():
+                return
             meta = job["metadata"]
-            loop.call_soon_threadsafe(latest.put, (meta.get("namespace", ""), meta["name"]), job, deleted)
+            try:
+                loop.call_soon_threadsafe(latest.put, (meta.get("namespace", ""), meta["name"]), job, deleted)
+            except RuntimeError:  # the loop is closed: the operator stopped
+                stopped.set()
 
         scopes: list[str | None] = list(namespaces) or [None]
         for scope in scopes:
             threading.Thread(
                 target=self._follow,
-                args=(scope, functools.partial(seen, False), functools.partial(seen, True)),
+                args=(scope, stopped, functools.partial(seen, False), functools.partial(seen, True)),
                 daemon=True,
                 name=f"jobs-{scope}",
             ).start()
@@ -95,6 +99,7 @@ class JobWatch:
     def _follow(
         self,
         scope: str | None,
+        stopped: threading.Event,
         on_object: Callable[[dict[str, Any]], None],
         on_deleted: Callable[[dict[str, Any]], None],
     ) -> None:
@@ -108,7 +113,7 @@ class JobWatch:
             list_function,
             on_object,
             on_deleted,
-            self.stopped,
+            stopped,
             watch_seconds=watching.RENEW_SECONDS,
             failures=logging.WARNING,
             label_selector=SELECTOR,
