@@ -46,3 +46,54 @@ def test_copy_hashes_while_copying_and_leaves_no_partial_files(tmp_path: Path) -
     assert uploaded.size == len(data) == sum(seen)
     assert (tmp_path / "volume/deep/dir/big.bin").read_bytes() == data
     assert [p.name for p in (tmp_path / "volume/deep/dir").iterdir()] == ["big.bin"]
+
+
+def test_registration_keeps_order_updates_changed_content_and_a_refused_file_stops_no_other(
+    tmp_path: Path,
+) -> None:
+    """Registered several at a time (`upload.REGISTERING_AT_ONCE`): the RecordFiles come back in the
+    files' order; new content at a known path updates its RecordFile, the same content changes nothing;
+    a file the API refuses is reported once every other file is registered."""
+    from autoscene import API_VERSION, kube
+    from autoscene.sandbox.session import Sandbox
+    from autoscene.upload import UploadedFile, register
+
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    previous = kube._api_client  # the session's other fixtures keep using theirs
+    try:
+        with Sandbox(tmp_path / "sandbox", with_operator=False) as sandbox:
+            sandbox.apply(
+                [
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "Record",
+                        "metadata": {"name": "r"},
+                        "spec": {"storage": {"size": "1Gi"}},
+                    }
+                ]
+            )
+            first = [UploadedFile(f"f{index:02d}.bin", index, sha(f"a{index}")) for index in range(20)]
+            assert [file["spec"]["path"] for file in register(sandbox.namespace, "r", first)] == [
+                file.path for file in first
+            ]
+            again = [
+                UploadedFile("f03.bin", 3, sha("a3")),  # the same content
+                UploadedFile("f04.bin", 44, sha("new")),  # new content at a known path
+                UploadedFile("bad.bin", -1, sha("bad")),  # refused by the schema (size >= 0)
+                UploadedFile("f99.bin", 9, sha("a99")),  # after the refused one
+            ]
+            with pytest.raises(UploadError, match="bad.bin: could not be registered"):
+                register(sandbox.namespace, "r", again)
+            listed = kube.list_custom("recordfiles", sandbox.namespace)
+            by_path = {file["spec"]["path"]: file for file in listed}
+            assert len(listed) == 21 and "bad.bin" not in by_path
+            assert (by_path["f04.bin"]["spec"]["sha256"], by_path["f04.bin"]["spec"]["size"]) == (
+                sha("new"),
+                44,
+            )
+            assert by_path["f03.bin"]["metadata"]["generation"] == 1
+            assert by_path["f99.bin"]["spec"]["sha256"] == sha("a99")
+    finally:
+        kube._api_client = previous

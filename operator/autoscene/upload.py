@@ -1,5 +1,6 @@
 """Uploads: copy files into a Record's volume and register each as a RecordFile with its sha256."""
 
+import concurrent.futures
 import hashlib
 import posixpath
 import shutil
@@ -14,6 +15,10 @@ from kubernetes.client.exceptions import ApiException
 from . import files, jobs, kube, records, timestamps
 
 CHUNK = 1 << 20
+# Registrations in flight at once: each waits mostly for the API server's round trip, so a burst of
+# 5,000 files registered one by one took as many round trips end to end. Few enough that the server's
+# priority and fairness never has to queue an upload against the controllers.
+REGISTERING_AT_ONCE = 8
 Progress = Callable[[int], None]
 
 
@@ -125,38 +130,41 @@ def register(
     """Create a RecordFile for each file, or update its content when the path held other content;
     `source` is the provenance of a run's outputs (`outputs.provenance`).
 
-    The same content registered again changes nothing. The RecordFiles as they now are, in order.
+    The same content registered again changes nothing. The RecordFiles as they now are, in order;
+    `REGISTERING_AT_ONCE` requests at a time. A file that cannot be registered does not stop the
+    others: the first failure in order is raised (UploadError) once every file was tried.
     """
     owner = kube.get_custom("records", namespace, record)
     if owner is None:
         raise UploadError(f'record "{record}" disappeared during the upload')
     added = timestamps.render_precise(timestamps.now())
-    registered = []
-    for file in uploaded:
+
+    def registered(file: UploadedFile) -> dict[str, Any]:
         wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader, source)
-        name = wanted["metadata"]["name"]
-        try:
-            registered.append(
-                kube.json_of(kube.request_raw("POST", kube.custom_path(files.PLURAL, namespace), wanted))
-            )
-            continue
-        except ApiException as error:
-            if error.status != 409:
-                raise UploadError(
-                    f"{file.path}: could not be registered: {kube.message_of(error)}"
-                ) from error
-        existing = kube.get_custom(files.PLURAL, namespace, name)
-        if existing is None:
-            raise UploadError(f"{file.path}: its registration was deleted meanwhile; upload it again")
-        change = files.content_changed(existing, wanted)
-        if change is None:
-            registered.append(existing)
-            continue
-        path = kube.custom_path(files.PLURAL, namespace, name)
-        registered.append(
-            kube.json_of(kube.request_raw("PATCH", path, {"spec": change}, content_type=kube.MERGE_PATCH))
-        )
-    return registered
+        return _registered(namespace, file, wanted)
+
+    if len(uploaded) < 2:
+        return [registered(file) for file in uploaded]
+    with concurrent.futures.ThreadPoolExecutor(min(REGISTERING_AT_ONCE, len(uploaded))) as pool:
+        return list(pool.map(registered, uploaded))
+
+
+def _registered(namespace: str, file: UploadedFile, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The file's RecordFile, created, or updated when the path held other content."""
+    name = wanted["metadata"]["name"]
+    try:
+        return kube.json_of(kube.request_raw("POST", kube.custom_path(files.PLURAL, namespace), wanted))
+    except ApiException as error:
+        if error.status != 409:
+            raise UploadError(f"{file.path}: could not be registered: {kube.message_of(error)}") from error
+    existing = kube.get_custom(files.PLURAL, namespace, name)
+    if existing is None:
+        raise UploadError(f"{file.path}: its registration was deleted meanwhile; upload it again")
+    change = files.content_changed(existing, wanted)
+    if change is None:
+        return existing
+    path = kube.custom_path(files.PLURAL, namespace, name)
+    return kube.json_of(kube.request_raw("PATCH", path, {"spec": change}, content_type=kube.MERGE_PATCH))
 
 
 def copy_folder(source: Path, target: Path) -> list[UploadedFile]:
