@@ -51,9 +51,9 @@ def test_copy_hashes_while_copying_and_leaves_no_partial_files(tmp_path: Path) -
 def test_registration_keeps_order_updates_changed_content_and_a_refused_file_stops_no_other(
     tmp_path: Path,
 ) -> None:
-    """Registered several at a time (`upload.REGISTERING_AT_ONCE`): the RecordFiles come back in the
-    files' order; new content at a known path updates its RecordFile, the same content changes nothing;
-    a file the API refuses is reported once every other file is registered."""
+    """The RecordFiles come back in the files' order; new content at a known path updates its
+    RecordFile, the same content changes nothing; a file the API refuses is reported once every other
+    file is registered."""
     from autoscene import API_VERSION, kube
     from autoscene.sandbox.session import Sandbox
     from autoscene.upload import UploadedFile, register

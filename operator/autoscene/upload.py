@@ -1,6 +1,5 @@
 """Uploads: copy files into a Record's volume and register each as a RecordFile with its sha256."""
 
-import concurrent.futures
 import hashlib
 import posixpath
 import shutil
@@ -15,10 +14,6 @@ from kubernetes.client.exceptions import ApiException
 from . import files, jobs, kube, records, timestamps
 
 CHUNK = 1 << 20
-# Registrations in flight at once: each waits mostly for the API server's round trip, so a burst of
-# 5,000 files registered one by one took as many round trips end to end. Few enough that the server's
-# priority and fairness never has to queue an upload against the controllers.
-REGISTERING_AT_ONCE = 8
 Progress = Callable[[int], None]
 
 
@@ -130,23 +125,29 @@ def register(
     """Create a RecordFile for each file, or update its content when the path held other content;
     `source` is the provenance of a run's outputs (`outputs.provenance`).
 
-    The same content registered again changes nothing. The RecordFiles as they now are, in order;
-    `REGISTERING_AT_ONCE` requests at a time. A file that cannot be registered does not stop the
-    others: the first failure in order is raised (UploadError) once every file was tried.
+    The same content registered again changes nothing. The RecordFiles as they now are, in order. A
+    file that cannot be registered does not stop the others: the first failure is raised (UploadError)
+    once every file was tried.
+
+    One request at a time: registered 8 at a time, a burst of 5,000 files was in the API 3.6 x sooner,
+    but the runs all ended 12 % later on the embedded control plane (the backlog moved into dispatch:
+    registration to Job p50 15 s instead of 0.06 s).
     """
     owner = kube.get_custom("records", namespace, record)
     if owner is None:
         raise UploadError(f'record "{record}" disappeared during the upload')
     added = timestamps.render_precise(timestamps.now())
 
-    def registered(file: UploadedFile) -> dict[str, Any]:
+    registered, failure = [], None
+    for file in uploaded:
         wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader, source)
-        return _registered(namespace, file, wanted)
-
-    if len(uploaded) < 2:
-        return [registered(file) for file in uploaded]
-    with concurrent.futures.ThreadPoolExecutor(min(REGISTERING_AT_ONCE, len(uploaded))) as pool:
-        return list(pool.map(registered, uploaded))
+        try:
+            registered.append(_registered(namespace, file, wanted))
+        except UploadError as error:
+            failure = failure or error
+    if failure is not None:
+        raise failure
+    return registered
 
 
 def _registered(namespace: str, file: UploadedFile, wanted: dict[str, Any]) -> dict[str, Any]:
