@@ -104,18 +104,13 @@ class JobWatch:
         on_deleted: Callable[[dict[str, Any]], None],
     ) -> None:
         api = kube.batch()
-        list_function = (
-            api.list_job_for_all_namespaces
-            if scope is None
-            else functools.partial(api.list_namespaced_job, scope)
-        )
-        watching.follow(
-            list_function,
+        watching.follow_scope(
+            scope,
+            api.list_job_for_all_namespaces,
+            api.list_namespaced_job,
             on_object,
             on_deleted,
             stopped,
-            watch_seconds=watching.RENEW_SECONDS,
-            failures=logging.WARNING,
             label_selector=SELECTOR,
         )
 

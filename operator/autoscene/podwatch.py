@@ -20,7 +20,6 @@ in its final state, and lists the Pods itself when the cache has not seen that s
 """
 
 import functools
-import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -80,19 +79,14 @@ class PodWatch:
 
     def _follow(self, scope: str | None, stopped: threading.Event) -> None:
         api = kube.core()
-        list_function = (
-            api.list_pod_for_all_namespaces
-            if scope is None
-            else functools.partial(api.list_namespaced_pod, scope)
-        )
-        watching.follow(
-            list_function,
+        watching.follow_scope(
+            scope,
+            api.list_pod_for_all_namespaces,
+            api.list_namespaced_pod,
             self._seen,
             self._gone,
             stopped,
             functools.partial(self._forget_all_but, scope),
-            watch_seconds=watching.RENEW_SECONDS,
-            failures=logging.WARNING,
             label_selector=labels.INVOCATION,
         )
 

@@ -8,6 +8,7 @@ and ends when `stop` is set — within `watch_seconds`, since the watch request 
 `timeoutSeconds`.
 """
 
+import functools
 import json
 import logging
 import threading
@@ -57,6 +58,32 @@ def follow(
                 failures, "following %s failed: %s", getattr(list_function, "__name__", "objects"), error
             )
             stop.wait(1)
+
+
+def follow_scope(
+    scope: str | None,
+    list_everywhere: Callable[..., Any],
+    list_in_namespace: Callable[..., Any],
+    on_object: Handler,
+    on_deleted: Handler,
+    stop: threading.Event,
+    on_listed: Listed | None = None,
+    **options: Any,
+) -> None:
+    """`follow` as the operator's followers do: the objects of one namespace (`list_in_namespace`,
+    the namespace its first argument) or of all (`scope` None), the watch renewed every
+    `RENEW_SECONDS`, a failed request logged as a warning."""
+    list_function = list_everywhere if scope is None else functools.partial(list_in_namespace, scope)
+    follow(
+        list_function,
+        on_object,
+        on_deleted,
+        stop,
+        on_listed,
+        watch_seconds=RENEW_SECONDS,
+        failures=logging.WARNING,
+        **options,
+    )
 
 
 def _list(
