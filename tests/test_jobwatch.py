@@ -83,7 +83,8 @@ def suspended_job(name: str, job_labels: dict[str, str]) -> dict[str, Any]:
 
 
 def test_only_the_operators_jobs_are_followed_and_a_deleted_one_is_told(tmp_path: Path) -> None:
-    """The label selector goes to the API server: a Job of someone else's never reaches the operator."""
+    """The label selector goes to the API server: a Job of someone else's never reaches the operator,
+    and one of its own relabelled is not taken for deleted."""
     previous = kube._api_client  # the session's other fixtures keep using theirs
     with Sandbox(tmp_path / "sandbox", with_operator=False) as sandbox:
         batch = kube.batch()
@@ -114,6 +115,13 @@ def test_only_the_operators_jobs_are_followed_and_a_deleted_one_is_told(tmp_path
                 await until([("watched", False)])
                 await asyncio.to_thread(batch.delete_namespaced_job, "watched", sandbox.namespace)
                 await until([("watched", True)])
+                # Relabelled, a Job leaves the selection with a DELETED event: it still exists.
+                relabel = {"metadata": {"labels": {labels.MANAGED_BY: "someone-else"}}}
+                await asyncio.to_thread(batch.patch_namespaced_job, "listed", sandbox.namespace, relabel)
+                for _ in range(600):
+                    if seen.count(("listed", False)) == 2:
+                        break
+                    await asyncio.sleep(0.05)
             finally:
                 watch.stop()
             return seen
@@ -123,3 +131,4 @@ def test_only_the_operators_jobs_are_followed_and_a_deleted_one_is_told(tmp_path
         finally:
             kube._api_client = previous
     assert "theirs" not in {name for name, _ in seen}
+    assert seen.count(("listed", False)) == 2 and ("listed", True) not in seen

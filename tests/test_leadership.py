@@ -104,6 +104,22 @@ def test_a_second_replica_does_not_double_handle_and_takes_over(
                 process.kill()
 
 
+def steal_lease(leases: client.CoordinationV1Api) -> bool | None:
+    """Another holder takes the Lease; None when the replica renewed it between the read and the
+    write (409 Conflict, as for any compare-and-swap), to try again."""
+    stolen = kube.sanitized(leases.read_namespaced_lease("autoscene-operator", "default"))
+    stolen["spec"].update(
+        holderIdentity="thief", renewTime=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    )
+    try:
+        leases.replace_namespaced_lease("autoscene-operator", "default", stolen)
+    except ApiException as error:
+        if error.status == 409:
+            return None
+        raise
+    return True
+
+
 def test_a_replica_that_loses_the_lead_stops_acting_then_leads_again(
     bare_sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -115,11 +131,7 @@ def test_a_replica_that_loses_the_lead_stops_acting_then_leads_again(
         wait_for(lambda: record_ready(bare_sandbox.namespace), 30, "the leader to prepare the record")
         # Another holder takes the Lease (as after an API outage longer than the lease): the replica's
         # renewals fail, it stops acting, and it campaigns again rather than exit.
-        stolen = kube.sanitized(leases.read_namespaced_lease("autoscene-operator", "default"))
-        stolen["spec"].update(
-            holderIdentity="thief", renewTime=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        )
-        leases.replace_namespaced_lease("autoscene-operator", "default", stolen)
+        wait_for(lambda: steal_lease(leases), 30, "the Lease to be taken from the replica")
         wait_for(lambda: "stopped acting after losing the lead" in log.read_text() or None, 30, "the loss")
         wait_for(lambda: lease_holder() == "replica-a" or None, 30, "the replica to lead again")
         assert replica.poll() is None, "the replica exited instead of campaigning again"

@@ -34,6 +34,7 @@ from . import (
 )
 from . import settings as operator_settings
 from .reconciler import Reconciler
+from .status import job_ended
 
 ACTIONS, RECORDS, INVOCATIONS, TRIGGERS = "actions", "records", "invocations", "triggers"
 FILES = files.PLURAL
@@ -377,14 +378,15 @@ async def follow_run_jobs(logger: kopf.Logger, memo: kopf.Memo, **_: Any) -> Non
     async def job_changed(body: dict[str, Any], deleted: bool) -> None:
         """The Job's progress, mirrored into its Invocation (a Job deleted before it ended fails the
         run); a run that succeeded with an output Record goes on to its publish Job, which ends it."""
-        metrics.watch_event("jobs")
         owner = invocations.owner_of(body)
         namespace = body["metadata"].get("namespace")
         if owner is None or namespace is None:
             return
         if owner[1] in memo.finished_runs:
             return  # its run's record is final: nothing a Job event says changes it (no API call needed)
-        job = None if deleted else body
+        # A Job deleted once it ended (its TTL) carries its end: a run's end is read from it, even
+        # when the deletion came before that end was recorded.
+        job = None if deleted and job_ended(body) is None else body
         if outputs.is_publish_job(body):
             await _soon(
                 logger,
@@ -403,7 +405,12 @@ async def follow_run_jobs(logger: kopf.Logger, memo: kopf.Memo, **_: Any) -> Non
                 logger, f"publishing the outputs of {owner[0]}", publishing.start, transition.invocation
             )
 
-    jobwatch.JOBS.start(config.current().namespaces, job_changed)
+    namespaces = config.current().namespaces
+    try:  # as kopf fills its indexes before the first event: the Jobs listed first need no API call
+        memo.finished_runs.update(await asyncio.to_thread(invocations.finished_uids, namespaces))
+    except Exception as error:  # the Job events read their Invocations instead
+        logger.warning(f"listing the finished runs failed: {error}")
+    jobwatch.JOBS.start(namespaces, job_changed)
 
 
 # Actions -----------------------------------------------------------------------------------------

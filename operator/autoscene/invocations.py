@@ -1,7 +1,7 @@
 """Invocations: start each one's Job once, and mirror the Job's progress into the Invocation."""
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
@@ -340,6 +340,19 @@ def resync(namespace: str, job_name: str) -> Transition | None:
         raise
     owner = owner_of(job)
     return None if owner is None else sync_with_job(namespace, job, *owner)
+
+
+def finished_uids(namespaces: Sequence[str]) -> set[str]:
+    """The uids of the Invocations of `namespaces` (empty: all) whose run is final, listed a page at
+    a time."""
+    scopes: Sequence[str | None] = list(namespaces) or [None]
+    return {
+        invocation["metadata"]["uid"]
+        for scope in scopes
+        for page in kube.pages_of_custom(PLURAL, scope)
+        for invocation in page
+        if lifecycle.is_finished(invocation.get("status") or {})
+    }
 
 
 def owner_of(job: Mapping[str, Any]) -> tuple[str, str] | None:

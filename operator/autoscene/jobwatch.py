@@ -18,7 +18,7 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from . import kube, labels, watching
+from . import kube, labels, metrics, watching
 
 logger = logging.getLogger(__name__)
 
@@ -78,11 +78,19 @@ class JobWatch:
         def seen(deleted: bool, job: dict[str, Any]) -> None:  # on a reader thread
             if stopped.is_set():
                 return
+            metrics.watch_event("jobs")
             meta = job["metadata"]
+            # A Job whose label no longer matches the selector leaves the watch with a DELETED event
+            # (the API concepts doc, "Efficient detection of changes"); it still exists.
+            deleted = deleted and (meta.get("labels") or {}).get(labels.MANAGED_BY) == labels.MANAGER
             try:
-                loop.call_soon_threadsafe(latest.put, (meta.get("namespace", ""), meta["name"]), job, deleted)
+                loop.call_soon_threadsafe(put, (meta.get("namespace", ""), meta["name"]), job, deleted)
             except RuntimeError:  # the loop is closed: the operator stopped
                 stopped.set()
+
+        def put(key: JobKey, job: dict[str, Any], deleted: bool) -> None:  # on the loop
+            if not stopped.is_set():  # what the readers sent before the stop is dropped too
+                latest.put(key, job, deleted)
 
         scopes: list[str | None] = list(namespaces) or [None]
         for scope in scopes:

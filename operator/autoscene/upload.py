@@ -138,15 +138,16 @@ def register(
         raise UploadError(f'record "{record}" disappeared during the upload')
     added = timestamps.render_precise(timestamps.now())
 
-    registered, failure = [], None
+    registered, failed = [], []
     for file in uploaded:
         wanted = files.body(owner, file.path, file.size, file.sha256, added, uploader, source)
         try:
             registered.append(_registered(namespace, file, wanted))
         except UploadError as error:
-            failure = failure or error
-    if failure is not None:
-        raise failure
+            failed.append(error)
+    if failed:
+        others = f" ({len(failed) - 1} more files could not be registered either)" if len(failed) > 1 else ""
+        raise UploadError(f"{failed[0]}{others}")
     return registered
 
 
@@ -158,14 +159,17 @@ def _registered(namespace: str, file: UploadedFile, wanted: dict[str, Any]) -> d
     except ApiException as error:
         if error.status != 409:
             raise UploadError(f"{file.path}: could not be registered: {kube.message_of(error)}") from error
-    existing = kube.get_custom(files.PLURAL, namespace, name)
-    if existing is None:
-        raise UploadError(f"{file.path}: its registration was deleted meanwhile; upload it again")
-    change = files.content_changed(existing, wanted)
-    if change is None:
-        return existing
-    path = kube.custom_path(files.PLURAL, namespace, name)
-    return kube.json_of(kube.request_raw("PATCH", path, {"spec": change}, content_type=kube.MERGE_PATCH))
+    try:
+        existing = kube.get_custom(files.PLURAL, namespace, name)
+        if existing is None:
+            raise UploadError(f"{file.path}: its registration was deleted meanwhile; upload it again")
+        change = files.content_changed(existing, wanted)
+        if change is None:
+            return existing
+        path = kube.custom_path(files.PLURAL, namespace, name)
+        return kube.json_of(kube.request_raw("PATCH", path, {"spec": change}, content_type=kube.MERGE_PATCH))
+    except ApiException as error:
+        raise UploadError(f"{file.path}: could not be registered: {kube.message_of(error)}") from error
 
 
 def copy_folder(source: Path, target: Path) -> list[UploadedFile]:

@@ -47,6 +47,7 @@ SYNC_BATCH_SECONDS = 0.25
 # reconciliation waits for the API server (a Pod to create, a status to write); one at a time, a burst
 # of 5,000 Jobs went at the pace of one request's round trip.
 WORKERS = 5
+RETRY_SECONDS = 1.0  # before a failed reconciliation is tried again
 
 
 @dataclass
@@ -63,6 +64,7 @@ class JobState:
     succeeded: int = 0
     failed: int = 0
     finished: bool = False
+    final: dict[str, Any] | None = None  # the finished status decided, until it is written
     deadline_passed: bool = False
 
 
@@ -176,8 +178,11 @@ class LocalJobController:
         while (uid := self._queue.get()) is not None:
             try:
                 self._sync(uid)
-            except Exception:
-                logger.exception("reconciling job %s failed", uid)
+            except Exception as error:  # tried again a little later, as client-go's queues requeue
+                logger.warning(
+                    "reconciling job %s failed, trying again in %s s: %s", uid, RETRY_SECONDS, error
+                )
+                self._schedule(time.monotonic() + RETRY_SECONDS, "sync", uid)
             finally:
                 self._queue.done(uid)
 
@@ -191,6 +196,9 @@ class LocalJobController:
             job, pods, deleted = state.job, dict(state.pods), state.deleted
             state.deleted = {}
         if job["metadata"].get("deletionTimestamp") or state.finished:
+            return
+        if state.final is not None:  # decided, but its write failed: only the write is done again
+            self._write_final(state, job)
             return
         if state.deadline_passed:
             self._stop_at_deadline(state, job, pods)
@@ -290,8 +298,8 @@ class LocalJobController:
         except ApiException as error:
             with self._lock:
                 state.pods.pop(name, None)
-            if error.status != 404:
-                logger.warning("could not create a pod for job %s: %s", job["metadata"]["name"], error)
+            if error.status != 404:  # a Job deleted meanwhile needs no Pod; anything else is tried again
+                raise
             return None
         return pod
 
@@ -305,7 +313,6 @@ class LocalJobController:
         message: str,
         now: str,
     ) -> None:
-        state.finished = True
         conditions = [_condition(interim, reason, message, now), _condition(final, reason, message, now)]
         update: dict[str, Any] = {
             "active": 0,
@@ -316,7 +323,15 @@ class LocalJobController:
         }
         if final == "Complete":
             update["completionTime"] = now
-        self._patch(state, update)
+        state.final = update
+        self._write_final(state, job)
+
+    def _write_final(self, state: JobState, job: dict[str, Any]) -> None:
+        """Finished once written: a failed write is tried again (`_work`), and nothing decided anew."""
+        if state.final is None:
+            return
+        self._patch(state, state.final)
+        state.finished = True
         self._schedule_ttl(job)
 
     def _deadline_passed(self, uid: str) -> None:

@@ -165,20 +165,24 @@ class LocalKubelet:
         self._known: dict[tuple[str, str], dict[str, Any]] = {}
         self._told: dict[str, str] = {}  # uid → why the Pod waits, as last reported
         self._given_up: set[str] = set()
-        self._threads: list[threading.Thread] = []
+        self._follower: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []  # the Pods' threads
         self._threads_kept = 64  # how many there were after the last letting go
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        thread = threading.Thread(target=self._follow_pods, name="local-kubelet", daemon=True)
-        thread.start()
-        self._keep(thread)
+        self._follower = threading.Thread(target=self._follow_pods, name="local-kubelet", daemon=True)
+        self._follower.start()
 
     def stop(self) -> None:
         self._stop.set()
         for pod in list(self._pods.values()):
             pod.deleted.set()
-        for thread in self._threads:
+        if self._follower is not None:
+            self._follower.join(timeout=10)  # then no Pod is admitted any more
+        for pod in list(self._pods.values()):
+            pod.deleted.set()
+        for thread in list(self._threads):
             thread.join(timeout=10)
         for pod in list(self._pods.values()):
             shutil.rmtree(pod.folder, ignore_errors=True)
@@ -340,7 +344,7 @@ class LocalKubelet:
         self._keep(thread)
 
     def _keep(self, thread: threading.Thread) -> None:
-        """Keep the thread to join at stop; the ended ones are let go whenever the list has doubled
+        """Keep a Pod's thread to join at stop; the ended ones are let go whenever the list has doubled
         since (so a kubelet that ran 100,000 Pods does not hold 100,000 threads, at a cost per Pod
         that does not grow)."""
         self._threads.append(thread)
