@@ -106,7 +106,11 @@ class LocalJobController:
 
     def _follow_jobs(self) -> None:
         watching.follow(
-            self._batch.list_job_for_all_namespaces, self._on_job, self._on_job_deleted, self._stop
+            self._batch.list_job_for_all_namespaces,
+            self._on_job,
+            self._on_job_deleted,
+            self._stop,
+            self._forget_jobs_not_listed,
         )
 
     def _follow_pods(self) -> None:
@@ -115,8 +119,38 @@ class LocalJobController:
             self._on_pod,
             self._on_pod_deleted,
             self._stop,
+            self._forget_pods_not_listed,
             label_selector=CONTROLLER_UID,
         )
+
+    def _forget_jobs_not_listed(self, listed: list[tuple[str, str, str]]) -> None:
+        """After a full listing (a start, or a relist after the watch broke): the Jobs deleted
+        meanwhile, whose DELETED events no watch delivered, are forgotten."""
+        present = {uid for _, _, uid in listed}
+        with self._lock:
+            for uid in [uid for uid in self._jobs if uid not in present]:
+                del self._jobs[uid]
+
+    def _forget_pods_not_listed(self, listed: list[tuple[str, str, str]]) -> None:
+        """After a full listing: a Pod deleted meanwhile is taken as deleted, as its event would have
+        been (a Job whose only Pod went in that gap would otherwise wait for it forever)."""
+        present = {(namespace, name) for namespace, name, _ in listed}
+        gone: list[str] = []
+        with self._lock:
+            for uid, state in self._jobs.items():
+                namespace = state.job["metadata"]["namespace"]
+                # Only Pods a watch showed: one being created (no resourceVersion yet) may postdate it.
+                missing = [
+                    name
+                    for name, pod in state.pods.items()
+                    if (namespace, name) not in present and pod["metadata"].get("resourceVersion")
+                ]
+                for name in missing:
+                    state.deleted[name] = state.pods.pop(name)
+                if missing and not state.finished:
+                    gone.append(uid)
+        for uid in gone:
+            self._sync_soon(uid)
 
     def _on_job(self, job: dict[str, Any]) -> None:
         uid = job["metadata"]["uid"]

@@ -1,6 +1,7 @@
-"""The sandbox controllers' work queue, against client-go's workqueue guarantees
-(k8s.io/client-go/util/workqueue): a key waits once however often it is added, is handed to one
-worker at a time, and comes back once more if it was added while being processed."""
+"""The sandbox's Job controller: its work queue, against client-go's workqueue guarantees
+(k8s.io/client-go/util/workqueue: a key waits once however often it is added, is handed to one worker
+at a time, and comes back once more if it was added while being processed), and what a relisting
+tells it."""
 
 import threading
 import time
@@ -69,3 +70,35 @@ def test_workers_process_different_keys_side_by_side_and_end_at_shut_down() -> N
         worker.join(timeout=5)
     assert not any(worker.is_alive() for worker in workers)
     assert most > 1
+
+
+def test_after_a_relisting_the_job_controller_forgets_what_went_in_the_gap() -> None:
+    """Objects deleted while the watch was down send no DELETED event: the full listing that follows
+    tells them (as client-go's reflector replaces its store). A Pod being created (no
+    resourceVersion yet) may postdate the listing and is kept."""
+    from kubernetes import client
+
+    from autoscene.sandbox.jobcontroller import JobState, LocalJobController
+
+    controller = LocalJobController(client.ApiClient())
+    scheduled: list[str] = []
+    controller._sync_soon = scheduled.append  # type: ignore[method-assign,assignment]
+
+    def pod(name: str, version: str | None) -> dict[str, object]:
+        meta: dict[str, object] = {"name": name, "namespace": "ns"}
+        if version:
+            meta["resourceVersion"] = version
+        return {"metadata": meta, "status": {"phase": "Running"}}
+
+    running = JobState({"metadata": {"name": "a", "namespace": "ns", "uid": "ua"}, "spec": {}})
+    running.pods = {"a-gone": pod("a-gone", "7"), "a-kept": pod("a-kept", "8"), "a-new": pod("a-new", None)}
+    controller._jobs = {
+        "ua": running,
+        "ub": JobState({"metadata": {"name": "b", "namespace": "ns", "uid": "ub"}}),
+    }
+    controller._forget_jobs_not_listed([("ns", "a", "ua")])
+    assert list(controller._jobs) == ["ua"]
+    controller._forget_pods_not_listed([("ns", "a-kept", "p2")])
+    assert sorted(running.pods) == ["a-kept", "a-new"]
+    assert list(running.deleted) == ["a-gone"]
+    assert scheduled == ["ua"]
