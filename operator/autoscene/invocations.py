@@ -251,12 +251,9 @@ def cancel(invocation: Mapping[str, Any]) -> Transition | None:
 def _keep_log_so_far(invocation: Mapping[str, Any], job_name: str) -> None:
     """Keep what a run's action wrote until now (`logkeeping`), before its Job and Pods go."""
     meta = invocation["metadata"]
-    try:
-        job = kube.sanitized(kube.batch().read_namespaced_job(job_name, meta["namespace"]))
-    except ApiException as error:
-        if error.status == 404:
-            return
-        raise
+    job = read_job(meta["namespace"], job_name)
+    if job is None:
+        return
     log = newest_log(meta["namespace"], job_pods(meta["namespace"], job_name), jobs.ACTION_CONTAINER)
     claim = claim_of_job(job)
     if log and claim:
@@ -332,14 +329,21 @@ def observed_status(job: Mapping[str, Any], logs: list[bytes] | None = None) -> 
 
 def resync(namespace: str, job_name: str) -> Transition | None:
     """Mirror the Job of that name into its Invocation again (read afresh: its Pod changed, not it)."""
+    job = read_job(namespace, job_name)
+    if job is None:
+        return None
+    owner = owner_of(job)
+    return None if owner is None else sync_with_job(namespace, job, *owner)
+
+
+def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    """The Job as the API holds it now, or None when it does not exist."""
     try:
-        job = kube.sanitized(kube.batch().read_namespaced_job(job_name, namespace))
+        return kube.sanitized(kube.batch().read_namespaced_job(name, namespace))
     except ApiException as error:
         if error.status == 404:
             return None
         raise
-    owner = owner_of(job)
-    return None if owner is None else sync_with_job(namespace, job, *owner)
 
 
 def finished_uids(namespaces: Sequence[str]) -> set[str]:

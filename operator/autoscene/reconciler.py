@@ -107,7 +107,7 @@ def _repair(invocation: dict[str, Any]) -> bool:
     elif current.get("reason") == outputs.REGISTERING:
         return _repair_publishing(invocation)
     elif current.get("jobName") and current.get("phase") not in status.FINISHED:
-        job = _job(meta["namespace"], current["jobName"])
+        job = invocations.read_job(meta["namespace"], current["jobName"])
         return invocations.sync_with_job(meta["namespace"], job, meta["name"], meta["uid"]) is not None
     return False
 
@@ -122,7 +122,7 @@ def _repair_publishing(invocation: dict[str, Any]) -> bool:
             return publishing.start(invocation) is not None
         except invocations.NotReady:
             return False
-    job = _job(meta["namespace"], job_name)
+    job = invocations.read_job(meta["namespace"], job_name)
     return publishing.sync_with_publish_job(meta["namespace"], job, meta["name"], meta["uid"]) is not None
 
 
@@ -159,12 +159,3 @@ def _objects(plural: str, namespaces: Sequence[str] | None, done: Pass) -> Itera
         except ApiException as error:  # an expired continue token, a failing server: next pass
             logger.warning("listing %s in %s failed: %s", plural, namespace or "all namespaces", error)
             done.failures += 1
-
-
-def _job(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return kube.sanitized(kube.batch().read_namespaced_job(name, namespace))
-    except ApiException as error:
-        if error.status == 404:
-            return None
-        raise
