@@ -76,9 +76,8 @@ class LocalJobController:
         self._batch = client.BatchV1Api(api)
         self._core = client.CoreV1Api(api)
         self._stop = threading.Event()
-        self._lock = (
-            threading.Lock()
-        )  # the states' watched parts and the table of Jobs; never held for a request
+        # The states' watched parts and the table of Jobs; never held for a request.
+        self._lock = threading.Lock()
         self._jobs: dict[str, JobState] = {}  # by Job uid
         self._queue: WorkQueue[str] = WorkQueue()  # Job uids to reconcile
         self._timers: list[tuple[float, int, str, str]] = []  # (when, tiebreak, what, job uid)
@@ -146,7 +145,7 @@ class LocalJobController:
                     if (namespace, name) not in present and pod["metadata"].get("resourceVersion")
                 ]
                 for name in missing:
-                    state.deleted[name] = state.pods.pop(name)
+                    _take_as_deleted(state, state.pods[name])
                 if missing and not state.finished:
                     gone.append(uid)
         for uid in gone:
@@ -188,9 +187,7 @@ class LocalJobController:
             state = self._jobs.get(uid or "")
             if state is None or state.finished:
                 return
-            name = pod["metadata"]["name"]
-            state.pods.pop(name, None)
-            state.deleted[name] = pod  # as it was when deleted
+            _take_as_deleted(state, pod)  # as it was when deleted
         self._sync_soon(uid or "")
 
     def _sync_soon(self, uid: str) -> None:
@@ -450,6 +447,13 @@ class LocalJobController:
                 handlers[what](uid)
             except Exception:
                 logger.exception("job %s timer (%s) failed", uid, what)
+
+
+def _take_as_deleted(state: JobState, pod: dict[str, Any]) -> None:
+    """The Pod is gone: the next reconciliation counts its end (under the controller's lock)."""
+    name = pod["metadata"]["name"]
+    state.pods.pop(name, None)
+    state.deleted[name] = pod
 
 
 def _pod_for(job: Mapping[str, Any]) -> dict[str, Any]:
