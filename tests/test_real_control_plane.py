@@ -125,11 +125,20 @@ def test_logs_and_exec_go_through_the_api_server_to_the_node(
 ) -> None:
     script = "for i in 1 2 3 4 5; do echo line $i; done; sleep 30"
     real_cluster.kubectl_apply([restricted_pod("talker", "sh", "-c", script)], namespace)
+    answers: list[str] = []
+
+    def log_read() -> bool | None:
+        # A bounded wait per try: a read that hangs is tried again, and said below if none succeeds.
+        read = kubectl(real_cluster, "logs", "-n", namespace, "talker", "--request-timeout=20s")
+        answers.append(read.stderr.strip())
+        return "line 5" in read.stdout or None
+
     wait_for(
-        lambda: "line 5" in kubectl(real_cluster, "logs", "-n", namespace, "talker").stdout or None,
-        120,
+        log_read,
+        60,
         "the Pod's log",
-        explain=lambda: pod_story(real_cluster, namespace, "talker"),
+        explain=lambda: f"kubectl said: {answers[-3:]}\n{pod_story(real_cluster, namespace, 'talker')}\n"
+        f"kube-apiserver's log:\n{real_cluster.plane.log_tail('kube-apiserver')}",
     )
     tail = kubectl(real_cluster, "logs", "-n", namespace, "talker", "--tail=2")
     assert tail.stdout.splitlines() == ["line 4", "line 5"]

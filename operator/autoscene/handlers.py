@@ -145,6 +145,9 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.stop()
     if "files" in memo:
         memo.files.stop()
+    for tally in ("record_totals", "trigger_history"):
+        if tally in memo:
+            memo[tally].stop()
     podwatch.PODS.stop()
     jobwatch.JOBS.stop()
     if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit

@@ -22,23 +22,38 @@ class Tally:
     """Writes `summarize(index[key])` into the status of `plural` `key`, at most once per `delay`.
 
     `changed` is called from the operator's event loop with the live index whenever an entry under
-    `key` may have changed; a failed write is tried again `delay` seconds later.
+    `key` may have changed; a failed write is tried again `delay` seconds later. `stop` (at the
+    operator's cleanup) drops the writes not yet made: the loop closes its thread pool right after.
     """
 
     def __init__(self, plural: str, summarize: Summary, delay: float = 1.0) -> None:
         self.plural, self.summarize, self.delay = plural, summarize, delay
-        self._due: set[Key] = set()
+        self._due: dict[Key, asyncio.TimerHandle] = {}
+        self._writing: set[asyncio.Task[None]] = set()
         self._written: dict[Key, dict[str, Any]] = {}
+        self._stopped = False
 
     def changed(self, key: Key, index: Mapping[Any, Iterable[Any]]) -> None:
-        if key in self._due:
+        if key in self._due or self._stopped:
             return
-        self._due.add(key)
         loop = asyncio.get_running_loop()
-        loop.call_later(self.delay, lambda: loop.create_task(self._write(key, index)))
+        self._due[key] = loop.call_later(self.delay, self._start_writing, key, index)
+
+    def stop(self) -> None:
+        self._stopped = True
+        for timer in self._due.values():
+            timer.cancel()
+        self._due.clear()
+        for task in self._writing:
+            task.cancel()
+
+    def _start_writing(self, key: Key, index: Mapping[Any, Iterable[Any]]) -> None:
+        task = asyncio.get_running_loop().create_task(self._write(key, index))
+        self._writing.add(task)
+        task.add_done_callback(self._writing.discard)
 
     async def _write(self, key: Key, index: Mapping[Any, Iterable[Any]]) -> None:
-        self._due.discard(key)
+        self._due.pop(key, None)
         summary = self.summarize(index.get(key, ()))
         if self._written.get(key) == summary:
             return

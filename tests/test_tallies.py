@@ -1,0 +1,54 @@
+"""Counts written into a status from an index (`tallies.Tally`): one write per burst, none after stop."""
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+
+from autoscene import kube, tallies
+
+
+def count(entries: Iterable[Any]) -> dict[str, Any]:
+    return {"count": len(list(entries))}
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str, dict[str, Any]]]:
+    made: list[tuple[str, str, str, dict[str, Any]]] = []
+    monkeypatch.setattr(kube, "patch_custom_status", lambda *call: made.append(call))
+    return made
+
+
+def test_a_burst_of_changes_makes_one_write_of_the_last_count(writes: list[Any]) -> None:
+    async def burst() -> None:
+        tally = tallies.Tally("records", count, delay=0.05)
+        index: dict[tuple[str, str], list[int]] = {("ns", "r"): []}
+        for n in range(5):
+            index[("ns", "r")].append(n)
+            tally.changed(("ns", "r"), index)
+        await asyncio.sleep(0.3)
+        tally.changed(("ns", "r"), index)  # nothing new: not written again
+        await asyncio.sleep(0.3)
+
+    asyncio.run(burst())
+    assert writes == [("records", "ns", "r", {"count": 5})]
+
+
+def test_a_stopped_tally_drops_its_pending_writes_and_leaves_no_error(
+    writes: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The operator's loop shuts its thread pool down after cleanup: a write started then would fail
+    with "Executor shutdown has been called" in a task nobody awaits."""
+
+    async def stopped_before_the_write() -> None:
+        tally = tallies.Tally("records", count, delay=0.05)
+        tally.changed(("ns", "r"), {("ns", "r"): [1]})
+        tally.stop()
+        await asyncio.sleep(0.2)
+        tally.changed(("ns", "r"), {("ns", "r"): [1, 2]})  # after stop: ignored
+        await asyncio.sleep(0.2)
+
+    asyncio.run(stopped_before_the_write())
+    assert writes == []
+    assert "exception was never retrieved" not in caplog.text
