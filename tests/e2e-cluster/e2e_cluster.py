@@ -378,8 +378,25 @@ def operator_problem() -> str | None:
             OPERATOR_NAMESPACE, label_selector=f"app.kubernetes.io/name={OPERATOR}"
         )
         why = "; ".join(pod_problems(kube.sanitized(pod) for pod in pods.items)) or "its Pod is not ready"
-        return f'the operator Deployment "{OPERATOR}" has no available replica: {why}'
+        return f'the operator Deployment "{OPERATOR}" has no available replica: {why}{last_words(pods.items)}'
     return None
+
+
+def last_words(pods: list[Any], lines: int = 15) -> str:
+    """The end of the log of a Pod's container that ended and was restarted (`kubectl logs --previous`):
+    why an operator in CrashLoopBackOff exits."""
+    said = []
+    for pod in pods:
+        if not any((status.restart_count or 0) for status in pod.status.container_statuses or []):
+            continue
+        try:
+            log = kube.core().read_namespaced_pod_log(
+                pod.metadata.name, pod.metadata.namespace, previous=True, tail_lines=lines
+            )
+        except ApiException as error:
+            log = f"(its previous log could not be read: {error.reason})"
+        said.append(f"\nthe last log of {pod.metadata.name}'s previous container:\n{log}")
+    return "".join(said)
 
 
 class Cluster:
