@@ -2,8 +2,10 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +15,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from autoscene import kube, labels
-from autoscene.leader import held_spec, is_free_for
+from autoscene.leader import LeaderElector, held_spec, is_free_for
 from autoscene.sample_video import make_sample_video
 from autoscene.sandbox.demo import sample_manifests
 from autoscene.sandbox.session import Sandbox, wait_for
@@ -36,6 +38,25 @@ def test_a_lease_is_free_when_unheld_own_or_lapsed_by_our_own_clock() -> None:
     assert renewed["acquireTime"] == held["acquireTime"] and renewed["leaseTransitions"] == 1
     assert renewed["renewTime"] != held["renewTime"]
     assert held_spec(renewed, "b", NOW + timedelta(seconds=30), 15)["leaseTransitions"] == 2
+
+
+def test_releasing_the_lease_gives_up_when_the_api_server_does_not_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stopping replica must not hang on a server that accepted its connection and never answers
+    (its etcd gone, say): the release is bounded and said, and the Lease lapses instead."""
+    silent = socket.create_server(("127.0.0.1", 0))
+    configuration = client.Configuration()
+    configuration.host = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    elector = LeaderElector(client.ApiClient(configuration), "default", "lease", "me", 3, 1)
+    released = threading.Thread(target=elector.release, daemon=True)
+    try:
+        released.start()
+        released.join(timeout=30)  # not a timing check: before the fix it never returned
+        assert not released.is_alive()
+        assert "could not release the Lease" in caplog.text
+    finally:
+        silent.close()
 
 
 @pytest.fixture

@@ -132,15 +132,22 @@ class LeaderElector:
                 return
 
     def release(self) -> None:
-        """Give the Lease up on a clean stop, so another replica takes over at once."""
+        """Give the Lease up on a clean stop, so another replica takes over at once. Best effort, each
+        call bounded: a stop never waits on an API server that does not answer (the Lease then lapses
+        on its own)."""
         try:
-            current = self._sanitize(self._api.read_namespaced_lease(self.name, self.namespace))
+            lease = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=self._timeout)
+            current = self._sanitize(lease)
             if (current.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             spec = {**current["spec"], "holderIdentity": None, "leaseDurationSeconds": 1}
-            self._api.replace_namespaced_lease(self.name, self.namespace, {**current, "spec": spec})
+            self._api.replace_namespaced_lease(
+                self.name, self.namespace, {**current, "spec": spec}, _request_timeout=self._timeout
+            )
         except ApiException as error:
             logger.warning("could not release the Lease: %s", error.reason)
+        except Exception as error:  # a timeout or a refused connection: the Lease lapses instead
+            logger.warning("could not release the Lease: %s", error)
 
     def _attempt(self) -> bool:
         try:
