@@ -137,8 +137,10 @@ def test_logs_and_exec_go_through_the_api_server_to_the_node(
         log_read,
         60,
         "the Pod's log",
-        explain=lambda: f"kubectl said: {answers[-3:]}\n{pod_story(real_cluster, namespace, 'talker')}\n"
-        f"kube-apiserver's log:\n{real_cluster.plane.log_tail('kube-apiserver')}",
+        explain=lambda: (
+            f"kubectl said: {answers[-3:]}\n{pod_story(real_cluster, namespace, 'talker')}\n"
+            f"kube-apiserver's log:\n{real_cluster.plane.log_tail('kube-apiserver')}"
+        ),
     )
     tail = kubectl(real_cluster, "logs", "-n", namespace, "talker", "--tail=2")
     assert tail.stdout.splitlines() == ["line 4", "line 5"]
