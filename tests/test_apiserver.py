@@ -22,6 +22,7 @@ from autoscene.sandbox.apiserver_http import WatchLines
 from autoscene.sandbox.apiserver_patches import strategic_merge_patch
 from autoscene.sandbox.apiserver_store import ObjectStore
 from autoscene.sandbox.apiserver_tables import human_duration, json_path_value
+from autoscene.sandbox.controlplane import KUBE_VERSION
 
 GROUP, VERSION, PLURAL = "example.com", "v1", "widgets"
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -659,7 +660,9 @@ def test_bad_selectors_are_400(core: Any) -> None:
 
 
 def test_pod_log_serves_the_recorded_text(server: EmbeddedApiServer, core: Any) -> None:
-    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {"containers": []}})
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+    )
     assert core.read_namespaced_pod_log("p", "default") == ""
     server.set_pod_log("default", "p", "one\ntwo\nthree\n")
     assert core.read_namespaced_pod_log("p", "default") == "one\ntwo\nthree\n"
@@ -670,7 +673,9 @@ def test_pod_log_serves_the_recorded_text(server: EmbeddedApiServer, core: Any) 
 
 
 def test_pod_log_follows_until_the_pod_finishes(server: EmbeddedApiServer, core: Any) -> None:
-    core.create_namespaced_pod("default", {"metadata": {"name": "p"}, "spec": {"containers": []}})
+    core.create_namespaced_pod(
+        "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}]}}
+    )
     server.set_pod_log("default", "p", "first\n")
 
     def finish() -> None:
@@ -899,3 +904,22 @@ def test_each_change_is_encoded_once_for_all_its_watchers() -> None:
     changed = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "8"}, "spec": {"x": 1}}
     assert json.loads(lines.line("MODIFIED", changed))["object"]["spec"] == {"x": 1}
     assert lines.line("MODIFIED", pod) is not first  # the oldest line was let go of (kept=2)
+
+
+@requires_kubectl
+def test_kubectl_of_the_control_planes_release_warns_of_no_version_skew(
+    server: EmbeddedApiServer, tmp_path: Path
+) -> None:
+    """kubectl warns on every command when the server is more than one minor release away from it
+    ("version difference between client and server exceeds the supported minor version skew")."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(kubeconfig), "version", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    client_version = json.loads(done.stdout)["clientVersion"]["gitVersion"]
+    if not client_version.startswith(KUBE_VERSION.rpartition(".")[0] + "."):
+        pytest.skip(f"kubectl on PATH is {client_version}; the control plane's release is {KUBE_VERSION}")
+    assert "version difference" not in done.stderr, done.stderr

@@ -1,9 +1,14 @@
 """A run's log kept on its Record's volume, so that it outlives the Job: end to end on both servers."""
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes.client.exceptions import ApiException
 
 from autoscene import GROUP, VERSION, kube, logkeeping
 from autoscene.sandbox.session import wait_for
@@ -105,3 +110,66 @@ def test_a_running_pods_log_is_read_and_followed_as_it_is_written(api_namespace:
         assert followed.data.decode() == "first\nsecond\n"  # read until the container ended
     finally:
         followed.release_conn()
+
+
+def test_a_pods_log_is_one_containers_and_previous_reads_the_instance_before_a_restart(
+    api_namespace: ApiNamespace,
+) -> None:
+    """A log request reads one container: the Pod's only one, else the one named, else a 400 naming
+    them (kube-apiserver, pkg/registry/core/pod/strategy.go); `previous` reads what the last instance
+    wrote before a restart, a 400 when there was none (the kubelet's answer). Kubernetes docs,
+    "kubectl logs": `-c`, `-p`."""
+    namespace, core = api_namespace.namespace, kube.core()
+
+    def container(name: str, script: str) -> dict[str, Any]:
+        return {"name": name, "image": "busybox:1.36.1", "command": ["sh", "-c", script]}
+
+    pair = {
+        "metadata": {"name": "pair"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [container("one", "echo from one"), container("two", "echo from two")],
+        },
+    }
+    # Restarted after each failure: every instance says its own process id.
+    flaky = {
+        "metadata": {"name": "flaky"},
+        "spec": {"restartPolicy": "OnFailure", "containers": [container("main", "echo from $$; exit 1")]},
+    }
+    core.create_namespaced_pod(namespace, pair)
+    core.create_namespaced_pod(namespace, flaky)
+
+    def refused(name: str, **options: Any) -> str:
+        with pytest.raises(ApiException) as error:
+            core.read_namespaced_pod_log(name, namespace, **options)
+        assert error.value.status == 400, error.value
+        return str(json.loads(error.value.body)["message"])
+
+    assert refused("pair") == "a container name must be specified for pod pair, choose one of: [one two]"
+    assert refused("pair", container="three") == "container three is not valid for pod pair"
+    for name in ("one", "two"):
+        said = wait_for(
+            lambda name=name: core.read_namespaced_pod_log("pair", namespace, container=name) or None,
+            60,
+            f"{name}'s line",
+        )
+        assert said == f"from {name}\n"
+    assert refused("pair", container="one", previous=True) == (
+        'previous terminated container "one" in pod "pair" not found'
+    )
+
+    def restarted_and_writing() -> tuple[str, str] | None:
+        statuses = core.read_namespaced_pod("flaky", namespace).status.container_statuses or []
+        if not any(status.restart_count >= 1 for status in statuses):
+            return None
+        try:
+            last = core.read_namespaced_pod_log("flaky", namespace, previous=True)
+        except ApiException:
+            return None
+        current = core.read_namespaced_pod_log("flaky", namespace)
+        return (last, current) if last and current else None
+
+    last, current = wait_for(restarted_and_writing, 90, "the container restarted and writing again")
+    # One instance's line each, not the lines of every instance so far.
+    assert last.startswith("from ") and len(last.splitlines()) == 1, last
+    assert current.startswith("from ") and len(current.splitlines()) == 1, current

@@ -46,6 +46,7 @@ from .apiserver_http import (
     is_metadata_path,
     json_response,
     list_document,
+    log_container,
     log_tail,
     openapi_group_version,
     parse_resource_path,
@@ -60,6 +61,7 @@ from .apiserver_http import (
 )
 from .apiserver_patches import APPLY_PATCH, STRATEGIC_MERGE_PATCH, parse_patch, patcher_for
 from .apiserver_resources import (
+    KUBERNETES_RELEASE,
     PODS,
     ResourceType,
     api_error,
@@ -81,9 +83,9 @@ from .apiserver_tables import table_of, wants_table
 logger = logging.getLogger(__name__)
 
 _SERVER_VERSION = {
-    "major": "1",
-    "minor": "32",
-    "gitVersion": "v1.32.0",
+    "major": KUBERNETES_RELEASE.removeprefix("v").split(".")[0],
+    "minor": KUBERNETES_RELEASE.split(".")[1],
+    "gitVersion": KUBERNETES_RELEASE,
     "gitCommit": "",
     "gitTreeState": "clean",
     "buildDate": "2025-01-01T00:00:00Z",
@@ -93,6 +95,8 @@ _SERVER_VERSION = {
 }
 _HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 _FINISHED_POD_PHASES = ("Succeeded", "Failed")
+# (namespace, pod, container, previous) → what the node has of that container's output, or None.
+LogSource = Callable[[str, str, str, bool], str | None]
 _LOG_FOLLOW_INTERVAL = 0.2
 
 
@@ -107,9 +111,10 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     """
 
     store: ObjectStore = attrs.field(factory=ObjectStore, init=False)
+    # The node's logs, as a kubelet serves them: (namespace, pod, container, previous) → text, None when
+    # it has none. Without a node, what `set_pod_log` recorded.
+    log_source: LogSource | None = attrs.field(default=None, init=False)
     pod_logs: dict[tuple[str, str], str] = attrs.field(factory=dict, init=False)
-    # What a running Pod's containers have written so far (the kubelet's files), None when it does not run.
-    running_log: Callable[[str, str], str | None] | None = attrs.field(default=None, init=False)
     exec_handler: ExecHandler | None = attrs.field(default=None, init=False)
     server_address: str = "127.0.0.1:0"
     _closing: bool = attrs.field(default=False, init=False)
@@ -120,16 +125,15 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         self.store.removal_listeners.append(self._forget_pod_log)
 
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
-        """Record the log text of a pod, served by GET …/pods/<name>/log (safe to call from any thread)."""
+        """Record the log text of a Pod's container on a server with no node (no `log_source`), served
+        by GET …/pods/<name>/log (safe to call from any thread)."""
         self.pod_logs[namespace, name] = text
 
-    def log_of(self, namespace: str, name: str) -> str:
-        """A Pod's log: as its kubelet recorded it at the end, else as its running containers write it
-        (so that `kubectl logs -f` streams as the run goes, as from a node)."""
-        ended = self.pod_logs.get((namespace, name))
-        if ended is not None or self.running_log is None:
-            return ended or ""
-        return self.running_log(namespace, name) or ""
+    def container_log(self, namespace: str, name: str, container: str, previous: bool) -> str | None:
+        """What the container wrote (its last instance's, with `previous`); None when the node has none."""
+        if self.log_source is not None:
+            return self.log_source(namespace, name, container, previous)
+        return None if previous else self.pod_logs.get((namespace, name))
 
     def _forget_pod_log(self, group_resource: tuple[str, str], obj: Object) -> None:
         if group_resource == PODS:
@@ -482,19 +486,27 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
     async def _pod_log(
         self, raw_request: aiohttp.web.BaseRequest, resource: ResourceType, target: ApiTarget
     ) -> aiohttp.web.StreamResponse:
+        """GET …/pods/<name>/log: the container kube-apiserver would pick (`log_container`), as its
+        node has it; `previous` reads the instance before the last restart, `follow` streams until the
+        Pod ends."""
         assert target.namespace is not None and target.name is not None
-        self.store.get(resource, target.namespace, target.name)
         key = (target.namespace, target.name)
-        sent = self.log_of(*key)  # read once: a running Pod's log may grow before a second read
-        text = log_tail(sent, raw_request.query)
-        if raw_request.query.get("follow") != "true":
+        query = raw_request.query
+        container = log_container(self.store.get(resource, *key), query.get("container"))
+        previous = query.get("previous") == "true"
+        read = self.container_log(*key, container, previous)
+        if read is None and previous:  # the kubelet's answer (kuberuntime), passed on as a 400
+            raise bad_request(f'previous terminated container "{container}" in pod "{target.name}" not found')
+        sent = read or ""  # read once: a running Pod's log may grow before a second read
+        text = log_tail(sent, query)
+        if query.get("follow") != "true" or previous:
             return aiohttp.web.Response(text=text, content_type="text/plain")
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(raw_request)
         await response.write(text.encode())
         while not self._closing:
             pod = self.store.find(PODS, *key)
-            current = self.log_of(*key) or sent
+            current = self.container_log(*key, container, False) or sent
             if current != sent:
                 await response.write((current[len(sent) :] if current.startswith(sent) else current).encode())
                 sent = current
@@ -563,10 +575,9 @@ class EmbeddedApiServer:
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         self.emulator.set_pod_log(namespace, name, text)
 
-    def set_running_log(self, source: Callable[[str, str], str | None] | None) -> None:
-        """Where the log of a running Pod is read, (namespace, name) → its text so far or None (the
-        kubelet's); an ended Pod's is what `set_pod_log` recorded."""
-        self.emulator.running_log = source
+    def set_log_source(self, source: LogSource | None) -> None:
+        """Where Pods' logs are read: the node's (a kubelet's `container_log`), or None for none."""
+        self.emulator.log_source = source
 
     def set_exec_handler(self, handler: ExecHandler | None) -> None:
         """Who runs the commands of `pods/<name>/exec` (a coroutine function run on the server's loop)."""

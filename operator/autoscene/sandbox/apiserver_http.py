@@ -102,6 +102,30 @@ def continued(token: str) -> tuple[tuple[str, str], str]:
         raise bad_request(f"continue key is not valid: {error}") from error
 
 
+def log_container(pod: Mapping[str, Any], requested: str | None) -> str:
+    """The container a Pod log request reads, as kube-apiserver picks it (LogLocation in
+    pkg/registry/core/pod/strategy.go): the one named, if it is one of the Pod's containers, init or
+    ephemeral containers; else the Pod's only container. 400 otherwise, with kube-apiserver's message."""
+    spec, name = pod.get("spec") or {}, pod["metadata"]["name"]
+
+    def names(key: str) -> list[str]:
+        return [str(container.get("name")) for container in spec.get(key) or []]
+
+    containers, init = names("containers"), names("initContainers")
+    if requested:
+        if requested in (*containers, *init, *names("ephemeralContainers")):
+            return requested
+        raise bad_request(f"container {requested} is not valid for pod {name}")
+    if len(containers) == 1:
+        return containers[0]
+    if not containers:
+        raise bad_request(f"a container name must be specified for pod {name}")
+    message = f"a container name must be specified for pod {name}, choose one of: [{' '.join(containers)}]"
+    if init:
+        message += f" or one of the init containers: [{' '.join(init)}]"
+    raise bad_request(message)
+
+
 def log_tail(text: str, query: Mapping[str, str]) -> str:
     if (lines := query.get("tailLines")) is not None and lines.isdigit():
         kept = text.splitlines(keepends=True)[-int(lines) :] if int(lines) else []

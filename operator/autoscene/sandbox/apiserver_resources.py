@@ -6,6 +6,11 @@ from typing import Any
 
 from kmock import KubernetesError
 
+#: The Kubernetes release this server answers as (`/version`, the OpenAPI document): the one its
+#: behaviour is checked against (the real control plane of tests/test_conformance.py), so that kubectl
+#: of that release sees no version skew.
+KUBERNETES_RELEASE = "v1.37.2"
+
 GroupResource = tuple[str, str]  # (group, plural): objects are shared by all served versions
 ResourceKey = tuple[str, str, str]  # (group, version, plural): one served endpoint
 
@@ -488,5 +493,5 @@ def openapi_group_version_document(group: str, version: str, types: Iterable[Res
             schemas[openapi_schema_name(group, version, resource.kind)] = _openapi_schema(resource)
     if schemas:
         schemas[OBJECT_META] = _OBJECT_META_SCHEMA
-    info = {"title": "Kubernetes", "version": "v1.32.0"}
+    info = {"title": "Kubernetes", "version": KUBERNETES_RELEASE}
     return {"openapi": "3.0.0", "info": info, "paths": paths, "components": {"schemas": schemas}}

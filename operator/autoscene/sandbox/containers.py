@@ -27,7 +27,6 @@ from typing import Any
 TERMINATION_MESSAGE_LIMIT = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
-LogSink = Callable[[str, str, str], None]
 # Every Pod here shares the host network: the address of the node, and of each Pod.
 LOCAL_IP = "127.0.0.1"
 # Volumes that live in the Pod's own folder: emptyDirs, and those the kubelet writes from the API.

@@ -33,11 +33,12 @@ import yaml
 
 from .. import paths
 from . import pki as pki_module
+from .apiserver_resources import KUBERNETES_RELEASE
 from .service import Service
 
 logger = logging.getLogger(__name__)
 
-KUBE_VERSION = "v1.37.2"
+KUBE_VERSION = KUBERNETES_RELEASE
 #: Where `hack/build-control-plane.sh` puts the binaries; AUTOSCENE_CONTROL_PLANE_DIR overrides it.
 DIRECTORY_VARIABLE = "AUTOSCENE_CONTROL_PLANE_DIR"
 NODE_NAME = "autoscene-node"

@@ -47,7 +47,6 @@ from .apiserver_exec import ExecChannels, ExecFailure, ExecRequest
 from .containers import (
     LOCAL_IP,
     LocalImage,
-    LogSink,
     UnrunnableContainer,
     container_command,
     container_environment,
@@ -145,7 +144,6 @@ class LocalKubelet:
         images: Mapping[str, LocalImage],
         *,
         field_selector: str = "",
-        log_sink: LogSink | None = None,
         service: tuple[str, int] | None = None,
         confirm_deletion: bool = False,
         hosts: Mapping[str, list[str]] | None = None,
@@ -155,7 +153,6 @@ class LocalKubelet:
         self._volumes = volumes
         self._images = dict(images)
         self._selectors: dict[str, Any] = {"field_selector": field_selector} if field_selector else {}
-        self._log_sink = log_sink
         self._service = service
         self._confirm_deletion = confirm_deletion
         self._hosts = dict(hosts or {})
@@ -195,24 +192,23 @@ class LocalKubelet:
         """The Pod as last seen through the watch."""
         return self._known.get((namespace, name))
 
-    def log_path(self, namespace: str, name: str, container: str) -> Path | None:
-        """The file holding what the container wrote (stdout and stderr), while the Pod exists."""
+    def log_path(self, namespace: str, name: str, container: str, previous: bool = False) -> Path | None:
+        """The file holding what the container wrote (stdout and stderr), while the Pod exists; with
+        `previous`, what its last instance wrote before a restart (`kubectl logs --previous`). None when
+        there is no such file: the Pod is not here, the container has not started or never restarted."""
         local = self._by_name.get((namespace, name))
         if local is None:
             return None
-        path = local.folder / f"{container}.log"
+        path = _log_file(local.folder, container, previous)
         return path if path.exists() else None
 
-    def running_log(self, namespace: str, name: str) -> str | None:
-        """What a running Pod's containers have written so far (stdout and stderr, one container after
-        the other, as the log given to `log_sink` at its end); None when it is not running here."""
-        local, pod = self._by_name.get((namespace, name)), self._known.get((namespace, name))
-        if local is None or pod is None or local.ended.is_set():
+    def container_log(self, namespace: str, name: str, container: str, previous: bool = False) -> str | None:
+        """What `log_path` holds, as text; None when there is none."""
+        path = self.log_path(namespace, name, container, previous)
+        try:
+            return None if path is None else path.read_text(errors="replace")
+        except FileNotFoundError:  # the Pod was deleted meanwhile
             return None
-        logs = (
-            local.folder / f"{container['name']}.log" for container in pod["spec"].get("containers") or []
-        )
-        return "".join(log.read_text(errors="replace") for log in logs if log.exists())
 
     def is_running(self, namespace: str, name: str) -> bool:
         local = self._by_name.get((namespace, name))
@@ -463,7 +459,9 @@ class LocalKubelet:
     def _start(self, pod: dict[str, Any], container: dict[str, Any], local: LocalPod) -> Started:
         """Start the container's process; one that cannot start says why (`Started.error`)."""
         started_at = _now()
-        log = local.folder / f"{container['name']}.log"
+        log = _log_file(local.folder, container["name"])
+        if log.exists():  # a restart: the last instance's log is what `kubectl logs --previous` reads
+            os.replace(log, _log_file(local.folder, container["name"], previous=True))
         log.touch()  # `kubectl logs` answers, empty, for a container that never started
         message_file = local.folder / f"{container['name']}.termination-log"
         message_file.unlink(missing_ok=True)  # a restarted container starts without one
@@ -546,9 +544,6 @@ class LocalKubelet:
     ) -> None:
         if local.deleted.is_set():
             return
-        if self._log_sink is not None:
-            log = "".join(result.started.log.read_text(errors="replace") for result in results)
-            self._log_sink(local.namespace, local.name, log)
         failed = any(result.exit_code != 0 for result in results)
         finished: dict[str, Any] = {
             "phase": "Failed" if failed else "Succeeded",
@@ -793,6 +788,11 @@ async def _pump(reader: asyncio.StreamReader, write: Callable[[bytes], Awaitable
                 await write(chunk)
             except ConnectionError:
                 delivering = False  # keep reading, so that the command is never blocked on a full pipe
+
+
+def _log_file(folder: Path, container: str, previous: bool = False) -> Path:
+    """Where a container's output goes; its last instance's, once it restarted, with `previous`."""
+    return folder / (f"{container}.previous.log" if previous else f"{container}.log")
 
 
 def _message(started: Started, exit_code: int) -> str:

@@ -469,15 +469,17 @@ class NodeAgent(Service):
 
     async def _container_logs(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         namespace, name, container = (request.match_info[key] for key in ("namespace", "pod", "container"))
-        path = self.kubelet.log_path(namespace, name, container)
+        previous = request.query.get("previous") == "true"
+        path = self.kubelet.log_path(namespace, name, container, previous)
         if path is None:
             pod = self.kubelet.pod(namespace, name)
             if pod is None:
-                return _status(404, "NotFound", f'pod "{name}" not found')
-            return _status(
-                400,
-                "BadRequest",
-                f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating',
+                return _refusal(404, f'pod "{name}" not found')
+            if previous:
+                message = f'previous terminated container "{container}" in pod "{name}" not found'
+                return _refusal(400, message)
+            return _refusal(
+                400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
             )
         data = path.read_bytes()
         tail = request.query.get("tailLines")
@@ -490,7 +492,7 @@ class NodeAgent(Service):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(request)
         await response.write(data)
-        if request.query.get("follow") == "true" and not limit:
+        if request.query.get("follow") == "true" and not limit and not previous:
             offset = path.stat().st_size
             while self.kubelet.is_running(namespace, name) or path.stat().st_size > offset:
                 await asyncio.sleep(LOG_FOLLOW_SECONDS)
@@ -507,7 +509,7 @@ class NodeAgent(Service):
         namespace, name, container = (request.match_info[key] for key in ("namespace", "pod", "container"))
         pod = self.kubelet.pod(namespace, name)
         if pod is None:
-            return _status(404, "NotFound", f'pod "{name}" not found')
+            return _refusal(404, f'pod "{name}" not found')
         query: MultiDict[str] = MultiDict(
             ("command", command) for command in request.query.getall("command", [])
         )
@@ -517,23 +519,17 @@ class NodeAgent(Service):
         try:
             return await serve_exec(request, exec_request(pod, query), self.kubelet.exec_in_container)
         except KubernetesError as error:
-            return _status(error.status or 500, error.reason or "InternalError", str(error.message))
+            return _refusal(error.status or 500, str(error.message))
 
 
 async def _healthy(request: aiohttp.web.Request) -> aiohttp.web.Response:
     return aiohttp.web.Response(text="ok")
 
 
-def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
-    body = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code,
-    }
-    return aiohttp.web.json_response(body, status=code)
+def _refusal(code: int, message: str) -> aiohttp.web.Response:
+    """A kubelet's error answer: the message as plain text (kube-apiserver passes it on as the message
+    of its own Status, so JSON here would reach a user as the text of a JSON document)."""
+    return aiohttp.web.Response(status=code, text=message)
 
 
 def _requests(pod: Mapping[str, Any]) -> dict[str, Decimal]:

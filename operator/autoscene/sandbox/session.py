@@ -132,11 +132,9 @@ class Sandbox(Service):
         self._runner = JobControllerProcess(self.kubeconfig)
         self._runner.start()
         # Every Pod runs here (Jobs' and bare ones, such as the uploader's), and `exec` into them.
-        self._kubelet = LocalKubelet(
-            self.api, self.volumes, local_images(), log_sink=self._server.set_pod_log
-        )
+        self._kubelet = LocalKubelet(self.api, self.volumes, local_images())
         self._server.set_exec_handler(self._kubelet.exec_in_container)
-        self._server.set_running_log(self._kubelet.running_log)
+        self._server.set_log_source(self._kubelet.container_log)
         self._kubelet.start()
         if self.with_operator:
             self._start_operator()
@@ -153,7 +151,7 @@ class Sandbox(Service):
             self._runner.stop()
         if self._kubelet is not None:
             self._server.set_exec_handler(None)
-            self._server.set_running_log(None)
+            self._server.set_log_source(None)
             self._kubelet.stop()
         self._server.stop()
         self._lock.release()
