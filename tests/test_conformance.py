@@ -339,36 +339,41 @@ def test_an_object_whose_owners_are_all_absent_is_collected(server: Server) -> N
 
 # Size limits (etcd's --max-request-bytes, 1.5 MiB; kube-apiserver's 3 MiB request body) -------------
 
-BLOB_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "blobs.conformance.autoscene.io"},
-    "spec": {
-        "group": "conformance.autoscene.io",
-        "scope": "Namespaced",
-        "names": {"kind": "Blob", "plural": "blobs"},
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
-                },
-            }
-        ],
-    },
-}
+
+def conformance_crd(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A namespaced CRD of the conformance group, one version (v1) with that schema."""
+    plural = f"{kind.lower()}s"
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.conformance.autoscene.io"},
+        "spec": {
+            "group": "conformance.autoscene.io",
+            "scope": "Namespaced",
+            "names": {"kind": kind, "plural": plural},
+            "versions": [
+                {"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": schema}}
+            ],
+        },
+    }
+
+
+BLOB_CRD = conformance_crd("Blob", {"type": "object", "x-kubernetes-preserve-unknown-fields": True})
 
 
 def blob_crd_created() -> str:
     """Create the Blob CRD on the server `kube` points at (once: a later call finds it there); its
     group. Its resource is served a moment later."""
+    return crd_created(BLOB_CRD)
+
+
+def crd_created(crd: dict[str, Any]) -> str:
+    """Create the CRD unless an earlier test on this server did; its group."""
     try:
-        client.ApiextensionsV1Api(kube.api_client()).create_custom_resource_definition(BLOB_CRD)
+        client.ApiextensionsV1Api(kube.api_client()).create_custom_resource_definition(crd)
     except ApiException as error:
         assert error.status == 409  # from an earlier test on this server
-    return str(BLOB_CRD["spec"]["group"])
+    return str(crd["spec"]["group"])
 
 
 def test_objects_over_the_storage_limit_are_refused(server: Server) -> None:
@@ -448,3 +453,106 @@ def test_a_pod_failure_policy_decides_which_failures_are_final(server: Server) -
     retried = wait_for(lambda: failed("retried"), 120, "the retried job to fail")
     [condition] = [c for c in retried.status.conditions if c.type == "Failed"]
     assert (condition.reason, retried.status.failed) == ("BackoffLimitExceeded", 2)
+
+
+# A schema with every kind of bound kube-openapi checks, each broken once by GAUGE_SPEC.
+GAUGE_FIELDS = {
+    "low": {"type": "integer", "minimum": 0},
+    "high": {"type": "integer", "maximum": 10},
+    "above": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+    "below": {"type": "number", "maximum": 10, "exclusiveMaximum": True},
+    "within": {"type": "number", "minimum": 0, "exclusiveMinimum": True},
+    "short": {"type": "string", "maxLength": 4},
+    "long": {"type": "string", "minLength": 2},
+    "word": {"type": "string", "pattern": "^[a-z]+$"},
+    "few": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+    "some": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+    "step": {"type": "integer", "multipleOf": 5},
+    "when": {"type": "string", "format": "date-time"},
+    "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+}
+GAUGE_CRD = conformance_crd(
+    "Gauge", {"type": "object", "properties": {"spec": {"type": "object", "properties": GAUGE_FIELDS}}}
+)
+GAUGE_SPEC = {
+    "low": -3,
+    "high": 11,
+    "above": 0,
+    "below": 10,
+    "within": 0.5,  # inside its exclusive bound: no cause
+    "short": "abcdef",
+    "long": "a",
+    "word": "Ab1",
+    "few": ["a", "b", "c"],
+    "some": [],
+    "step": 7,
+    "when": "yesterday",
+    "tags": ["a", "a"],
+}
+
+
+def test_values_out_of_their_schemas_bounds_are_refused_in_kube_apiservers_words(server: Server) -> None:
+    """One cause per broken bound, worded as kube-apiserver words them (kube-openapi's "in body should"
+    sentences; TooLong, TooMany and Duplicate field errors), so that `kubectl apply` prints the same."""
+    group = crd_created(GAUGE_CRD)
+    body = {"apiVersion": f"{group}/v1", "kind": "Gauge", "metadata": {"name": "g"}, "spec": GAUGE_SPEC}
+
+    def refusal_once_served() -> dict[str, Any] | None:
+        try:
+            server.custom.create_namespaced_custom_object(group, "v1", server.namespace, "gauges", body)
+        except ApiException as error:
+            return None if error.status == 404 else dict(json.loads(error.body))
+        pytest.fail("a Gauge out of every bound was created")
+
+    refused = wait_for(refusal_once_served, 30, "the Gauge resource to be served")
+    causes = {(cause["field"], cause["reason"], cause["message"]) for cause in refused["details"]["causes"]}
+    invalid = "FieldValueInvalid"
+    assert causes == {
+        ("spec.low", invalid, "Invalid value: -3: spec.low in body should be greater than or equal to 0"),
+        ("spec.high", invalid, "Invalid value: 11: spec.high in body should be less than or equal to 10"),
+        ("spec.above", invalid, "Invalid value: 0: spec.above in body should be greater than 0"),
+        ("spec.below", invalid, "Invalid value: 10: spec.below in body should be less than 10"),
+        ("spec.short", "FieldValueTooLong", "Too long: may not be more than 4 bytes"),
+        ("spec.long", invalid, 'Invalid value: "a": spec.long in body should be at least 2 chars long'),
+        ("spec.word", invalid, "Invalid value: \"Ab1\": spec.word in body should match '^[a-z]+$'"),
+        ("spec.few", "FieldValueTooMany", "Too many: 3: must have at most 2 items"),
+        ("spec.some", invalid, "Invalid value: 0: spec.some in body should have at least 1 items"),
+        ("spec.step", invalid, "Invalid value: 7: spec.step in body should be a multiple of 5"),
+        (
+            "spec.when",
+            "FieldValueTypeInvalid",
+            'Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday"',
+        ),
+        ("spec.tags[1]", "FieldValueDuplicate", 'Duplicate value: "a"'),
+    }
+
+
+def test_a_name_that_is_not_a_dns_subdomain_is_refused_with_the_rule_it_breaks(server: Server) -> None:
+    """kube-apiserver names the rule (k8s.io/apimachinery/pkg/util/validation) in a cause of its own, which
+    `kubectl apply` prints; a name both too long and malformed breaks two rules."""
+    rule = (
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+        "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+        "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+    )
+
+    def refusal(name: str) -> dict[str, Any]:
+        body = {"metadata": {"name": name}}
+        return rejection(lambda: server.core.create_namespaced_config_map(server.namespace, body))
+
+    bad = refusal("Bad_Name")
+    assert (
+        bad["message"] == f'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": {rule}'
+    )
+    assert bad["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": f'Invalid value: "Bad_Name": {rule}',
+            "field": "metadata.name",
+        }
+    ]
+    both = refusal("X" * 254)
+    assert [cause["message"] for cause in both["details"]["causes"]] == [
+        f'Invalid value: "{"X" * 254}": must be no more than 253 characters',
+        f'Invalid value: "{"X" * 254}": {rule}',
+    ]

@@ -190,6 +190,8 @@ def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
                 f"Unsupported value: {json.dumps(instance)}: supported values: {supported}",
             )
         ]
+    if (worded := _openapi_failure(path, kind, instance, expected)) is not None:
+        return [worded]
     sentences = [sentence.split(": ", 1)[-1] if path else sentence for sentence in _describe(error)]
     return [
         FieldError(
@@ -199,6 +201,61 @@ def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
         )
         for sentence in sentences
     ]
+
+
+# kube-openapi's words for a broken bound (k8s.io/kube-openapi/pkg/validation/errors), "<field> in body
+# should …", and the field errors apiextensions-apiserver turns some of them into (TooLong, TooMany).
+_BOUNDS = {
+    "minimum": "greater than or equal to",
+    "exclusiveMinimum": "greater than",
+    "maximum": "less than or equal to",
+    "exclusiveMaximum": "less than",
+}
+
+
+def _openapi_failure(path: str, kind: str, instance: Any, expected: Any) -> FieldError | None:
+    """The cause kube-apiserver gives for a value outside its schema's bounds, pattern or format;
+    None for the kinds worded elsewhere."""
+    field = path or "<nil>"
+
+    def invalid(value: Any, detail: str, reason: str = "FieldValueInvalid") -> FieldError:
+        return FieldError(field, reason, f"Invalid value: {_go_value(value)}: {path} in body {detail}")
+
+    if kind in _BOUNDS:
+        return invalid(instance, f"should be {_BOUNDS[kind]} {_go_value(expected)}")
+    if kind == "multipleOf":
+        return invalid(instance, f"should be a multiple of {_go_value(expected)}")
+    if kind == "minLength":
+        return invalid(instance, f"should be at least {expected} chars long")
+    if kind == "maxLength":
+        return FieldError(field, "FieldValueTooLong", f"Too long: may not be more than {expected} bytes")
+    if kind == "minItems":
+        return invalid(len(instance), f"should have at least {expected} items")
+    if kind == "maxItems":
+        return FieldError(
+            field, "FieldValueTooMany", f"Too many: {len(instance)}: must have at most {expected} items"
+        )
+    if kind == "pattern":
+        return invalid(instance, f"should match '{expected}'")
+    if kind == "format":
+        return invalid(
+            instance, f"must be of type {expected}: {_go_value(instance)}", "FieldValueTypeInvalid"
+        )
+    if kind == "uniqueItems":
+        index = next(at for at, item in enumerate(instance) if item in instance[:at])
+        return FieldError(
+            f"{path}[{index}]", "FieldValueDuplicate", f"Duplicate value: {_go_value(instance[index])}"
+        )
+    return None
+
+
+def _go_value(value: Any) -> str:
+    """A value as Go's %v prints it in a field error: strings quoted, whole floats without ".0"."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, bool) or value is None or isinstance(value, str | list | dict):
+        return json.dumps(value)
+    return str(value)
 
 
 def apply_defaults(obj: Mapping[str, Any], crd: Mapping[str, Any]) -> dict[str, Any]:
@@ -247,6 +304,12 @@ def to_json_schema(node: Mapping[str, Any], root: bool = False) -> dict[str, Any
             out["additionalProperties"] = False
     if node.get("x-kubernetes-list-type") == "set":
         out["uniqueItems"] = True
+    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
+        # OpenAPI 3.0's exclusive bounds are flags on `minimum`/`maximum`; JSON Schema's are the bound.
+        if isinstance(flag := out.pop(exclusive, None), bool) and flag and bound in out:
+            out[exclusive] = out.pop(bound)
+        elif flag is not None and not isinstance(flag, bool):
+            out[exclusive] = flag
     if node.get("nullable"):
         _allow_null(out)
     return out

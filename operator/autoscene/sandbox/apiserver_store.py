@@ -11,6 +11,7 @@ import asyncio
 import base64
 import bisect
 import itertools
+import json
 import random
 import re
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 
 from kmock import KubernetesError
 
+from ..schemas import FieldError
 from . import jsoncodec
 from .apiserver_defaults import default_job
 from .apiserver_patches import clone
@@ -55,6 +57,17 @@ Delivery = tuple[str, Object] | None  # a watch event (type, object) for one sub
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+# What kube-apiserver says of a name that is not one (k8s.io/apimachinery/pkg/util/validation).
+_NOT_A_SUBDOMAIN = (
+    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and "
+    "must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+)
+_NOT_A_LABEL = (
+    "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+    "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+    "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+)
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # the API server's: no vowels, no look-alikes
 _INITIAL_NAMESPACES = ("default", "kube-system", "kube-public")
 MAX_OBJECT_BYTES = 1572864
@@ -324,12 +337,20 @@ class ObjectStore:
         raise already_exists(resource, str(prefix))
 
     def _check_name(self, resource: ResourceType, name: Any) -> None:
-        pattern, limit = (_LABEL, 63) if resource.group_resource == NAMESPACES else (_SUBDOMAIN, 253)
-        if not isinstance(name, str) or len(name) > limit or not pattern.match(name):
-            why = (
-                f"metadata.name: Invalid value: {name!r}: must be a lowercase RFC 1123 name (at most {limit})"
-            )
-            raise invalid(resource, str(name), why)
+        """A namespace's name is a DNS label, any other a DNS subdomain; one cause per rule broken."""
+        is_label = resource.group_resource == NAMESPACES
+        pattern, limit, rule = (_LABEL, 63, _NOT_A_LABEL) if is_label else (_SUBDOMAIN, 253, _NOT_A_SUBDOMAIN)
+        text = str(name)
+        broken = [f"must be no more than {limit} characters"] if len(text) > limit else []
+        if not isinstance(name, str) or not pattern.match(name):
+            broken.append(rule)
+        if broken:
+            value = json.dumps(text)
+            errors = [
+                FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {value}: {why}")
+                for why in broken
+            ]
+            raise _invalid(resource, text, errors)
 
     def _admitted(self, resource: ResourceType, obj: Object, previous: Object | None) -> Object:
         """What the API server's defaulting and per-resource strategies make of a written object."""
@@ -341,10 +362,7 @@ class ObjectStore:
         if resource.schema is not None:
             obj = normalize_by_schema(obj, resource.schema)
             if errors := schema_errors(obj, resource.schema, previous):
-                listed = [f"{error.field}: {error.message}" for error in errors]
-                why = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
-                causes = [{"reason": e.reason, "message": e.message, "field": e.field} for e in errors]
-                raise invalid(resource, str(metadata_of(obj).get("name")), why, causes)
+                raise _invalid(resource, str(metadata_of(obj).get("name")), errors)
         if previous is None and resource.has_status:
             obj.pop("status", None)  # created objects start with the status their controllers would set
             if resource.group_resource in _INITIAL_STATUS:
@@ -712,3 +730,12 @@ class ObjectStore:
 def _sort_key(key: ObjectKey) -> tuple[str, str]:
     """Where an object stands in a list: by namespace ("" for none), then name, as etcd's keys sort."""
     return (key[0] or "", key[1])
+
+
+def _invalid(resource: ResourceType, name: str, errors: list[FieldError]) -> KubernetesError:
+    """422 Invalid with one cause per error; the message lists them all, in brackets when several (an
+    aggregate error's wording)."""
+    listed = [f"{error.field}: {error.message}" for error in errors]
+    why = listed[0] if len(listed) == 1 else f"[{', '.join(listed)}]"
+    causes = [{"reason": error.reason, "message": error.message, "field": error.field} for error in errors]
+    return invalid(resource, name, why, causes)
