@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from autoscene import kube, logkeeping
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
-from autoscene.sandbox.session import FolderLock, wait_for
+from autoscene.sandbox.session import FolderLock, Sandbox, wait_for
 
 from .conftest import RunningSandbox
 from .test_end_to_end import create_invocation
@@ -213,6 +213,19 @@ def test_a_second_sandbox_in_the_same_folder_refuses_and_leaves_the_first_alone(
         assert kind == "real" or f"a sandbox is already running in {folder} (pid {os.getpid()})" in said
     assert (folder / "kubeconfig").read_text() == kubeconfig
     assert kube.list_custom("records", sandbox.namespace)  # the first one still answers
+    assert sandbox.sandbox.volumes.is_dir()  # and keeps its volumes
+
+
+def test_a_new_sandbox_in_a_folder_starts_without_the_volumes_of_the_last(tmp_path: Path) -> None:
+    """The API server starts empty: files left by the last sandbox in the folder belong to Records that
+    are gone, and would show under a new Record of the same name with counts that do not match them."""
+    folder = tmp_path / "reused"
+    with Sandbox(folder, with_operator=False) as first:
+        left = first.volumes / "default" / "record-recordings" / "files" / "old.mp4"
+        left.parent.mkdir(parents=True)
+        left.write_bytes(b"x")
+    with Sandbox(folder, with_operator=False) as second:
+        assert list(second.volumes.iterdir()) == []
 
 
 def test_the_real_control_plane_without_its_binaries_says_how_to_build_them(tmp_path: Path) -> None:

@@ -49,7 +49,11 @@ def sandbox(
         Path | None, typer.Argument(help="MP4 to upload; a generated clip when omitted.")
     ] = None,
     folder: Annotated[
-        Path, typer.Option("--dir", help="Folder for the kubeconfig and the volumes.")
+        Path,
+        typer.Option(
+            "--dir",
+            help="Folder for the kubeconfig and the volumes; an earlier sandbox's volumes there are removed.",
+        ),
     ] = DEFAULT_SANDBOX,
     keep: Annotated[bool, typer.Option(help="Keep the sandbox running after the demo, for kubectl.")] = False,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for the invocation.")] = 300,

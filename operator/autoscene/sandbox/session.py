@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -120,7 +121,10 @@ class Sandbox(Service):
     def start(self) -> None:
         self._lock.acquire()
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.volumes.mkdir(exist_ok=True)
+        # The API server starts empty: volumes an earlier sandbox left here belong to claims and Records
+        # that no longer exist (a Record of the same name would show its old files under a new count).
+        shutil.rmtree(self.volumes, ignore_errors=True)
+        self.volumes.mkdir()
         self.url = self._server.start()
         write_kubeconfig(self.kubeconfig, self.url, namespace=self.namespace)
         if self._server.faulty_url:
