@@ -20,8 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from autoscene.sandbox.apiserver import EmbeddedApiServer, write_kubeconfig
 from autoscene.sandbox.apiserver_http import WatchLines
 from autoscene.sandbox.apiserver_patches import strategic_merge_patch
+from autoscene.sandbox.apiserver_printers import human_duration
 from autoscene.sandbox.apiserver_store import ObjectStore
-from autoscene.sandbox.apiserver_tables import human_duration, json_path_value
+from autoscene.sandbox.apiserver_tables import json_path_value
 from autoscene.sandbox.controlplane import KUBE_VERSION
 
 GROUP, VERSION, PLURAL = "example.com", "v1", "widgets"
@@ -891,7 +892,7 @@ def test_kubectl_reads_pods_and_logs(server: EmbeddedApiServer, kubectl: Callabl
     kubectl("apply", "--validate=false", "-f", "-", stdin=json.dumps(pod))
     server.set_pod_log("default", "p", "hello from the pod\n")
     assert kubectl("logs", "p") == "hello from the pod\n"
-    assert kubectl("get", "pods").splitlines()[1].split()[:2] == ["p", "Pending"]
+    assert kubectl("get", "pods").splitlines()[1].split()[:4] == ["p", "0/1", "Pending", "0"]
 
 
 def test_each_change_is_encoded_once_for_all_its_watchers() -> None:

@@ -7,6 +7,8 @@ differs, and why it does not matter to autoscene, is listed in docs/embedded-vs-
 
 import copy
 import json
+import re
+import subprocess
 from typing import Any
 
 import pytest
@@ -556,3 +558,63 @@ def test_a_name_that_is_not_a_dns_subdomain_is_refused_with_the_rule_it_breaks(s
         f'Invalid value: "{"X" * 254}": must be no more than 253 characters',
         f'Invalid value: "{"X" * 254}": {rule}',
     ]
+
+
+def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_namespace: ApiNamespace) -> None:
+    """The columns and cells of `kubectl get` for built-in kinds are the server's (printers.go in
+    kube-apiserver): a Pod's READY, STATUS from its container's end (Completed, Error), RESTARTS; a
+    Job's STATUS and COMPLETIONS; an Event's OBJECT as kind/name, without NAME unless `-o wide`."""
+    namespace, core = api_namespace.namespace, kube.core()
+
+    def spec(script: str) -> dict[str, Any]:
+        container = {"name": "main", "image": "busybox:1.36.1", "command": ["sh", "-c", script]}
+        return {"restartPolicy": "Never", "containers": [container]}
+
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "done"}, "spec": spec("true")})
+    core.create_namespaced_pod(namespace, {"metadata": {"name": "broken"}, "spec": spec("exit 3")})
+    job = {"metadata": {"name": "once"}, "spec": {"backoffLimit": 0, "template": {"spec": spec("true")}}}
+    kube.batch().create_namespaced_job(namespace, job)
+    core.create_namespaced_event(
+        namespace,
+        {
+            "metadata": {"name": "done.note"},
+            "involvedObject": {"kind": "Pod", "name": "done", "namespace": namespace},
+            "reason": "Noted",
+            "message": "a note",
+            "type": "Normal",
+        },
+    )
+
+    def table(*what: str) -> list[list[str]]:
+        done = subprocess.run(
+            ["kubectl", "--kubeconfig", str(api_namespace.kubeconfig), "get", *what, "-n", namespace],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()]
+
+    def ended() -> list[list[str]] | None:
+        rows = table("pods", "--sort-by=.metadata.name")
+        finished = all(row[2] in ("Completed", "Error") for row in rows[1:])
+        return rows if len(rows) == 4 and finished else None
+
+    pods = wait_for(ended, 90, "the Pods to end")
+    assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    by_name = {row[0]: row[1:4] for row in pods[1:]}
+    assert by_name.pop("broken") == ["0/1", "Error", "0"]
+    assert by_name.pop("done") == ["0/1", "Completed", "0"]
+    [(job_pod, cells)] = by_name.items()
+    assert job_pod.startswith("once-") and cells == ["0/1", "Completed", "0"]
+
+    def complete() -> list[list[str]] | None:
+        rows = table("jobs")
+        return rows if rows[1][1] == "Complete" else None
+
+    jobs = wait_for(complete, 60, "the Job to complete")
+    assert jobs[0] == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert jobs[1][:3] == ["once", "Complete", "1/1"]
+    events = table("events", "--field-selector=reason=Noted")
+    assert events[0] == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert events[1][1:] == ["Normal", "Noted", "pod/done", "a note"]

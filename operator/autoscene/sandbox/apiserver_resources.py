@@ -1,10 +1,13 @@
 """Resource types the embedded API server serves: the built-in ones, those declared by CRDs, discovery."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from kmock import KubernetesError
+
+from . import apiserver_printers as printers
 
 #: The Kubernetes release this server answers as (`/version`, the OpenAPI document): the one its
 #: behaviour is checked against (the real control plane of tests/test_conformance.py), so that kubectl
@@ -28,6 +31,8 @@ class PrinterColumn:
     format: str = ""
     description: str = ""
     priority: int = 0
+    # For a built-in kind's column that no JSONPath gives (apiserver_printers): (object, now) → cell.
+    derive: Callable[[Mapping[str, Any], datetime], Any] | None = field(default=None, compare=False)
 
 
 AGE_COLUMN = PrinterColumn("Age", "date", ".metadata.creationTimestamp")
@@ -45,6 +50,7 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     subresources: frozenset[str] = frozenset()
     printer_columns: tuple[PrinterColumn, ...] = (AGE_COLUMN,)
+    name_priority: int = 0  # 1: NAME only with `-o wide` (Events)
     schema: Mapping[str, Any] | None = field(default=None, compare=False, hash=False)
 
     @property
@@ -72,6 +78,12 @@ def _column(name: str, json_path: str, type: str = "string", priority: int = 0) 
     return PrinterColumn(name, type, json_path, priority=priority)
 
 
+def _printed(
+    name: str, derive: Callable[[Mapping[str, Any], datetime], Any], priority: int = 0
+) -> PrinterColumn:
+    return PrinterColumn(name, "string", "", priority=priority, derive=derive)
+
+
 BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
     ResourceType(
         "",
@@ -93,8 +105,11 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=frozenset({"status", "log", "exec"}),
         printer_columns=(
-            _column("Status", ".status.phase"),
+            _printed("Ready", printers.pod_ready),
+            _printed("Status", printers.pod_status),
+            _printed("Restarts", printers.pod_restarts),
             AGE_COLUMN,
+            _column("IP", ".status.podIP", priority=1),
             _column("Node", ".spec.nodeName", priority=1),
         ),
     ),
@@ -122,12 +137,13 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         namespaced=True,
         short_names=("ev",),
         printer_columns=(
-            PrinterColumn("Last Seen", "date", ".lastTimestamp"),
+            _printed("Last Seen", printers.event_last_seen),
             _column("Type", ".type"),
             _column("Reason", ".reason"),
-            _column("Object", ".involvedObject.name"),
+            _printed("Object", printers.event_object),
             _column("Message", ".message"),
         ),
+        name_priority=1,
     ),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True, short_names=("sa",)),
     ResourceType("", "v1", "configmaps", "ConfigMap", namespaced=True, short_names=("cm",)),
@@ -148,9 +164,9 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         categories=("all",),
         subresources=frozenset({"status"}),
         printer_columns=(
-            _column("Completions", ".status.succeeded", "integer"),
-            _column("Active", ".status.active", "integer"),
-            _column("Failed", ".status.failed", "integer"),
+            _printed("Status", printers.job_status),
+            _printed("Completions", printers.job_completions),
+            _printed("Duration", printers.job_duration),
             AGE_COLUMN,
         ),
     ),

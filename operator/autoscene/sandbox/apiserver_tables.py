@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from .apiserver_printers import human_duration, parse_time
 from .apiserver_resources import PrinterColumn, ResourceType
 
 _NAME_COLUMN = {
@@ -94,42 +95,15 @@ def _scalar_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def human_duration(seconds: float) -> str:
-    """The API server's (and kubectl's) short age: 42s, 3m7s, 5h, 12d, 3y."""
-    whole = int(seconds)
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes, hours = whole // 60, whole // 3600
-    if minutes < 10:
-        return f"{minutes}m{whole % 60}s" if whole % 60 else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    if hours < 8:
-        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        years, days = hours // (24 * 365), (hours // 24) % 365
-        return f"{years}y{days}d" if days else f"{years}y"
-    return f"{hours // (24 * 365)}y"
-
-
 def _cell(column: PrinterColumn, obj: Mapping[str, Any], now: datetime) -> Any:
+    if column.derive is not None:
+        return column.derive(obj, now)
     value = json_path_value(obj, column.json_path)
     if value is None:
         return None
     if column.type == "date":
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError:
-            return "<invalid>"
-        return human_duration((now - moment).total_seconds())
+        moment = parse_time(value)
+        return "<invalid>" if moment is None else human_duration((now - moment).total_seconds())
     if column.type == "integer" and isinstance(value, (int, float)) and not isinstance(value, bool):
         return int(value)
     if column.type == "number" and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -179,7 +153,8 @@ def table_of(
         if (row_object := _row_object(obj, include_object)) is not None:
             row["object"] = row_object
         rows.append(row)
-    columns = [_NAME_COLUMN] + [_column_definition(column) for column in resource.printer_columns]
+    name_column = {**_NAME_COLUMN, "priority": resource.name_priority}
+    columns = [name_column] + [_column_definition(column) for column in resource.printer_columns]
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
