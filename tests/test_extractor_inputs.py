@@ -65,7 +65,14 @@ def assert_failure_summary(summary: dict[str, object], message: str) -> None:
     ],
 )
 def test_unreadable_inputs_fail_clearly_and_write_nothing(
-    samples: Samples, inputs: Path, outputs: Path, name: str, make: object, message: str, status: int
+    samples: Samples,
+    inputs: Path,
+    outputs: Path,
+    name: str,
+    make: object,
+    message: str,
+    status: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     make(inputs / name, samples)  # type: ignore[operator]
 
@@ -73,6 +80,8 @@ def test_unreadable_inputs_fail_clearly_and_write_nothing(
 
     assert outcome.status == status  # 3: bad input, final; 1: may pass on a retry
     assert_failure_summary(outcome.summary, message)
+    said = [record.getMessage() for record in caplog.records if record.name == "extract_frames"]
+    assert said.count(message) == 1, said  # in the run's log once, not again as the run's summary
     assert outcome.summary["outputs"] == {"count": 0, "bytes": 0, "paths": []}
     assert not (outputs / name.removesuffix(".mp4")).exists()
 

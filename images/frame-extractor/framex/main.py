@@ -62,17 +62,15 @@ def yield_to_decoding() -> None:
 
 
 def log_result(result: VideoResult) -> None:
-    rate = frames_per_second(len(result.frames), result.seconds)
+    log.log(logging.ERROR if result.error else logging.INFO, "%s", result_line(result))
+
+
+def result_line(result: VideoResult) -> str:
+    """What the run's log says of one video: its error, or how many images it gave and how fast."""
     if result.error:
-        log.error("%s: %s", result.source, result.error)
-    else:
-        log.info(
-            "%s: %d images in %s (%.0f frames/s)",
-            result.source,
-            len(result.frames),
-            duration(result.seconds),
-            rate,
-        )
+        return f"{result.source}: {result.error}"
+    rate = frames_per_second(len(result.frames), result.seconds)
+    return f"{result.source}: {len(result.frames)} images in {duration(result.seconds)} ({rate:.0f} frames/s)"
 
 
 def request_stop(signum: int, frame: Any) -> None:
@@ -104,7 +102,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         run = Run([], 0.0, failure=f"unexpected error: {describe(error)}")
     document = summary(run)
     write_termination_log(settings.termination_log, document)
-    log.log(logging.ERROR if run.exit_status else logging.INFO, "%s", document["message"])
+    if document["message"] not in {result_line(result) for result in run.results}:  # said once is enough
+        log.log(logging.ERROR if run.exit_status else logging.INFO, "%s", document["message"])
     return run.exit_status
 
 
