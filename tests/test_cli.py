@@ -335,8 +335,12 @@ def test_run_runs_and_rerun_from_the_command_line(sandbox: RunningSandbox, tmp_p
 
     code, output = cli(sandbox, "runs", "-a", "extract-images", "--phase", "succeeded")
     assert code == 0 and name in output and first["metadata"]["name"] in output
-    code, output = cli(sandbox, "runs", "-r", "no-such-record")
-    assert code == 0 and name not in output
+    code, output = cli(sandbox, "runs", "-r", "no-such-record")  # a misspelt name is said, not an empty table
+    assert code == 1 and output.strip() == (
+        f'error: no Record "no-such-record" in namespace {sandbox.namespace}, so no runs of it'
+    ), output
+    code, output = cli(sandbox, "runs", "-r", "recordings", "--phase", "cancelled")
+    assert code == 0 and output.strip() == f"no runs in {sandbox.namespace} match", output
 
     code, output = cli(sandbox, "rerun", name, "--wait")
     assert code == 0, output

@@ -204,6 +204,14 @@ def runs_command(
 
     def show() -> None:
         found = runs.matching(kube.list_custom(INVOCATIONS, namespace, label_selector=selector), phase)
+        if not found and not watch:
+            for plural, name in (("records", record), ("actions", action)):
+                if name and kube.get_custom(plural, namespace, name) is None:
+                    _fail(
+                        f'no {plural[:-1].capitalize()} "{name}" in namespace {namespace}, so no runs of it'
+                    )
+            console.print(f"no runs in {namespace} match", soft_wrap=True)
+            return
         rows = render.invocation_rows(found, timestamps.now())
         console.print(_invocation_table(rows, f"runs in {namespace}", console.width))
 
