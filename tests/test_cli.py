@@ -675,3 +675,12 @@ def test_unknown_names_are_one_line_and_create_nothing(sandbox: RunningSandbox) 
     )
     assert (code, said) == (1, f"error: {expected}")
     assert sandbox.invocations() == []
+
+
+def test_every_commands_summary_is_one_line_so_the_help_never_breaks_it() -> None:
+    """`autoscene --help` prints each command's first docstring paragraph as written, line breaks kept:
+    one written over two lines showed cut in the middle of a sentence."""
+    for command in app.registered_commands:
+        assert command.callback is not None and command.callback.__doc__, command.name
+        summary = command.callback.__doc__.strip().split("\n\n")[0]
+        assert "\n" not in summary, f"{command.name}: {summary}"

@@ -312,8 +312,10 @@ def logs_command(
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
-    """A run's log: live from its Pod while the Pod exists; after that, the log the operator kept on
-    the Record's volume (else the end the Invocation kept)."""
+    """A run's log: live from its Pod, then the copy kept on the Record's volume.
+
+    Once the Pod is gone, the log the operator kept on the Record's volume; without one, the end of the
+    log the Invocation's status kept."""
     _connect(kubeconfig)
     from . import jobs, kube
 
@@ -397,8 +399,10 @@ def outputs_command(
     namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
-    """What a run wrote to /cos/outputs; with --download, a copy of it (through the API on a cluster,
-    each file's sha256 checked against the one computed where the bytes are)."""
+    """What a run wrote to /cos/outputs; with --download, a copy of it.
+
+    On a cluster the copy comes through the API, each file's sha256 checked against the one computed
+    where the bytes are."""
     _connect(kubeconfig)
     from . import cluster_upload, jobs, upload
 
