@@ -9,6 +9,7 @@ import copy
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -618,3 +619,23 @@ def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_name
     events = table("events", "--field-selector=reason=Noted")
     assert events[0] == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert events[1][1:] == ["Normal", "Noted", "pod/done", "a note"]
+
+
+def test_applying_a_kind_the_server_does_not_serve_says_so(
+    api_namespace: ApiNamespace, tmp_path: Path
+) -> None:
+    """A Kustomization in a folder given to `kubectl apply -f` is not an object of the API: kubectl, its
+    validation finding no schema for the kind (/openapi/v3, then /openapi/v2), says there is no such
+    kind rather than that validation failed."""
+    manifest = tmp_path / "kustomization.yaml"
+    manifest.write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n")
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", str(api_namespace.kubeconfig), "apply", "-n", api_namespace.namespace]
+        + ["-f", str(manifest)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert 'no matches for kind "Kustomization" in version "kustomize.config.k8s.io/v1beta1"' in done.stderr
+    assert "ensure CRDs are installed first" in done.stderr and "validating" not in done.stderr

@@ -94,6 +94,7 @@ _SERVER_VERSION = {
     "platform": "linux/amd64",
 }
 _HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
+_OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _FINISHED_POD_PHASES = ("Succeeded", "Failed")
 # (namespace, pod, container, previous) → what the node has of that container's output, or None.
 LogSource = Callable[[str, str, str, bool], str | None]
@@ -209,6 +210,11 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.Response(text="ok")
         if path == "/openapi/v3":
             return json_response(openapi_index_document(types))
+        if path == "/openapi/v2":
+            # kubectl reads this (protobuf only) to validate a kind that /openapi/v3 does not describe:
+            # an empty document describes none, so such a kind fails where a cluster fails it, at
+            # mapping it to a resource ("no matches for kind … ensure CRDs are installed first").
+            return aiohttp.web.Response(body=b"", content_type=_OPENAPI_V2_PROTOBUF)
         if (group_version := openapi_group_version(segments)) is not None:
             openapi = openapi_group_version_document(*group_version, types)
             if openapi["paths"]:
