@@ -8,6 +8,7 @@ differs, and why it does not matter to autoscene, is listed in docs/embedded-vs-
 import copy
 import json
 import re
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -561,6 +562,15 @@ def test_a_name_that_is_not_a_dns_subdomain_is_refused_with_the_rule_it_breaks(s
     ]
 
 
+def kubectl_in(namespace: ApiNamespace, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl (the one on PATH: `make test` puts the control plane's release first) in the namespace."""
+    binary = shutil.which("kubectl")
+    if binary is None:
+        pytest.skip("kubectl is not installed")
+    command = [binary, "--kubeconfig", str(namespace.kubeconfig), "-n", namespace.namespace, *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
 def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_namespace: ApiNamespace) -> None:
     """The columns and cells of `kubectl get` for built-in kinds are the server's (printers.go in
     kube-apiserver): a Pod's READY, STATUS from its container's end (Completed, Error), RESTARTS; a
@@ -587,12 +597,7 @@ def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_name
     )
 
     def table(*what: str) -> list[list[str]]:
-        done = subprocess.run(
-            ["kubectl", "--kubeconfig", str(api_namespace.kubeconfig), "get", *what, "-n", namespace],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = kubectl_in(api_namespace, "get", *what)
         assert done.returncode == 0, done.stderr
         return [re.split(r"\s{2,}", line.strip()) for line in done.stdout.splitlines()]
 
@@ -601,7 +606,7 @@ def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_name
         finished = all(row[2] in ("Completed", "Error") for row in rows[1:])
         return rows if len(rows) == 4 and finished else None
 
-    pods = wait_for(ended, 90, "the Pods to end")
+    pods = wait_for(ended, 90, "the Pods to end", explain=lambda: str(table("pods", "-o", "wide")))
     assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     by_name = {row[0]: row[1:4] for row in pods[1:]}
     assert by_name.pop("broken") == ["0/1", "Error", "0"]
@@ -613,7 +618,9 @@ def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_name
         rows = table("jobs")
         return rows if rows[1][1] == "Complete" else None
 
-    jobs = wait_for(complete, 60, "the Job to complete")
+    jobs = wait_for(
+        complete, 60, "the Job to complete", explain=lambda: str(table("jobs,pods", "-o", "wide"))
+    )
     assert jobs[0] == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
     assert jobs[1][:3] == ["once", "Complete", "1/1"]
     events = table("events", "--field-selector=reason=Noted")
@@ -629,13 +636,7 @@ def test_applying_a_kind_the_server_does_not_serve_says_so(
     kind rather than that validation failed."""
     manifest = tmp_path / "kustomization.yaml"
     manifest.write_text("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n")
-    done = subprocess.run(
-        ["kubectl", "--kubeconfig", str(api_namespace.kubeconfig), "apply", "-n", api_namespace.namespace]
-        + ["-f", str(manifest)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = kubectl_in(api_namespace, "apply", "-f", str(manifest))
     assert done.returncode == 1
     assert 'no matches for kind "Kustomization" in version "kustomize.config.k8s.io/v1beta1"' in done.stderr
     assert "ensure CRDs are installed first" in done.stderr and "validating" not in done.stderr
