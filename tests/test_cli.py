@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from autoscene import kube, logkeeping
 from autoscene.cli import app
 from autoscene.sample_video import make_sample_video
-from autoscene.sandbox.session import FolderLock, Sandbox, wait_for
+from autoscene.sandbox.session import VOLUMES_MARK, FolderLock, Sandbox, wait_for
 
 from .conftest import RunningSandbox
 from .test_end_to_end import create_invocation
@@ -225,7 +225,27 @@ def test_a_new_sandbox_in_a_folder_starts_without_the_volumes_of_the_last(tmp_pa
         left.parent.mkdir(parents=True)
         left.write_bytes(b"x")
     with Sandbox(folder, with_operator=False) as second:
-        assert list(second.volumes.iterdir()) == []
+        assert [path.name for path in second.volumes.iterdir()] == [VOLUMES_MARK]
+
+
+def test_a_volumes_folder_no_sandbox_made_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """`--dir` pointed at a folder of the user's own that has a `volumes/`: the sandbox does not start
+    there, says why in one line, and nothing of the folder is touched."""
+    theirs = tmp_path / "project" / "volumes" / "db" / "data.bin"
+    theirs.parent.mkdir(parents=True)
+    theirs.write_bytes(b"precious")
+    executable = Path(sys.executable).with_name("autoscene")
+    result = subprocess.run(
+        [str(executable), "sandbox", "--dir", str(tmp_path / "project")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    said = " ".join(result.stdout.split())
+    assert result.returncode == 1 and result.stdout.count("\n") == 1, result.stdout + result.stderr
+    assert f"{theirs.parents[1]} holds files no sandbox made" in said
+    assert theirs.read_bytes() == b"precious" and [p.name for p in theirs.parents[1].iterdir()] == ["db"]
 
 
 def test_the_real_control_plane_without_its_binaries_says_how_to_build_them(tmp_path: Path) -> None:

@@ -31,6 +31,8 @@ from .kubelet import LocalKubelet
 from .service import Service
 from .state import LOCK_FILE, STATE_FILE, volumes_of  # noqa: F401  (volumes_of: the CLI's, re-exported)
 
+VOLUMES_MARK = ".autoscene-volumes"  # in a volumes folder a sandbox made, and so may remove
+
 logger = logging.getLogger(__name__)
 Found = TypeVar("Found")
 
@@ -53,6 +55,11 @@ def local_images() -> dict[str, LocalImage]:
 
 class SandboxBusy(RuntimeError):
     """Another sandbox runs in the folder; starting a second would overwrite its kubeconfig."""
+
+
+class ForeignVolumes(SandboxBusy):
+    """The folder's volumes/ holds files no sandbox made: a sandbox would mix its own in, then remove
+    them all at its next start."""
 
 
 class FolderLock:
@@ -123,8 +130,19 @@ class Sandbox(Service):
         self.folder.mkdir(parents=True, exist_ok=True)
         # The API server starts empty: volumes an earlier sandbox left here belong to claims and Records
         # that no longer exist (a Record of the same name would show its old files under a new count).
-        shutil.rmtree(self.volumes, ignore_errors=True)
-        self.volumes.mkdir()
+        # Only a folder a sandbox made goes (it holds the mark): `--dir .` must never cost a user theirs.
+        if (self.volumes / VOLUMES_MARK).is_file():
+            shutil.rmtree(self.volumes)
+        elif self.volumes.is_dir() and any(self.volumes.iterdir()):
+            self._lock.release()
+            raise ForeignVolumes(
+                f"{self.volumes} holds files no sandbox made; start the sandbox in another folder (--dir), "
+                "or remove that one if an older sandbox left it"
+            )
+        self.volumes.mkdir(exist_ok=True)
+        (self.volumes / VOLUMES_MARK).write_text(
+            "the volumes of an autoscene sandbox; removed when it restarts\n"
+        )
         self.url = self._server.start()
         write_kubeconfig(self.kubeconfig, self.url, namespace=self.namespace)
         if self._server.faulty_url:
