@@ -52,3 +52,11 @@ def test_a_stopped_tally_drops_its_pending_writes_and_leaves_no_error(
     asyncio.run(stopped_before_the_write())
     assert writes == []
     assert "exception was never retrieved" not in caplog.text
+
+
+def test_the_operator_stops_its_tallies_on_its_event_loop() -> None:
+    """kopf runs a sync cleanup handler on a thread; a loop's timers and tasks are for the loop's own
+    thread to cancel, so the handler that stops the tallies is a coroutine (kopf runs those on the loop)."""
+    from autoscene import handlers
+
+    assert asyncio.iscoroutinefunction(handlers.stop_tallies)

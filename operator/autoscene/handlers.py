@@ -145,13 +145,19 @@ def stop_reconciling(memo: kopf.Memo, **_: Any) -> None:
         memo.reconciler.stop()
     if "files" in memo:
         memo.files.stop()
-    for tally in ("record_totals", "trigger_history"):
-        if tally in memo:
-            memo[tally].stop()
     podwatch.PODS.stop()
     jobwatch.JOBS.stop()
     if "stop" in memo:  # the stop flag kopf waits on (runtime.run_operator): raised, so kopf can exit
         memo.stop.set()
+
+
+@kopf.on.cleanup()
+async def stop_tallies(memo: kopf.Memo, **_: Any) -> None:
+    """On the event loop (a sync handler would run on a thread, and a loop's timers and tasks are not
+    for other threads to cancel): the writes not yet made are dropped before the loop closes its pool."""
+    for tally in ("record_totals", "trigger_history"):
+        if tally in memo:
+            memo[tally].stop()
 
 
 @kopf.on.login()

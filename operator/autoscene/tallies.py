@@ -22,7 +22,7 @@ class Tally:
     """Writes `summarize(index[key])` into the status of `plural` `key`, at most once per `delay`.
 
     `changed` is called from the operator's event loop with the live index whenever an entry under
-    `key` may have changed; a failed write is tried again `delay` seconds later. `stop` (at the
+    `key` may have changed; a failed write is tried again `delay` seconds later. `stop` (on that loop, at the
     operator's cleanup) drops the writes not yet made: the loop closes its thread pool right after.
     """
 
