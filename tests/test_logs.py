@@ -188,3 +188,31 @@ def test_a_pods_log_is_one_containers_and_previous_reads_the_instance_before_a_r
     # One instance's line each, not the lines of every instance so far.
     assert last.startswith("from ") and len(last.splitlines()) == 1, last
     assert current.startswith("from ") and len(current.splitlines()) == 1, current
+
+
+def test_following_a_log_ends_with_the_container_instance(api_namespace: ApiNamespace) -> None:
+    """`kubectl logs -f` follows one instance of the container, as the kubelet streams it: when the
+    container exits and is restarted, the stream ends with that instance's last line."""
+    namespace, core = api_namespace.namespace, kube.core()
+    script = "echo start $$; sleep 2; echo end $$; exit 1"
+    container = {"name": "main", "image": "busybox:1.36.1", "command": ["sh", "-c", script]}
+    pod = {"metadata": {"name": "looping"}, "spec": {"restartPolicy": "OnFailure", "containers": [container]}}
+    core.create_namespaced_pod(namespace, pod)
+
+    def first_instance_running() -> str | None:
+        found = core.read_namespaced_pod("looping", namespace).status
+        if found.phase != "Running" or any(status.restart_count for status in found.container_statuses or []):
+            return None
+        try:
+            return core.read_namespaced_pod_log("looping", namespace) or None
+        except ApiException:
+            return None
+
+    started = wait_for(first_instance_running, 60, "the first instance's first line")
+    followed = kube.get_raw(f"/api/v1/namespaces/{namespace}/pods/looping/log", follow="true")
+    try:
+        text = followed.data.decode()
+    finally:
+        followed.release_conn()
+    pid = started.split()[1]
+    assert text == f"start {pid}\nend {pid}\n", text

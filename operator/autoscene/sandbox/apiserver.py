@@ -53,6 +53,7 @@ from .apiserver_http import (
     propagation_policy,
     read_body,
     read_object,
+    restart_count,
     status_of,
     strict_decoding_error,
     strict_patch_error,
@@ -510,13 +511,21 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
         await response.prepare(raw_request)
         await response.write(text.encode())
+        # One container instance is followed, as a kubelet follows it: a restart (the count in the
+        # status, or a log that no longer starts with what was sent) ends it, with the end of what
+        # that instance wrote, which is the `previous` log then.
+        restarts = restart_count(self.store.find(PODS, *key), container)
         while not self._closing:
             pod = self.store.find(PODS, *key)
-            current = self.container_log(*key, container, False) or sent
-            if current != sent:
-                await response.write((current[len(sent) :] if current.startswith(sent) else current).encode())
+            current = self.container_log(*key, container, False) or ""
+            rotated = not current.startswith(sent)  # the restart began: ours is the previous log now
+            restarted = rotated or restart_count(pod, container) > restarts  # it ended: its file is whole
+            if rotated:
+                current = self.container_log(*key, container, True) or sent
+            if current.startswith(sent) and current != sent:
+                await response.write(current[len(sent) :].encode())
                 sent = current
-            if pod is None or (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
+            if restarted or pod is None or (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
                 break
             await asyncio.sleep(_LOG_FOLLOW_INTERVAL)
         await response.write_eof()

@@ -126,6 +126,13 @@ def log_container(pod: Mapping[str, Any], requested: str | None) -> str:
     raise bad_request(message)
 
 
+def restart_count(pod: Mapping[str, Any] | None, container: str) -> int:
+    """How many times the Pod's container (regular or init) was restarted, as its status says."""
+    status = (pod or {}).get("status") or {}
+    statuses = [*(status.get("containerStatuses") or []), *(status.get("initContainerStatuses") or [])]
+    return next((int(one.get("restartCount") or 0) for one in statuses if one.get("name") == container), 0)
+
+
 def log_tail(text: str, query: Mapping[str, str]) -> str:
     if (lines := query.get("tailLines")) is not None and lines.isdigit():
         kept = text.splitlines(keepends=True)[-int(lines) :] if int(lines) else []

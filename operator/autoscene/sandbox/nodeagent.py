@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp.web
 from kmock import KubernetesError
@@ -481,29 +481,38 @@ class NodeAgent(Service):
             return _refusal(
                 400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
             )
-        data = path.read_bytes()
-        tail = request.query.get("tailLines")
-        if tail is not None:
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail) :]) if int(tail) > 0 else b""
-        limit = int(request.query.get("limitBytes") or 0)
-        if limit:
-            data = data[:limit]
-        response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
-        await response.prepare(request)
-        await response.write(data)
-        if request.query.get("follow") == "true" and not limit and not previous:
-            offset = path.stat().st_size
-            while self.kubelet.is_running(namespace, name) or path.stat().st_size > offset:
-                await asyncio.sleep(LOG_FOLLOW_SECONDS)
-                with path.open("rb") as log:
-                    log.seek(offset)
-                    more = log.read()
-                offset += len(more)
-                if more:
-                    await response.write(more)
+        with contextlib.ExitStack() as closing:
+            # One open file from the first read to the last: a restart renames the path to the
+            # `.previous` log, and what this instance wrote meanwhile is still read from here.
+            log = closing.enter_context(path.open("rb"))
+            data = log.read()
+            tail = request.query.get("tailLines")
+            if tail is not None:
+                lines = data.splitlines(keepends=True)
+                data = b"".join(lines[-int(tail) :]) if int(tail) > 0 else b""
+            limit = int(request.query.get("limitBytes") or 0)
+            if limit:
+                data = data[:limit]
+            response = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+            await response.prepare(request)
+            await response.write(data)
+            if request.query.get("follow") == "true" and not limit and not previous:
+                await self._follow(log, path, namespace, name, response)
         await response.write_eof()
         return response
+
+    async def _follow(
+        self, log: BinaryIO, path: Path, namespace: str, name: str, response: aiohttp.web.StreamResponse
+    ) -> None:
+        """Send what the container instance writes until it ends, as a kubelet follows one instance:
+        the Pod stops running, or the container restarts (its log file is another one then)."""
+        while True:
+            ended = not self.kubelet.is_running(namespace, name) or _other_file(path, log)
+            if more := log.read():
+                await response.write(more)
+            if ended:
+                return
+            await asyncio.sleep(LOG_FOLLOW_SECONDS)
 
     async def _exec(self, request: aiohttp.web.Request) -> aiohttp.web.StreamResponse:
         namespace, name, container = (request.match_info[key] for key in ("namespace", "pod", "container"))
@@ -524,6 +533,14 @@ class NodeAgent(Service):
 
 async def _healthy(request: aiohttp.web.Request) -> aiohttp.web.Response:
     return aiohttp.web.Response(text="ok")
+
+
+def _other_file(path: Path, log: BinaryIO) -> bool:
+    """Whether `path` no longer names the open file `log` (renamed away, or gone)."""
+    try:
+        return path.stat().st_ino != os.fstat(log.fileno()).st_ino
+    except FileNotFoundError:
+        return True
 
 
 def _refusal(code: int, message: str) -> aiohttp.web.Response:
