@@ -88,15 +88,20 @@ def test_upload_errors_are_clear_and_copy_nothing(sandbox: RunningSandbox, tmp_p
     assert not files.exists() or not any(files.rglob("*"))
 
 
-def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
+def run_sandbox(folder: Path, timeout: float, columns: int = 300) -> subprocess.CompletedProcess[str]:
+    """`autoscene sandbox --dir folder` as a user types it, to its end."""
     executable = Path(sys.executable).with_name("autoscene")
-    result = subprocess.run(
-        [str(executable), "sandbox", "--dir", str(tmp_path / "demo")],
+    return subprocess.run(
+        [str(executable), "sandbox", "--dir", str(folder)],
         capture_output=True,
         text=True,
-        timeout=300,
-        env={**os.environ, "COLUMNS": "200"},
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": str(columns)},
     )
+
+
+def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
+    result = run_sandbox(tmp_path / "demo", timeout=300, columns=200)
     assert result.returncode == 0, result.stdout + result.stderr
     said = " ".join(result.stdout.split())
     volumes = tmp_path / "demo" / "volumes" / "default"
@@ -234,14 +239,7 @@ def test_a_volumes_folder_no_sandbox_made_is_refused_and_left_alone(tmp_path: Pa
     theirs = tmp_path / "project" / "volumes" / "db" / "data.bin"
     theirs.parent.mkdir(parents=True)
     theirs.write_bytes(b"precious")
-    executable = Path(sys.executable).with_name("autoscene")
-    result = subprocess.run(
-        [str(executable), "sandbox", "--dir", str(tmp_path / "project")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300"},
-    )
+    result = run_sandbox(tmp_path / "project", timeout=120)
     said = " ".join(result.stdout.split())
     assert result.returncode == 1 and result.stdout.count("\n") == 1, result.stdout + result.stderr
     assert f"{theirs.parents[1]} holds files no sandbox made" in said
