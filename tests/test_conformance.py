@@ -474,6 +474,9 @@ GAUGE_FIELDS = {
     "step": {"type": "integer", "multipleOf": 5},
     "when": {"type": "string", "format": "date-time"},
     "tags": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+    "tenth": {"type": "number", "multipleOf": 0.1},
+    "million": {"type": "integer", "maximum": 1000000},
+    "accent": {"type": "string", "pattern": "^[a-z]+$"},
 }
 GAUGE_CRD = conformance_crd(
     "Gauge", {"type": "object", "properties": {"spec": {"type": "object", "properties": GAUGE_FIELDS}}}
@@ -492,6 +495,9 @@ GAUGE_SPEC = {
     "step": 7,
     "when": "yesterday",
     "tags": ["a", "a"],
+    "tenth": 0.3,  # a multiple within kube-openapi's relative error of 1e-9: no cause
+    "million": 2000000,
+    "accent": "café",
 }
 
 
@@ -528,6 +534,13 @@ def test_values_out_of_their_schemas_bounds_are_refused_in_kube_apiservers_words
             'Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday"',
         ),
         ("spec.tags[1]", "FieldValueDuplicate", 'Duplicate value: "a"'),
+        # A whole bound is printed whole; a string as Go's %q prints it, its characters kept.
+        (
+            "spec.million",
+            invalid,
+            "Invalid value: 2000000: spec.million in body should be less than or equal to 1000000",
+        ),
+        ("spec.accent", invalid, "Invalid value: \"café\": spec.accent in body should match '^[a-z]+$'"),
     }
 
 

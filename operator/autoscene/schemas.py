@@ -19,7 +19,9 @@ The CRD schemas are OpenAPI v3 with Kubernetes extensions; they are translated t
 
 import copy
 import datetime
+import decimal
 import json
+import math
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -250,12 +252,31 @@ def _openapi_failure(path: str, kind: str, instance: Any, expected: Any) -> Fiel
 
 
 def _go_value(value: Any) -> str:
-    """A value as Go's %v prints it in a field error: strings quoted, whole floats without ".0"."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
+    """A value as a field error prints it (Go's %v, %q for strings): a whole number as an integer (as
+    kube-apiserver prints `maximum: 1000000`), any other as a float64 (`_go_float`), strings quoted with
+    their characters kept."""
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else _go_float(value)
     if isinstance(value, bool) or value is None or isinstance(value, str | list | dict):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)
     return str(value)
+
+
+def _go_float(value: float) -> str:
+    """A float64 as Go's %v prints it: the shortest digits that read back the same, in exponent form
+    from 1e+06 up and below 1e-04 (strconv's %g with the shortest precision)."""
+    if math.isinf(value) or math.isnan(value):
+        return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
+    if value == 0:
+        return "0"
+    shortest = decimal.Decimal(repr(value)).normalize()  # repr: the shortest round-trip digits
+    exponent = shortest.adjusted()
+    if -4 <= exponent < 6:
+        return format(shortest, "f")
+    sign, digits, _ = shortest.as_tuple()
+    mantissa = "".join(map(str, digits))
+    fraction = f".{mantissa[1:]}" if len(mantissa) > 1 else ""
+    return f"{'-' if sign else ''}{mantissa[0]}{fraction}e{'+' if exponent >= 0 else '-'}{abs(exponent):02d}"
 
 
 def apply_defaults(obj: Mapping[str, Any], crd: Mapping[str, Any]) -> dict[str, Any]:
@@ -342,8 +363,33 @@ def _map_key(item: Any, keys: list[str]) -> tuple[str, ...]:
     return tuple(repr(item.get(key)) for key in keys) if isinstance(item, Mapping) else (repr(item),)
 
 
+def _multiple_of(
+    validator: Any, factor: float, instance: Any, schema: Mapping[str, Any]
+) -> Iterator[jsonschema.ValidationError]:
+    """`multipleOf` by kube-openapi's arithmetic (validate.MultipleOf): data / factor, or 1 / factor *
+    data for a factor under 1, an integer within a relative error of 1e-9 (swag.IsFloat64AJSONInteger).
+    JSON Schema's exact test refuses 0.3 as a multiple of 0.1; kube-apiserver accepts it."""
+    if not validator.is_type(instance, "number") or isinstance(instance, bool):
+        return
+    quotient = 1 / factor * instance if factor < 1 else instance / factor
+    if not _is_json_integer(float(quotient)):
+        yield jsonschema.ValidationError(f"{instance} is not a multiple of {factor}")
+
+
+def _is_json_integer(value: float) -> bool:
+    if not math.isfinite(value):
+        return False
+    whole = float(math.trunc(value))
+    if value == whole:
+        return True
+    if whole == 0:
+        return False  # a fraction of one: nowhere near an integer's relative error
+    return abs(value - whole) / (abs(value) + abs(whole)) < 1e-9
+
+
 _Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator, {"x-kubernetes-list-map-keys": _unique_map_keys}
+    jsonschema.Draft202012Validator,
+    {"x-kubernetes-list-map-keys": _unique_map_keys, "multipleOf": _multiple_of},
 )
 _FORMATS = jsonschema.FormatChecker(formats=())
 _OPENAPI_TYPE_NAMES = {

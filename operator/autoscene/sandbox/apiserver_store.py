@@ -345,7 +345,7 @@ class ObjectStore:
         if not isinstance(name, str) or not pattern.match(name):
             broken.append(rule)
         if broken:
-            value = json.dumps(text)
+            value = json.dumps(text, ensure_ascii=False)  # Go's %q keeps printable characters
             errors = [
                 FieldError("metadata.name", "FieldValueInvalid", f"Invalid value: {value}: {why}")
                 for why in broken
