@@ -568,6 +568,10 @@ def test_a_name_that_is_not_a_dns_subdomain_is_refused_with_the_rule_it_breaks(s
             "field": "metadata.name",
         }
     ]
+    wide = refusal("é" * 127)  # 127 characters, 254 bytes: the limit counts bytes
+    assert [cause["message"].rpartition(": ")[2] for cause in wide["details"]["causes"]][0] == (
+        "must be no more than 253 characters"
+    )
     both = refusal("X" * 254)
     assert [cause["message"] for cause in both["details"]["causes"]] == [
         f'Invalid value: "{"X" * 254}": must be no more than 253 characters',

@@ -32,9 +32,10 @@ def test_a_pods_status_is_what_its_containers_say_else_its_phase() -> None:
     ready = [{"type": "Ready", "status": "True"}]
     assert printers.pod_status(pod(RUNNING, completed, conditions=ready), NOW) == "Running"
     assert printers.pod_status(pod(RUNNING, completed), NOW) == "NotReady"
-    assert printers.pod_status(pod(RUNNING, metadata={"deletionTimestamp": "2026-05-01T11:59:00Z"}), NOW) == (
-        "Terminating"
-    )
+    deleted = {"deletionTimestamp": "2026-05-01T11:59:00Z"}
+    assert printers.pod_status(pod(RUNNING, metadata=deleted), NOW) == "Terminating"
+    # A Pod that ended keeps saying how while it is deleted.
+    assert printers.pod_status(pod(completed, metadata=deleted, phase="Succeeded"), NOW) == "Completed"
 
 
 def test_an_init_container_that_has_not_ended_well_names_the_status() -> None:

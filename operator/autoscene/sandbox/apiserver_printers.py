@@ -49,6 +49,9 @@ def parse_time(value: Any) -> datetime | None:
 # Pods ------------------------------------------------------------------------------------------------
 
 
+_POD_ENDS = ("Succeeded", "Failed")
+
+
 def pod_ready(pod: Object, now: datetime) -> str:
     """READY: the containers ready and running, of all the Pod's containers."""
     ready = sum(1 for status in _statuses(pod, "containerStatuses") if _ready_and_running(status))
@@ -57,7 +60,7 @@ def pod_ready(pod: Object, now: datetime) -> str:
 
 def pod_status(pod: Object, now: datetime) -> str:
     """STATUS: the phase, unless an init container or a container says more (its waiting or terminated
-    reason: Completed, Error, CrashLoopBackOff, Init:0/1…), or the Pod is being deleted."""
+    reason: Completed, Error, CrashLoopBackOff, Init:0/1…), or the Pod is being deleted before it ended."""
     status = pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or ""
     inits = (pod.get("spec") or {}).get("initContainers") or []
@@ -88,8 +91,8 @@ def pod_status(pod: Object, now: datetime) -> str:
                 running = True
         if reason == "Completed" and running:
             reason = "Running" if _condition(status, "Ready") else "NotReady"
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
-        reason = "Terminating"
+    if (pod.get("metadata") or {}).get("deletionTimestamp") and status.get("phase") not in _POD_ENDS:
+        reason = "Terminating"  # a Pod that already ended keeps saying how
     return str(reason)
 
 

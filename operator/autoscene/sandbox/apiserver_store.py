@@ -341,7 +341,9 @@ class ObjectStore:
         is_label = resource.group_resource == NAMESPACES
         pattern, limit, rule = (_LABEL, 63, _NOT_A_LABEL) if is_label else (_SUBDOMAIN, 253, _NOT_A_SUBDOMAIN)
         text = str(name)
-        broken = [f"must be no more than {limit} characters"] if len(text) > limit else []
+        broken = (
+            [f"must be no more than {limit} characters"] if len(text.encode()) > limit else []
+        )  # bytes, as Go's len
         if not isinstance(name, str) or not pattern.match(name):
             broken.append(rule)
         if broken:
