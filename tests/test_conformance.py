@@ -494,7 +494,7 @@ GAUGE_SPEC = {
     "some": [],
     "step": 7,
     "when": "yesterday",
-    "tags": ["a", "a"],
+    "tags": ["a", "a", "b", "b", "a"],  # one cause per repeated value, at its first repeat
     "tenth": 0.3,  # a multiple within kube-openapi's relative error of 1e-9: no cause
     "million": 2000000,
     "accent": "café",
@@ -534,6 +534,7 @@ def test_values_out_of_their_schemas_bounds_are_refused_in_kube_apiservers_words
             'Invalid value: "yesterday": spec.when in body must be of type date-time: "yesterday"',
         ),
         ("spec.tags[1]", "FieldValueDuplicate", 'Duplicate value: "a"'),
+        ("spec.tags[3]", "FieldValueDuplicate", 'Duplicate value: "b"'),
         # A whole bound is printed whole; a string as Go's %q prints it, its characters kept.
         (
             "spec.million",

@@ -192,6 +192,17 @@ def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
                 f"Unsupported value: {json.dumps(instance)}: supported values: {supported}",
             )
         ]
+    if (
+        kind == "uniqueItems"
+    ):  # x-kubernetes-list-type: set; one cause per repeated value, at its first repeat
+        repeats = [at for at, item in enumerate(instance) if item in instance[:at]]
+        firsts = [
+            at for at in repeats if instance[at] not in [instance[seen] for seen in repeats if seen < at]
+        ]
+        return [
+            FieldError(f"{path}[{at}]", "FieldValueDuplicate", f"Duplicate value: {_go_value(instance[at])}")
+            for at in firsts
+        ]
     if (worded := _openapi_failure(path, kind, instance, expected)) is not None:
         return [worded]
     sentences = [sentence.split(": ", 1)[-1] if path else sentence for sentence in _describe(error)]
@@ -242,11 +253,6 @@ def _openapi_failure(path: str, kind: str, instance: Any, expected: Any) -> Fiel
     if kind == "format":
         return invalid(
             instance, f"must be of type {expected}: {_go_value(instance)}", "FieldValueTypeInvalid"
-        )
-    if kind == "uniqueItems":
-        index = next(at for at, item in enumerate(instance) if item in instance[:at])
-        return FieldError(
-            f"{path}[{index}]", "FieldValueDuplicate", f"Duplicate value: {_go_value(instance[index])}"
         )
     return None
 
