@@ -192,17 +192,8 @@ def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
                 f"Unsupported value: {json.dumps(instance)}: supported values: {supported}",
             )
         ]
-    if (
-        kind == "uniqueItems"
-    ):  # x-kubernetes-list-type: set; one cause per repeated value, at its first repeat
-        repeats = [at for at, item in enumerate(instance) if item in instance[:at]]
-        firsts = [
-            at for at in repeats if instance[at] not in [instance[seen] for seen in repeats if seen < at]
-        ]
-        return [
-            FieldError(f"{path}[{at}]", "FieldValueDuplicate", f"Duplicate value: {_go_value(instance[at])}")
-            for at in firsts
-        ]
+    if kind == "uniqueItems":  # x-kubernetes-list-type: set
+        return _duplicates(path, instance)
     if (worded := _openapi_failure(path, kind, instance, expected)) is not None:
         return [worded]
     sentences = [sentence.split(": ", 1)[-1] if path else sentence for sentence in _describe(error)]
@@ -214,6 +205,22 @@ def _field_errors(error: jsonschema.ValidationError) -> list[FieldError]:
         )
         for sentence in sentences
     ]
+
+
+def _duplicates(path: str, items: list[Any]) -> list[FieldError]:
+    """One Duplicate cause per value repeated in a set list, at its first repeat, as kube-apiserver
+    gives them (`["a", "a", "b", "b", "a"]`: at [1] and [3])."""
+    seen: list[Any] = []
+    repeated: list[Any] = []
+    causes = []
+    for at, item in enumerate(items):
+        if item in seen and item not in repeated:
+            repeated.append(item)
+            causes.append(
+                FieldError(f"{path}[{at}]", "FieldValueDuplicate", f"Duplicate value: {_go_value(item)}")
+            )
+        seen.append(item)
+    return causes
 
 
 # kube-openapi's words for a broken bound (k8s.io/kube-openapi/pkg/validation/errors), "<field> in body

@@ -61,6 +61,7 @@ from .apiserver_http import (
     watch_line,
 )
 from .apiserver_patches import APPLY_PATCH, STRATEGIC_MERGE_PATCH, parse_patch, patcher_for
+from .apiserver_printers import FINISHED_POD_PHASES
 from .apiserver_resources import (
     KUBERNETES_RELEASE,
     PODS,
@@ -96,7 +97,6 @@ _SERVER_VERSION = {
 }
 _HEALTH_PATHS = ("/healthz", "/livez", "/readyz")
 _OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-_FINISHED_POD_PHASES = ("Succeeded", "Failed")
 # (namespace, pod, container, previous) → what the node has of that container's output, or None.
 LogSource = Callable[[str, str, str, bool], str | None]
 _LOG_FOLLOW_INTERVAL = 0.2
@@ -525,7 +525,7 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
             if current.startswith(sent) and current != sent:
                 await response.write(current[len(sent) :].encode())
                 sent = current
-            if restarted or pod is None or (pod.get("status") or {}).get("phase") in _FINISHED_POD_PHASES:
+            if restarted or pod is None or (pod.get("status") or {}).get("phase") in FINISHED_POD_PHASES:
                 break
             await asyncio.sleep(_LOG_FOLLOW_INTERVAL)
         await response.write_eof()

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .. import conditions, timestamps
+
 Object = Mapping[str, Any]
 
 
@@ -41,7 +43,7 @@ def human_duration(seconds: float) -> str:
 def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 timestamp of the API, or None when absent or malformed."""
     try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")) if value else None
+        return timestamps.parse(str(value)) if value else None
     except ValueError:
         return None
 
@@ -49,7 +51,7 @@ def parse_time(value: Any) -> datetime | None:
 # Pods ------------------------------------------------------------------------------------------------
 
 
-_POD_ENDS = ("Succeeded", "Failed")
+FINISHED_POD_PHASES = ("Succeeded", "Failed")
 
 
 def pod_ready(pod: Object, now: datetime) -> str:
@@ -91,7 +93,8 @@ def pod_status(pod: Object, now: datetime) -> str:
                 running = True
         if reason == "Completed" and running:
             reason = "Running" if _condition(status, "Ready") else "NotReady"
-    if (pod.get("metadata") or {}).get("deletionTimestamp") and status.get("phase") not in _POD_ENDS:
+    deleting = bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+    if deleting and status.get("phase") not in FINISHED_POD_PHASES:
         reason = "Terminating"  # a Pod that already ended keeps saying how
     return str(reason)
 
@@ -128,7 +131,7 @@ def _ended_reason(terminated: Mapping[str, Any]) -> str:
 
 
 def _condition(status: Mapping[str, Any], kind: str) -> bool:
-    return any(c.get("type") == kind and c.get("status") == "True" for c in status.get("conditions") or [])
+    return (conditions.find(status.get("conditions"), kind) or {}).get("status") == "True"
 
 
 # Jobs ------------------------------------------------------------------------------------------------

@@ -341,9 +341,8 @@ class ObjectStore:
         is_label = resource.group_resource == NAMESPACES
         pattern, limit, rule = (_LABEL, 63, _NOT_A_LABEL) if is_label else (_SUBDOMAIN, 253, _NOT_A_SUBDOMAIN)
         text = str(name)
-        broken = (
-            [f"must be no more than {limit} characters"] if len(text.encode()) > limit else []
-        )  # bytes, as Go's len
+        # The length in bytes, as Go's len counts it.
+        broken = [f"must be no more than {limit} characters"] if len(text.encode()) > limit else []
         if not isinstance(name, str) or not pattern.match(name):
             broken.append(rule)
         if broken:
