@@ -481,10 +481,9 @@ class NodeAgent(Service):
             return _refusal(
                 400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
             )
-        with contextlib.ExitStack() as closing:
-            # One open file from the first read to the last: a restart renames the path to the
-            # `.previous` log, and what this instance wrote meanwhile is still read from here.
-            log = closing.enter_context(path.open("rb"))
+        # One open file from the first read to the last: a restart renames the path to the
+        # `.previous` log, and what this instance wrote meanwhile is still read from here.
+        with path.open("rb") as log:
             data = log.read()
             tail = request.query.get("tailLines")
             if tail is not None:
