@@ -629,7 +629,11 @@ def test_kubectl_get_prints_pods_jobs_and_events_as_kube_apiserver_does(api_name
         finished = all(row[2] in ("Completed", "Error") for row in rows[1:])
         return rows if len(rows) == 4 and finished else None
 
-    pods = wait_for(ended, 90, "the Pods to end", explain=lambda: str(table("pods", "-o", "wide")))
+    def waiting_reasons() -> str:
+        statuses = kubectl_in(api_namespace, "get", "pods", "-o", "jsonpath={..containerStatuses}")
+        return f"{table('pods', '-o', 'wide')}; {statuses.stdout}"
+
+    pods = wait_for(ended, 90, "the Pods to end", explain=waiting_reasons)
     assert pods[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     by_name = {row[0]: row[1:4] for row in pods[1:]}
     assert by_name.pop("broken") == ["0/1", "Error", "0"]

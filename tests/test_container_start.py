@@ -11,7 +11,7 @@ from autoscene.sandbox.containers import UnrunnableContainer, container_command
 from autoscene.sandbox.realcluster import real_images
 from autoscene.sandbox.session import wait_for
 
-from .conftest import RunningSandbox
+from .conftest import ApiNamespace, RunningSandbox
 from .test_end_to_end import create_invocation
 
 IMAGES = real_images()  # the sandbox's stand-ins and the operator image
@@ -100,3 +100,31 @@ def test_an_action_whose_program_does_not_exist_fails_its_run_naming_it(sandbox:
     failed = sandbox.finished("misspelt-run")
     assert failed["status"]["phase"] == "Failed"
     assert 'exec: "no-such-program": executable file not found' in failed["status"]["message"]
+
+
+def test_a_pod_waits_for_its_volumes_secret_and_runs_once_it_exists(api_namespace: ApiNamespace) -> None:
+    """A volume whose Secret is missing holds the Pod's containers, Pending, and the kubelet tries again
+    until the Secret appears ("Secrets" in the Kubernetes docs: "the Pod will not start until all the
+    Pod's volumes are mounted"); then the container reads the key as a file."""
+    namespace, core = api_namespace.namespace, kube.core()
+    reader = pod("reader", {"image": "busybox:1.36.1", "command": ["cat", "/etc/conf/token"]})
+    reader["spec"]["containers"][0]["volumeMounts"] = [{"name": "conf", "mountPath": "/etc/conf"}]
+    reader["spec"]["volumes"] = [{"name": "conf", "secret": {"secretName": "late"}}]
+    core.create_namespaced_pod(namespace, reader)
+
+    def held() -> Any:
+        found = core.read_namespaced_pod("reader", namespace)
+        statuses = found.status.container_statuses or []
+        return found if statuses and statuses[0].state.waiting is not None else None
+
+    assert wait_for(held, 60, "the kubelet to hold the container").status.phase == "Pending"
+    secret = {"metadata": {"name": "late"}, "stringData": {"token": "s3cret"}}
+    core.create_namespaced_secret(namespace, secret)
+
+    def ended() -> Any:
+        found = core.read_namespaced_pod("reader", namespace)
+        return found if found.status.phase in ("Succeeded", "Failed") else None
+
+    done = wait_for(ended, 120, "the Pod to run once its Secret exists")
+    assert done.status.phase == "Succeeded", done.status.container_statuses[0].state.terminated
+    assert core.read_namespaced_pod_log("reader", namespace) == "s3cret"

@@ -390,12 +390,6 @@ class LocalKubelet:
         deadline = spec.get("activeDeadlineSeconds")
         ends_at = None if deadline is None else time.monotonic() + float(deadline)
         start_time = _now()
-        try:
-            self._materialize_volumes(pod, local.folder)
-        except (UnrunnableContainer, ApiException) as error:
-            self._patch_status(meta, _waiting_status(pod, "CreateContainerConfigError", str(error)))
-            local.deleted.wait()
-            return
         if not self._await_config(pod, local):
             return
         for container in spec.get("initContainers") or []:
@@ -435,21 +429,29 @@ class LocalKubelet:
                 return
 
     def _await_config(self, pod: dict[str, Any], local: LocalPod) -> bool:
-        """As the kubelet does, hold the containers while an env source they name (a ConfigMap, a
-        Secret, one of their keys) is missing: waiting with reason CreateContainerConfigError, tried
-        again until it appears. False when the Pod goes first."""
+        """As the kubelet does, hold the containers while what they need is missing, and try again
+        every CONFIG_RETRY_SECONDS until it appears: a volume's or an env source (a ConfigMap, a
+        Secret, one of their keys) is waiting with reason CreateContainerConfigError; an API call
+        that failed (a token the API server would not give yet) is ContainerCreating, as a kubelet
+        retries a volume mount. False when the Pod goes first."""
         told = ""
         while not self._stopping(local):
             try:
+                self._materialize_volumes(pod, local.folder)
                 for container in _all_containers(pod):
                     paths = container_paths(pod, container, self._volumes, self._images, local.folder)
                     sources = self._sources(pod["metadata"]["namespace"])
                     container_environment(container, paths, local.folder, pod, {}, sources)
                 return True
             except UnrunnableContainer as error:
-                if str(error) != told:
-                    self._patch_status(pod["metadata"], _waiting_status(pod, error.reason, str(error)))
-                    told = str(error)
+                reason, message = error.reason, str(error)
+            except ApiException as error:
+                reason = "ContainerCreating"
+                message = f"MountVolume.SetUp failed: {error.status} {error.reason}"
+                logger.warning("pod %s/%s: %s", local.namespace, local.name, message)
+            if message != told:
+                self._patch_status(pod["metadata"], _waiting_status(pod, reason, message))
+                told = message
             local.deleted.wait(CONFIG_RETRY_SECONDS)
         return False
 
