@@ -702,3 +702,34 @@ def test_every_commands_summary_is_one_line_so_the_help_never_breaks_it() -> Non
         assert command.callback is not None and command.callback.__doc__, command.name
         summary = command.callback.__doc__.strip().split("\n\n")[0]
         assert "\n" not in summary, f"{command.name}: {summary}"
+
+
+def test_the_namespace_is_the_kubeconfig_contexts_unless_given(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """As kubectl: without -n, a command works in the current context's namespace, so an upload never
+    lands in "default" when the context names another."""
+    import yaml
+
+    config = yaml.safe_load(sandbox.sandbox.kubeconfig.read_text())
+    [context] = [one for one in config["contexts"] if one["name"] == config["current-context"]]
+    context["context"]["namespace"] = "elsewhere"
+    elsewhere = tmp_path / "kubeconfig-elsewhere"
+    elsewhere.write_text(yaml.safe_dump(config))
+    kube.core().create_namespace({"metadata": {"name": "elsewhere"}})
+    clip = make_sample_video(tmp_path / "cam.mp4", width=64, height=48, frames=6)
+
+    def run(*args: str) -> tuple[int, str]:
+        result = runner.invoke(app, [*args, "--kubeconfig", str(elsewhere)])
+        return result.exit_code, " ".join(result.output.split())
+
+    assert run("upload", "recordings", str(clip)) == (
+        1,
+        'error: record "recordings" not found in namespace "elsewhere"',
+    )
+    assert run("runs") == (0, "no runs in elsewhere match")
+    code, output = run("upload", "recordings", str(clip), "-n", sandbox.namespace)
+    assert code == 0 and "cam.mp4" in output
+    assert sandbox.run_of("cam.mp4")["status"]["phase"] == "Succeeded"
+    code, output = run("runs", "-n", sandbox.namespace)
+    assert code == 0 and f"runs in {sandbox.namespace}" in output and "Succeeded" in output

@@ -34,6 +34,10 @@ console = Console(width=None if sys.stdout.isatty() or "COLUMNS" in os.environ e
 DEFAULT_SANDBOX = Path(".autoscene")
 # The plurals in the API's paths (`invocations.PLURAL` would load the operator's whole core).
 INVOCATIONS, ACTIONS, RECORDS = "invocations", "actions", "records"
+NamespaceOption = Annotated[
+    str | None,
+    typer.Option("--namespace", "-n", help="The namespace; by default the kubeconfig context's."),
+]
 # The kubeconfig this command connected with, for an error to say where it looked.
 _kubeconfig_in_use: Path | None = None
 
@@ -126,7 +130,7 @@ def sandbox(
 def upload_command(
     record: Annotated[str, typer.Argument(help="Name of the Record.")],
     files: Annotated[list[Path], typer.Argument(help="Files to upload.")],
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     prefix: Annotated[str, typer.Option(help="Folder inside the record to put the files in.")] = "",
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
@@ -135,7 +139,7 @@ def upload_command(
     Against a cluster the bytes go through the Kubernetes API (a short-lived uploader Pod, a tar stream
     over exec, the sha256 checked on arrival); against a running sandbox straight into its volumes.
     """
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
     from . import cluster_upload, upload
@@ -172,11 +176,11 @@ def upload_command(
 
 @app.command("invocations")
 def invocations_command(
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """The run history: every Invocation with its phase, duration, exit code and message."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     _api_errors(lambda: _print_invocations(namespace))
 
 
@@ -188,11 +192,11 @@ def runs_command(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Print the table again as runs change.")
     ] = False,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """The run history, filtered, with full names that can be copied into other commands."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
 
     from . import kube, labels, render, runs, timestamps
 
@@ -231,7 +235,7 @@ def run_command(
         typer.Option("--parameter", "-p", help="KEY=VALUE for one of the Action's parameters."),
     ] = None,
     wait: Annotated[bool, typer.Option(help="Wait until every run is over, showing progress.")] = False,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """Run an Action on files of a Record now (manual Invocations); with --wait, exit 1 if any fails."""
@@ -241,7 +245,7 @@ def run_command(
         values = runs.parse_parameters(parameter or [])
     except ValueError as error:
         raise typer.BadParameter(str(error), param_hint="--parameter") from error
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from . import files as record_files
     from . import kube, naming
 
@@ -274,11 +278,11 @@ def run_command(
 def rerun_command(
     invocation: Annotated[str, typer.Argument(help="The Invocation to run again.")],
     wait: Annotated[bool, typer.Option(help="Wait until the new run is over.")] = False,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """A new run with the same Action, file, content and parameters, linked to the old one."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from . import files, kube, naming, runs
 
     old = _invocation(namespace, invocation)
@@ -309,14 +313,14 @@ def logs_command(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing while the run writes.")
     ] = False,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """A run's log: live from its Pod, then the copy kept on the Record's volume.
 
     Once the Pod is gone, the log the operator kept on the Record's volume; without one, the end of the
     log the Invocation's status kept."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from . import jobs, kube
 
     found = _invocation(namespace, invocation)
@@ -396,14 +400,14 @@ def _sandbox_volume(namespace: str, record: str, kubeconfig: Path | None) -> Pat
 def outputs_command(
     invocation: Annotated[str, typer.Argument(help="The Invocation whose outputs to show.")],
     download: Annotated[Path | None, typer.Option(help="Copy the outputs into this folder.")] = None,
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """What a run wrote to /cos/outputs; with --download, a copy of it.
 
     On a cluster the copy comes through the API, each file's sha256 checked against the one computed
     where the bytes are."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from . import cluster_upload, jobs, upload
 
     found = _invocation(namespace, invocation)
@@ -454,11 +458,11 @@ def outputs_command(
 @app.command("cancel")
 def cancel_command(
     invocation: Annotated[str, typer.Argument(help="The Invocation to stop.")],
-    namespace: Annotated[str, typer.Option("--namespace", "-n")] = "default",
+    namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
     """Stop a run: the operator marks it Cancelled and deletes its Job (a finished run stays as it is)."""
-    _connect(kubeconfig)
+    namespace = _connect(kubeconfig, namespace)
     from kubernetes.client.exceptions import ApiException
 
     from . import kube, lifecycle, runs
@@ -580,9 +584,11 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def _connect(kubeconfig: Path | None) -> None:
+def _connect(kubeconfig: Path | None, namespace: str | None) -> str:
     """The API client for `kubeconfig` (else $KUBECONFIG, else the sandbox's); a one-line error when
-    there is none, when it cannot be read, or when it is a sandbox's and that sandbox is not running."""
+    there is none, when it cannot be read, or when it is a sandbox's and that sandbox is not running.
+    Returns the namespace to work in: `namespace`, else the current context's, else "default", as
+    kubectl chooses it."""
     global _kubeconfig_in_use
     config = Path(kubeconfig or DEFAULT_SANDBOX / "kubeconfig")
     if not config.exists():
@@ -597,18 +603,20 @@ def _connect(kubeconfig: Path | None) -> None:
             f"`autoscene sandbox --keep{_dir_option(config.parent)}`"
         )
     import yaml
-    from kubernetes.config import ConfigException
+    from kubernetes.config import ConfigException, list_kube_config_contexts
 
     from . import kube
 
     try:
         api = kube.configure(str(config))
+        _, context = list_kube_config_contexts(str(config))
     except (ConfigException, yaml.YAMLError) as error:
         _fail(f"cannot use the kubeconfig at {config}: {' '.join(str(error).split())}")
     # At a terminal a server that does not answer is told at once, not after six retries and 12 s of
     # backoff; one that answers "busy" (429, 5xx) is still waited for, as the operator waits.
     api.rest_client.pool_manager.connection_pool_kw["retries"] = kube.RETRIES.new(connect=0, other=0)
     _kubeconfig_in_use = config
+    return namespace or (context.get("context") or {}).get("namespace") or "default"
 
 
 T = TypeVar("T")
