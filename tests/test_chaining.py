@@ -71,7 +71,7 @@ def test_a_video_becomes_a_frames_record_then_a_contact_sheet(
     assert extraction["status"]["outputRecord"] == {
         "name": "recordings-frames",
         "prefix": "",
-        "mode": "add",
+        "mode": "replace",
         "jobName": outputs.publish_job_name(extraction["metadata"]["name"]),
         "fileCount": frames + 1,  # and the manifest
         "bytes": sum(
@@ -96,7 +96,7 @@ def test_a_video_becomes_a_frames_record_then_a_contact_sheet(
 
     def sheet_registered() -> dict[str, dict[str, Any]] | None:
         found = files_of(cluster, "recordings-frames")
-        return found if "walk/contact_sheet.jpg" in found else None
+        return found if "contact-sheets/walk/contact_sheet.jpg" in found else None
 
     registered = wait_for(sheet_registered, 30, "the contact sheet to be registered")
     on_disk = folder_of(cluster, "recordings-frames")
@@ -117,12 +117,12 @@ def test_a_video_becomes_a_frames_record_then_a_contact_sheet(
         "image": extraction["status"]["image"],
         "chain": ["extract-images"],
     }
-    sheet = registered["walk/contact_sheet.jpg"]["spec"]["source"]
+    sheet = registered["contact-sheets/walk/contact_sheet.jpg"]["spec"]["source"]
     assert sheet["invocation"] == sheet_run["metadata"]["name"]
     assert (sheet["record"], sheet["file"]) == ("recordings-frames", "walk/manifest.json")
     assert sheet["sha256"] == registered["walk/manifest.json"]["spec"]["sha256"]
     assert sheet["chain"] == ["extract-images", "contact-sheet"]
-    image = cv2.imread(str(on_disk / "walk/contact_sheet.jpg"))
+    image = cv2.imread(str(on_disk / "contact-sheets/walk/contact_sheet.jpg"))
     assert image is not None and image.shape[0] > 0 and image.shape[1] > 0
 
     # The Record's totals count what was registered.
@@ -221,3 +221,70 @@ def test_overwrite_keeps_only_the_last_runs_outputs_and_a_bad_name_fails_the_run
 def test_an_output_record_that_is_no_record_name_fails_at_start(name: str) -> None:
     with pytest.raises(ValueError, match="not a Record name"):
         outputs.destination({"outputs": {"record": name}}, {})
+
+
+def test_replace_takes_a_source_files_folder_whole_and_warns_when_two_files_write_it(
+    cluster: RunningSandbox, tmp_path: Path
+) -> None:
+    """Mode replace: each top-level folder a run writes takes the place of the last one whole, on disk
+    and as RecordFiles, so a new version of a source file leaves none of the old outputs behind and
+    the other folders stay; a file of another source writing the same folder is a Warning Event."""
+    # `<stem>/0` … `<stem>/N-1`, N being the number the source file holds, each naming the source.
+    write = (
+        'n=$(cat "$INPUT_FOLDER/$AUTOSCENE_FILE"); d="$OUTPUT_FOLDER/${AUTOSCENE_FILE%.*}"; mkdir -p "$d"; '
+        'i=0; while [ "$i" -lt "$n" ]; do echo "$AUTOSCENE_FILE $i" > "$d/$i"; i=$((i + 1)); done'
+    )
+    cluster.apply(
+        [
+            action("count", write, {"record": "counted", "mode": "replace"}),
+            trigger("count-n", "count", "*.n"),
+            trigger("count-m", "count", "*.m"),
+        ]
+    )
+
+    def upload(name: str, content: str) -> dict[str, Any]:
+        folder = tmp_path / f"{name}-{content}"
+        folder.mkdir()
+        (folder / name).write_text(f"{content}\n")
+        [uploaded] = cluster.upload("recordings", folder / name)
+        def started() -> dict[str, Any] | None:
+            runs = cluster.invocations()
+            wanted = (name, uploaded.sha256)
+            found = [run for run in runs if (run["spec"]["file"], run["spec"].get("sha256")) == wanted]
+            return found[0] if found else None
+
+        run = wait_for(started, 60, f"the run of {name} ({content})")
+        done = cluster.finished(run["metadata"]["name"], timeout=90)
+        assert done["status"]["phase"] == "Succeeded", done["status"]
+        return done
+
+    def registered_and_on_disk(expected: list[str]) -> None:
+        wait_for(lambda: sorted(files_of(cluster, "counted")) == expected or None, 30, f"files {expected}")
+        on_disk = folder_of(cluster, "counted")
+        found = sorted(path.relative_to(on_disk).as_posix() for path in on_disk.rglob("*") if path.is_file())
+        assert found == expected
+
+    upload("x.n", "3")
+    upload("y.n", "2")
+    registered_and_on_disk(["x/0", "x/1", "x/2", "y/0", "y/1"])
+    changed = upload("x.n", "1")
+    registered_and_on_disk(["x/0", "y/0", "y/1"])
+    assert files_of(cluster, "counted")["y/1"]["spec"]["source"]["file"] == "y.n"
+    assert not [e for e in _events_of(cluster, changed) if e.reason == "OutputsReplaced"]
+
+    other = upload("x.m", "2")
+    registered_and_on_disk(["x/0", "x/1", "y/0", "y/1"])
+    made = files_of(cluster, "counted")
+    assert {made[path]["spec"]["source"]["file"] for path in ("x/0", "x/1")} == {"x.m"}
+    [warning] = wait_for(
+        lambda: [e for e in _events_of(cluster, other) if e.reason == "OutputsReplaced"] or None,
+        30,
+        "the OutputsReplaced Event",
+    )
+    assert warning.type == "Warning"
+    assert warning.message.startswith("the outputs of x.m took the place of those made from x.n (e.g. x/0)")
+
+
+def _events_of(cluster: RunningSandbox, invocation: dict[str, Any]) -> list[Any]:
+    selector = f"involvedObject.name={invocation['metadata']['name']}"
+    return list(kube.core().list_namespaced_event(cluster.namespace, field_selector=selector).items)

@@ -112,7 +112,7 @@ def test_the_demo_runs_end_to_end_as_a_user_types_it(tmp_path: Path) -> None:
     assert (
         f"{len(registered)} JPEG frames in {volumes / 'record-recordings-frames' / 'files' / 'demo'}" in said
     )
-    sheet = volumes / "record-recordings-frames" / "files" / "demo" / "contact_sheet.jpg"
+    sheet = volumes / "record-recordings-frames" / "files" / "contact-sheets" / "demo" / "contact_sheet.jpg"
     assert f"contact sheet {sheet}" in said and sheet.is_file()
     rows = [line for line in result.stdout.splitlines() if "Succeeded" in line]
     assert any("extract-images" in row for row in rows) and any("contact-sheet" in row for row in rows)

@@ -1220,7 +1220,7 @@ def test_the_chain_renders_as_the_sandbox_reads_it(crds: dict[tuple[str, str], d
     for obj in rendered:
         assert schemas.validate(obj, crds) == [], obj["kind"]
     extract = next(obj for obj in rendered if key(obj) == ("Action", "extract-images"))
-    assert extract["spec"]["outputs"] == {"record": "{{record.name}}-frames"}
+    assert extract["spec"]["outputs"] == {"record": "{{record.name}}-frames", "mode": "replace"}
     assert extract["spec"]["image"] == one(render(SAMPLES_DIR), "Action")["spec"]["image"]  # the rest kept
     sheet_trigger = next(obj for obj in rendered if key(obj) == ("Trigger", "contact-sheet-of-frames"))
     assert sheet_trigger["spec"]["action"] == "contact-sheet"

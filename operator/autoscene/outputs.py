@@ -15,13 +15,13 @@ cycle), and is stopped before its Job is made (reason ChainCycle); so is a chain
 """
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import API_VERSION, jobs, labels, lifecycle, naming, ownership, templates, upload
 
-ADD, OVERWRITE = "add", "overwrite"
+ADD, OVERWRITE, REPLACE = "add", "overwrite", "replace"
 REGISTERING = "RegisteringOutputs"
 NOT_REGISTERED = "OutputsNotRegistered"
 CHAIN_CYCLE, CHAIN_TOO_DEEP = "ChainCycle", "ChainTooDeep"
@@ -60,6 +60,14 @@ if [ "$MODE" = overwrite ]; then
   rm -rf "$dst"
   mkdir -p "$(dirname "$dst")"
   mv "$stage" "$dst"
+elif [ "$MODE" = replace ]; then
+  mkdir -p "$dst"
+  for entry in "$stage"/* "$stage"/.[!.]* "$stage"/..?*; do
+    [ -e "$entry" ] || continue
+    rm -rf "$dst/${entry##*/}"
+    mv "$entry" "$dst/"
+  done
+  rm -rf "$stage"
 else
   mkdir -p "$dst"
   cp -R -l -f "$stage/." "$dst/"
@@ -90,6 +98,21 @@ class Destination:
     def holds(self, path: str) -> bool:
         """Whether `path` lies under this destination's prefix (every path does for no prefix)."""
         return not self.prefix or path.startswith(f"{self.prefix}/")
+
+    def replaced_by(self, written: Iterable[str]) -> Callable[[str], bool]:
+        """Whether the Record's file at a path gives way to a run that wrote `written` (paths relative
+        to the prefix): in mode overwrite every file under the prefix does, in mode replace every file
+        under a top-level file or folder of the run's outputs (a folder goes whole), in mode add none
+        (a file at the same path is simply replaced)."""
+        roots = {path.split("/", 1)[0] for path in written}
+
+        def replaced(path: str) -> bool:
+            if self.mode == ADD or not self.holds(path):
+                return False
+            relative = path[len(self.prefix) + 1 :] if self.prefix else path
+            return self.mode == OVERWRITE or relative.split("/", 1)[0] in roots
+
+        return replaced
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> "Destination":

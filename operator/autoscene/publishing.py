@@ -13,6 +13,7 @@ from . import (
     GROUP,
     VERSION,
     config,
+    events,
     files,
     invocations,
     kube,
@@ -107,20 +108,49 @@ def sync_with_publish_job(
 def register(
     invocation: Mapping[str, Any], target: outputs.Destination, copied: list[outputs.PublishedFile]
 ) -> int:
-    """RecordFiles for the copied files, with their provenance; in mode overwrite, the files under the
-    prefix that this run did not write are unregistered (the Job removed them). Their total bytes."""
+    """RecordFiles for the copied files, with their provenance. In modes overwrite and replace, the
+    files this run took the place of (`Destination.replaced_by`) and did not write again are
+    unregistered (the Job removed them), and when some of them came from another source file, a
+    Warning Event says so: two files of the source Record write the same outputs. Their total bytes."""
     namespace = invocation["metadata"]["namespace"]
     source = outputs.provenance(invocation, (invocation.get("status") or {}).get("image", ""))
     uploaded = [upload.UploadedFile(target.path_of(file.path), file.size, file.sha256) for file in copied]
-    upload.register(namespace, target.record, uploaded, source=source)
-    if target.mode == outputs.OVERWRITE:
-        kept = {file.path for file in uploaded}
+    replaced = []
+    if target.mode != outputs.ADD:
+        replaced_by_this_run = target.replaced_by(file.path for file in copied)
         selector = f"{labels.RECORD}={labels.value_of(target.record)}"
-        for existing in kube.list_custom(files.PLURAL, namespace, label_selector=selector):
-            path = existing["spec"]["path"]
-            if existing["spec"]["record"] == target.record and target.holds(path) and path not in kept:
-                _delete_file(namespace, existing["metadata"]["name"])
+        replaced = [
+            existing
+            for existing in kube.list_custom(files.PLURAL, namespace, label_selector=selector)
+            if existing["spec"]["record"] == target.record and replaced_by_this_run(existing["spec"]["path"])
+        ]
+    upload.register(namespace, target.record, uploaded, source=source)
+    kept = {file.path for file in uploaded}
+    for existing in replaced:
+        if existing["spec"]["path"] not in kept:
+            _delete_file(namespace, existing["metadata"]["name"])
+    _warn_of_other_sources(invocation, replaced)
     return sum(file.size for file in copied)
+
+
+def _warn_of_other_sources(invocation: Mapping[str, Any], replaced: list[dict[str, Any]]) -> None:
+    spec = invocation["spec"]
+    made_elsewhere = {
+        str(made["file"]): existing["spec"]["path"]
+        for existing in replaced
+        if (made := existing["spec"].get("source") or {})
+        and (made.get("record"), made.get("file")) != (spec["record"], spec["file"])
+    }
+    others = sorted(made_elsewhere)
+    if others:
+        example = made_elsewhere[others[0]]
+        events.post(
+            invocation,
+            "OutputsReplaced",
+            f"the outputs of {spec['file']} took the place of those made from {', '.join(others[:3])}"
+            f"{' and more' if len(others) > 3 else ''} (e.g. {example}): they write the same paths",
+            warning=True,
+        )
 
 
 def _fail(invocation: Mapping[str, Any], why: str) -> Transition | None:

@@ -23,6 +23,7 @@ from .session import wait_for
 
 DEMO_RECORD = "recordings"
 CONTACT_SHEET = "contact_sheet.jpg"
+SHEETS_FOLDER = "contact-sheets"  # the contact-sheet Action's outputs.prefix in manifests/chain
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_demo(sandbox: Cluster, video: Path, say: Callable[[str], None], timeout:
     )
     frames_claim = records.claim_of(_ready_record(namespace, frames_record) or {}) or ""
     files = sandbox.volumes / namespace / frames_claim / jobs.FILES_SUBPATH
-    sheet = files / folder / CONTACT_SHEET
+    sheet = files / SHEETS_FOLDER / folder / CONTACT_SHEET
     say(f"{sheet_run['metadata']['name']}: contact sheet of {frames_record}/{manifest} at {sheet}")
     return DemoResult(invocation, files / folder, sheet_run, sheet if sheet.is_file() else None)
 
