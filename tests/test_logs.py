@@ -216,3 +216,34 @@ def test_following_a_log_ends_with_the_container_instance(api_namespace: ApiName
         followed.release_conn()
     pid = started.split()[1]
     assert text == f"start {pid}\nend {pid}\n", text
+
+
+def test_the_log_of_a_container_waiting_to_start_is_a_400_saying_why(api_namespace: ApiNamespace) -> None:
+    """A container that never started has no log: the kubelet refuses the request, saying why it waits
+    (validateContainerLogStatus in pkg/kubelet/kubelet_pods.go), and the API server passes that on."""
+    namespace, core = api_namespace.namespace, kube.core()
+    unpullable = {
+        "metadata": {"name": "unpullable"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "main", "image": "example.com/no-such-image:1", "command": ["true"]}],
+        },
+    }
+    core.create_namespaced_pod(namespace, unpullable)
+
+    def waiting() -> Any:
+        found = core.read_namespaced_pod("unpullable", namespace)
+        statuses = found.status.container_statuses or []
+        return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
+
+    assert wait_for(waiting, 60, "the container to wait for its image").reason in (
+        "ErrImagePull",
+        "ImagePullBackOff",
+    )
+    with pytest.raises(ApiException) as error:
+        core.read_namespaced_pod_log("unpullable", namespace)
+    assert error.value.status == 400, error.value
+    assert json.loads(error.value.body)["message"] in (
+        'container "main" in pod "unpullable" is waiting to start: image can\'t be pulled',
+        'container "main" in pod "unpullable" is waiting to start: trying and failing to pull image',
+    )

@@ -58,6 +58,7 @@ from .apiserver_http import (
     strict_decoding_error,
     strict_patch_error,
     typed_patch_error,
+    waiting_to_start,
     watch_line,
 )
 from .apiserver_patches import APPLY_PATCH, STRATEGIC_MERGE_PATCH, parse_patch, patcher_for
@@ -499,11 +500,14 @@ class KubernetesApiEmulator(kmock.KubernetesEmulator):
         assert target.namespace is not None and target.name is not None
         key = (target.namespace, target.name)
         query = raw_request.query
-        container = log_container(self.store.get(resource, *key), query.get("container"))
+        requested = self.store.get(resource, *key)
+        container = log_container(requested, query.get("container"))
         previous = query.get("previous") == "true"
         read = self.container_log(*key, container, previous)
-        if read is None and previous:  # the kubelet's answer (kuberuntime), passed on as a 400
+        if read is None and previous:  # the kubelet's answers (kuberuntime), passed on as 400s
             raise bad_request(f'previous terminated container "{container}" in pod "{target.name}" not found')
+        if read is None and self.log_source is not None:
+            raise bad_request(waiting_to_start(requested, container))
         sent = read or ""  # read once: a running Pod's log may grow before a second read
         text = log_tail(sent, query)
         if query.get("follow") != "true" or previous:

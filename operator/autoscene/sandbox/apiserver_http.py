@@ -126,6 +126,24 @@ def log_container(pod: Mapping[str, Any], requested: str | None) -> str:
     raise bad_request(message)
 
 
+# A kubelet's words for the waiting reasons it names in a log request's refusal (images.ErrImagePull…).
+_WAITING_WORDS = {
+    "ErrImagePull": "image can't be pulled",
+    "ImagePullBackOff": "trying and failing to pull image",
+}
+
+
+def waiting_to_start(pod: Mapping[str, Any], container: str) -> str:
+    """A kubelet's refusal of a log request for a container that has not started and so has no log
+    (validateContainerLogStatus in pkg/kubelet/kubelet_pods.go), answered as a 400: why it waits."""
+    status = pod.get("status") or {}
+    statuses = [*(status.get("containerStatuses") or []), *(status.get("initContainerStatuses") or [])]
+    found: Mapping[str, Any] = next((one for one in statuses if one.get("name") == container), {})
+    reason = ((found.get("state") or {}).get("waiting") or {}).get("reason")
+    said = f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start'
+    return f"{said}: {_WAITING_WORDS.get(reason, reason)}" if reason else f"{said} - no logs yet"
+
+
 def restart_count(pod: Mapping[str, Any] | None, container: str) -> int:
     """How many times the Pod's container (regular or init) was restarted, as its status says."""
     status = (pod or {}).get("status") or {}

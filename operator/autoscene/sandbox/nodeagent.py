@@ -42,6 +42,7 @@ from multidict import MultiDict
 
 from .. import kube, timestamps, watching
 from .apiserver_exec import exec_request, serve_exec
+from .apiserver_http import waiting_to_start
 from .containers import LOCAL_IP, LocalImage
 from .kubelet import FINISHED_PHASES, LocalKubelet
 from .service import Service
@@ -478,9 +479,7 @@ class NodeAgent(Service):
             if previous:
                 message = f'previous terminated container "{container}" in pod "{name}" not found'
                 return _refusal(400, message)
-            return _refusal(
-                400, f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating'
-            )
+            return _refusal(400, waiting_to_start(pod, container))
         # One open file from the first read to the last: a restart renames the path to the
         # `.previous` log, and what this instance wrote meanwhile is still read from here.
         with path.open("rb") as log:
