@@ -733,3 +733,9 @@ def test_the_namespace_is_the_kubeconfig_contexts_unless_given(
     assert sandbox.run_of("cam.mp4")["status"]["phase"] == "Succeeded"
     code, output = run("runs", "-n", sandbox.namespace)
     assert code == 0 and f"runs in {sandbox.namespace}" in output and "Succeeded" in output
+
+
+def test_an_unknown_phase_is_refused_naming_the_phases(sandbox: RunningSandbox) -> None:
+    code, output = cli(sandbox, "runs", "--phase", "Bogus")
+    said = " ".join(output.replace("│", " ").split())
+    assert code == 2 and "'Bogus' is not one of 'pending', 'queued', 'running', 'succeeded', 'failed'" in said

@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from . import GROUP, VERSION
+from . import GROUP, VERSION, lifecycle
 from .config import Leadership, OperatorConfig, parse_job_ttl
 
 # This module loads typer, rich's console and the standard library only, so that `--help`, and an error
@@ -40,6 +40,17 @@ NamespaceOption = Annotated[
 ]
 # The kubeconfig this command connected with, for an error to say where it looked.
 _kubeconfig_in_use: Path | None = None
+
+
+class RunPhase(enum.StrEnum):
+    """An Invocation's phases (crds/invocations.yaml), for `runs --phase`."""
+
+    Pending = lifecycle.PENDING
+    Queued = lifecycle.QUEUED
+    Running = lifecycle.RUNNING
+    Succeeded = lifecycle.SUCCEEDED
+    Failed = lifecycle.FAILED
+    Cancelled = lifecycle.CANCELLED
 
 
 class ControlPlaneKind(enum.StrEnum):
@@ -188,7 +199,9 @@ def invocations_command(
 def runs_command(
     record: Annotated[str | None, typer.Option("--record", "-r", help="Only this Record's runs.")] = None,
     action: Annotated[str | None, typer.Option("--action", "-a", help="Only this Action's runs.")] = None,
-    phase: Annotated[str | None, typer.Option(help="Only runs in this phase, e.g. Failed.")] = None,
+    phase: Annotated[
+        RunPhase | None, typer.Option(case_sensitive=False, help="Only runs in this phase.")
+    ] = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Print the table again as runs change.")
     ] = False,

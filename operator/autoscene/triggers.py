@@ -124,7 +124,8 @@ def backfill(trigger: Mapping[str, Any], record_labels: Callable[[str], Mapping[
     # A compare-and-swap: when the handler and the periodic pass both catch up on one generation (the
     # pass listed the Trigger before the first noted it), only the first to note it says so.
     if kube.update_status("triggers", meta["namespace"], meta["name"], noted) is not None:
-        events.post(trigger, "Backfilled", f"fired on {created} files already in its Records")
+        how_many = "1 file" if created == 1 else f"{created} files"
+        events.post(trigger, "Backfilled", f"fired on {how_many} already in its Records")
     return created
 
 
