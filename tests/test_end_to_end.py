@@ -574,3 +574,104 @@ def test_outputs_download_through_the_api_with_matching_sha256(
         if file.is_file()
     }
     assert {file.path: file.sha256 for file in copied} == originals and len(originals) >= 7
+
+
+def test_every_upload_of_new_content_runs_once_even_old_content_back_or_into_a_record_made_again(
+    cluster: RunningSandbox, tmp_path: Path
+) -> None:
+    """A run per upload of content, never two: the same content again does not run; other content
+    does, and so does the first content back after it (its outputs would otherwise be the other's);
+    a Record deleted, its volume with it, and made again starts empty and runs its files anew."""
+    from autoscene.sandbox.demo import sample_manifests
+
+    cluster.apply(
+        [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Action",
+                "metadata": {"name": "note"},
+                "spec": {"image": "busybox:1.36.1", "command": ["true"]},
+            },
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Trigger",
+                "metadata": {"name": "on-bin"},
+                "spec": {"action": "note", "fileGlob": "*.bin"},
+            },
+        ]
+    )
+
+    def upload(content: str, name: str = "data.bin") -> None:
+        folder = tmp_path / f"upload-{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / name).write_text(content)
+        cluster.upload("recordings", folder / name)
+
+    def runs(count: int) -> list[dict[str, Any]]:
+        def finished() -> list[dict[str, Any]] | None:
+            found = [run for run in cluster.invocations() if run["spec"]["file"] == "data.bin"]
+            done = [run for run in found if (run.get("status") or {}).get("phase") == "Succeeded"]
+            return found if len(found) == count and len(done) == count else None
+
+        return wait_for(finished, 90, f"{count} succeeded runs of data.bin")
+
+    for content, count in (("A", 1), ("A", 1), ("B", 2), ("A", 3)):
+        upload(content)
+        assert len(runs(count)) == count
+    time.sleep(2)  # a second run of the same upload would show by now
+    assert len(runs(3)) == 3
+
+    upload("left behind", "notes.txt")  # no Trigger takes it: only its volume holds it
+    record = kube.get_custom("records", cluster.namespace, "recordings")
+    assert record is not None
+    claim = record["status"]["claimName"]
+    custom = kube.custom()
+    custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace, "records", "recordings")
+    cluster.apply([doc for doc in sample_manifests() if doc["kind"] == "Record"])
+    # On a cluster the old claim stays (Terminating) while the finished runs' Pods that mounted it
+    # exist, and the new Record waits for it; the Jobs' TTL would delete them, here it is done now.
+    for run in cluster.invocations():
+        kube.batch().delete_namespaced_job(
+            run["metadata"]["name"], cluster.namespace, propagation_policy="Background"
+        )
+
+    def ready() -> dict[str, Any] | None:
+        made = kube.get_custom("records", cluster.namespace, "recordings") or {}
+        return made if (made.get("status") or {}).get("phase") == "Ready" else None
+
+    made = wait_for(ready, 90, "the new Record's volume")
+    assert made["metadata"]["uid"] != record["metadata"]["uid"]
+    upload("A")
+    assert len(runs(4)) == 4
+    files = cluster.sandbox.volumes / cluster.namespace / claim / "files"
+    assert sorted(path.name for path in files.iterdir()) == ["data.bin"]
+
+
+def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(cluster: RunningSandbox) -> None:
+    """A Record naming a claim that is not there is not Ready (reason ClaimNotFound, a Warning Event),
+    as files could not go in; once the claim is made (a GitOps sync may apply it after), it is."""
+    cluster.apply(
+        [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Record",
+                "metadata": {"name": "on-a-late-claim"},
+                "spec": {"storage": {"claimName": "late-claim"}},
+            }
+        ]
+    )
+
+    def ready_condition() -> dict[str, Any] | None:
+        record = kube.get_custom("records", cluster.namespace, "on-a-late-claim") or {}
+        found = [c for c in (record.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+        return found[0] if found else None
+
+    waiting = wait_for(ready_condition, 60, "the Record's Ready condition")
+    assert (waiting["status"], waiting["reason"]) == ("False", "ClaimNotFound"), waiting
+    assert 'PersistentVolumeClaim "late-claim" does not exist' in waiting["message"]
+    claim = {
+        "metadata": {"name": "late-claim"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    kube.core().create_namespaced_persistent_volume_claim(cluster.namespace, claim)
+    wait_for(lambda: (ready_condition() or {}).get("status") == "True" or None, 60, "the Record to be Ready")

@@ -20,7 +20,10 @@ def trigger(name: str, glob: str, created: str = "2026-01-01T10:00:00Z", **spec:
 
 
 def file(path: str, added: str = "2026-01-01T10:00:05Z", sha256: str = SHA) -> dict[str, Any]:
-    return files.body(RECORD, path, 1, sha256, added)
+    """A RecordFile as the API server holds it once registered: with its uid and generation."""
+    body = files.body(RECORD, path, 1, sha256, added)
+    body["metadata"].update(uid=f"uid-of-{path}", generation=1)
+    return body
 
 
 def fired(
@@ -33,7 +36,8 @@ def test_matching_file_makes_one_named_invocation() -> None:
     due = invocations_due(file("cam/clip.mp4", "2026-01-01T10:00:05.25Z"), {}, [trigger("auto", "*.mp4")])
     assert len(due) == 1
     invocation = due[0]
-    assert invocation["metadata"]["name"] == invocation_name("auto", "recordings", "cam/clip.mp4", SHA)
+    expected = invocation_name("auto", "recordings", "cam/clip.mp4", SHA, "uid-of-cam/clip.mp4/1")
+    assert invocation["metadata"]["name"] == expected
     assert invocation["metadata"]["namespace"] == "lab"
     assert invocation["spec"] == {
         "action": "extract-images",

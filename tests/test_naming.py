@@ -6,28 +6,35 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 SHA_A, SHA_B = "a" * 64, "b" * 64
 
 
+UPLOAD = "u-1/1"  # files.upload_of: a RecordFile's uid and generation
+
+
 def test_same_inputs_same_name() -> None:
-    assert invocation_name("auto", "rec", "x/clip.mp4", SHA_A) == invocation_name(
-        "auto", "rec", "x/clip.mp4", SHA_A
+    assert invocation_name("auto", "rec", "x/clip.mp4", SHA_A, UPLOAD) == invocation_name(
+        "auto", "rec", "x/clip.mp4", SHA_A, UPLOAD
     )
 
 
 def test_every_input_changes_the_name() -> None:
-    base = invocation_name("auto", "rec", "clip.mp4", SHA_A)
+    """Another content, or the same content uploaded again after another one (generation 3) or into a
+    Record made anew (another RecordFile uid), is a new run."""
+    base = invocation_name("auto", "rec", "clip.mp4", SHA_A, UPLOAD)
     others = {
-        invocation_name("other", "rec", "clip.mp4", SHA_A),
-        invocation_name("auto", "rec2", "clip.mp4", SHA_A),
-        invocation_name("auto", "rec", "x/clip.mp4", SHA_A),
-        invocation_name("auto", "rec", "clip.mp4", SHA_B),
+        invocation_name("other", "rec", "clip.mp4", SHA_A, UPLOAD),
+        invocation_name("auto", "rec2", "clip.mp4", SHA_A, UPLOAD),
+        invocation_name("auto", "rec", "x/clip.mp4", SHA_A, UPLOAD),
+        invocation_name("auto", "rec", "clip.mp4", SHA_B, UPLOAD),
+        invocation_name("auto", "rec", "clip.mp4", SHA_A, "u-1/3"),
+        invocation_name("auto", "rec", "clip.mp4", SHA_A, "u-2/1"),
     }
-    assert base not in others and len(others) == 4
+    assert base not in others and len(others) == 6
 
 
 def test_names_are_readable_and_valid_job_names() -> None:
-    name = invocation_name("auto-extract-images", "recordings", "cam0/Front Camera 01.MP4", SHA_A)
+    name = invocation_name("auto-extract-images", "recordings", "cam0/Front Camera 01.MP4", SHA_A, UPLOAD)
     assert name.startswith("auto-extract-images-front-camera-01-")
-    long = invocation_name("t" * 200, "r" * 200, "ü" * 300 + ".mp4", SHA_A)
-    for candidate in (name, long, invocation_name("x", "y", "____.mp4", SHA_A)):
+    long = invocation_name("t" * 200, "r" * 200, "ü" * 300 + ".mp4", SHA_A, UPLOAD)
+    for candidate in (name, long, invocation_name("x", "y", "____.mp4", SHA_A, UPLOAD)):
         assert len(candidate) <= MAX_INVOCATION_NAME
         assert DNS_LABEL.match(candidate), candidate
 

@@ -83,6 +83,15 @@ def chain_of(file: Mapping[str, Any]) -> list[str]:
     return list(((file.get("spec") or {}).get("source") or {}).get("chain") or [])
 
 
+def upload_of(file: Mapping[str, Any]) -> str:
+    """Which upload of its content a RecordFile holds: its uid and generation. Registering the same
+    content again changes nothing (`content_changed`), so it keeps both; new content bumps the
+    generation (the API server does on every change of `spec`), and a file registered anew (after its
+    Record was deleted with its volume) has another uid."""
+    meta = file["metadata"]
+    return f"{meta.get('uid', '')}/{meta.get('generation', '')}"
+
+
 def needs_dispatch(file: Mapping[str, Any]) -> bool:
     """Content not yet turned into Invocations (each content is dispatched once)."""
     return (file.get("status") or {}).get("dispatchedSha256") != file["spec"]["sha256"]

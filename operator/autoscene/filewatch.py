@@ -184,11 +184,14 @@ class FileWatch:
 
 
 def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What dispatch and the totals read of a RecordFile: its name, namespace, uid, spec and status."""
+    """What dispatch and the totals read of a RecordFile: its name, namespace, uid, generation, spec
+    and status."""
     meta = body.get("metadata") or {}
     return {
         "metadata": {
-            key: meta[key] for key in ("name", "namespace", "uid", "resourceVersion") if key in meta
+            key: meta[key]
+            for key in ("name", "namespace", "uid", "generation", "resourceVersion")
+            if key in meta
         },
         "spec": body.get("spec") or {},
         "status": body.get("status") or {},

@@ -3,14 +3,14 @@
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import API_VERSION, globs, labels, naming, selectors
+from . import API_VERSION, files, globs, labels, naming, selectors
 
 
 def invocations_due(
     file: Mapping[str, Any], record_labels: Mapping[str, str] | None, triggers: Iterable[Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """The Invocation bodies for every Trigger that fires on this RecordFile's content, named
-    deterministically (the same content at the same path always gets the same names).
+    deterministically: the same upload of a content always gets the same names (`naming`).
 
     A Trigger fires on a file when it is not suspended, selects the file's Record (by the Record's
     labels), and its glob matches the file's path. A Trigger whose glob or selector cannot be used is
@@ -18,7 +18,7 @@ def invocations_due(
     """
     spec = file["spec"]
     return [
-        invocation_for(trigger, spec["record"], spec)
+        invocation_for(trigger, spec["record"], spec, files.upload_of(file))
         for trigger in triggers
         if fires_on(trigger, record_labels, spec["path"])
     ]
@@ -48,12 +48,15 @@ def unusable(trigger: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def invocation_for(trigger: Mapping[str, Any], record: str, file: Mapping[str, Any]) -> dict[str, Any]:
+def invocation_for(
+    trigger: Mapping[str, Any], record: str, file: Mapping[str, Any], upload: str
+) -> dict[str, Any]:
     """The Invocation of `trigger` on a file (a RecordFile's spec: path, sha256, addedAt, and for a
-    run's output its `source`, whose chain of Actions the run carries on)."""
+    run's output its `source`, whose chain of Actions the run carries on) as `upload` registered it
+    (`files.upload_of`)."""
     trigger_name, namespace = trigger["metadata"]["name"], trigger["metadata"]["namespace"]
     action, parameters = trigger["spec"]["action"], trigger["spec"].get("parameters")
-    name = naming.invocation_name(trigger_name, record, file["path"], file.get("sha256", ""))
+    name = naming.invocation_name(trigger_name, record, file["path"], file.get("sha256", ""), upload)
     chain = list((file.get("source") or {}).get("chain") or [])
     return {
         "apiVersion": API_VERSION,

@@ -42,6 +42,9 @@ FILES = files.PLURAL
 RETRY_SECONDS = (1, 2, 4, 8)
 # A refused claim waits for someone to raise a quota or change a policy: no point in asking often.
 CLAIM_RETRY_SECONDS = 60
+# A claim that does not exist yet (applied after its Record) or is still being deleted: looked at again
+# sooner than a refused one, as it needs no one to act.
+CLAIM_WAIT_SECONDS = 10
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 Result = TypeVar("Result")
 
@@ -176,7 +179,8 @@ def record_created(body: kopf.Body, **_: Any) -> None:
     try:
         records.provision(dict(body))
     except records.ClaimRefused as error:
-        raise kopf.TemporaryError(str(error), delay=CLAIM_RETRY_SECONDS) from error
+        delay = CLAIM_WAIT_SECONDS if isinstance(error, records.ClaimPending) else CLAIM_RETRY_SECONDS
+        raise kopf.TemporaryError(str(error), delay=delay) from error
 
 
 # (The index functions are `async`: pure and quick, kopf calls them on its event loop instead of

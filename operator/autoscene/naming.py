@@ -11,13 +11,16 @@ MAX_OBJECT_NAME = 253
 _HASH_LENGTH = 10
 
 
-def invocation_name(trigger: str, record: str, path: str, sha256: str) -> str:
-    """The one name of the run of `trigger` on this content of `path` in `record`.
+def invocation_name(trigger: str, record: str, path: str, sha256: str, upload: str) -> str:
+    """The one name of the run of `trigger` on this content of `path` in `record`, as registered by
+    `upload` (`files.upload_of`: its RecordFile's uid and generation).
 
-    Readable parts (trigger, file stem) first, then a hash of all four inputs that makes it unique:
-    the same content at the same path always gets the same name, different content a new one.
+    Readable parts (trigger, file stem) first, then a hash of all five inputs that makes it unique:
+    the same content registered again keeps its name (the RecordFile does not change), so it never
+    runs twice; new content, the old content back after another, or the file registered anew (its
+    Record deleted and made again, with a fresh volume) is a new upload, and gets a new name.
     """
-    digest = _digest(trigger, record, path, sha256)
+    digest = _digest(trigger, record, path, sha256, upload)
     stem = path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     room = MAX_INVOCATION_NAME - _HASH_LENGTH - 1
     readable = dns_label(f"{trigger}-{stem}")[:room].strip("-")

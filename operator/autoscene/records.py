@@ -11,7 +11,23 @@ READY = "Ready"
 
 
 class ClaimRefused(Exception):
-    """The API server refused the Record's claim (a quota, a policy, an invalid size): retry later."""
+    """The API server refused the Record's claim (a quota, a policy, an invalid size), or the claim
+    cannot be used yet (`ClaimUnusable`): retry later."""
+
+
+class ClaimPending(ClaimRefused):
+    """The claim cannot be used yet (`ClaimUnusable`), and may soon be: retry soon."""
+
+
+class ClaimUnusable(Exception):
+    """The Record's claim exists but cannot hold its files now: `reason` ClaimNotFound (a claim the
+    Record names does not exist, yet), or ClaimTerminating (the claim of a Record of the same name,
+    deleted before, is still going: a claim stays while any Pod that mounted it exists, finished runs'
+    Pods included; Kubernetes docs, "Storage Object in Use Protection")."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def claim_of(record: Mapping[str, Any]) -> str | None:
@@ -44,14 +60,34 @@ def claim_body(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def ensure_claim(record: Mapping[str, Any]) -> str:
-    """Create the Record's claim unless it names an existing one; the claim's name either way."""
-    existing = (record["spec"]["storage"]).get("claimName")
-    if existing:
-        return str(existing)
-    body = claim_body(record)
-    namespace = record["metadata"]["namespace"]
-    kube.create_once(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims", body)
-    return str(body["metadata"]["name"])
+    """Create the Record's claim unless it names an existing one; the claim's name either way.
+    `ClaimUnusable` when the claim is missing or still belongs to a Record deleted before."""
+    meta = record["metadata"]
+    claims = f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims"
+    named = (record["spec"]["storage"]).get("claimName")
+    if not named:
+        body = claim_body(record)
+        kube.create_once(claims, body)
+    name = str(named or body["metadata"]["name"])
+    try:
+        claim = kube.json_of(kube.request_raw("GET", f"{claims}/{name}"))
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        raise ClaimUnusable(
+            "ClaimNotFound",
+            f'PersistentVolumeClaim "{name}" does not exist: create it, or leave out storage.claimName '
+            "for a claim of the Record's own",
+        ) from None
+    references = claim["metadata"].get("ownerReferences") or []
+    owners = [owner.get("uid") for owner in references if owner.get("kind") == "Record"]
+    if claim["metadata"].get("deletionTimestamp") or (owners and meta.get("uid") not in owners):
+        raise ClaimUnusable(
+            "ClaimTerminating",
+            f'PersistentVolumeClaim "{name}" is being deleted (a claim stays while a Pod that used it '
+            "exists, finished runs' Pods included); files can go in once it is gone and a new one is made",
+        )
+    return name
 
 
 def provision(record: Mapping[str, Any]) -> str:
@@ -73,6 +109,14 @@ def provision(record: Mapping[str, Any]) -> str:
             kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
             events.post(record, "ClaimRefused", why, warning=True)
         raise ClaimRefused(why) from error
+    except ClaimUnusable as unusable:
+        why = str(unusable)
+        waiting = conditions.updated(record, READY, (conditions.FALSE, unusable.reason, why), now)
+        if waiting is not None:
+            status = {"phase": "Pending", "message": why, "conditions": waiting}
+            kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
+            events.post(record, unusable.reason, why, warning=True)
+        raise ClaimPending(why) from None
     said = f'files are kept on claim "{claim}"'
     ready = conditions.updated(record, READY, (conditions.TRUE, "ClaimReady", said), now)
     if ready is not None:

@@ -594,6 +594,11 @@ class EmbeddedApiServer:
     def set_pod_log(self, namespace: str, name: str, text: str) -> None:
         self.emulator.set_pod_log(namespace, name, text)
 
+    def on_removal(self, listener: Callable[[tuple[str, str], Object], None]) -> None:
+        """Call `listener(resource, object)` as each object goes for good (on the server's loop: it must
+        be quick)."""
+        self.emulator.store.removal_listeners.append(listener)
+
     def set_log_source(self, source: LogSource | None) -> None:
         """Where Pods' logs are read: the node's (a kubelet's `container_log`), or None for none."""
         self.emulator.log_source = source

@@ -143,6 +143,7 @@ class Sandbox(Service):
         (self.volumes / VOLUMES_MARK).write_text(
             "the volumes of an autoscene sandbox; removed when it restarts\n"
         )
+        self._server.on_removal(self._release_volume)
         self.url = self._server.start()
         write_kubeconfig(self.kubeconfig, self.url, namespace=self.namespace)
         if self._server.faulty_url:
@@ -177,6 +178,21 @@ class Sandbox(Service):
             self._kubelet.stop()
         self._server.stop()
         self._lock.release()
+
+    def _release_volume(self, resource: tuple[str, str], obj: dict[str, Any]) -> None:
+        """A deleted claim's folder goes with it, as a dynamically provisioned volume's files go with
+        its claim on a cluster (reclaim policy Delete, a StorageClass's default). Renamed at once, so
+        that a new claim of the same name starts empty; removed on a thread of its own, as it may be big."""
+        if resource != ("", "persistentvolumeclaims"):
+            return
+        meta = obj["metadata"]
+        folder = self.volumes / meta["namespace"] / meta["name"]
+        released = folder.with_name(f".released-{meta['name']}-{meta.get('uid', '')}")
+        try:
+            folder.rename(released)
+        except FileNotFoundError:
+            return  # never used
+        threading.Thread(target=shutil.rmtree, args=(released,), kwargs={"ignore_errors": True}).start()
 
     @property
     def server(self) -> EmbeddedApiServer:
