@@ -647,10 +647,10 @@ def test_every_upload_of_new_content_runs_once_even_old_content_back_or_into_a_r
     assert sorted(path.name for path in files.iterdir()) == ["data.bin"]
 
 
-def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(cluster: RunningSandbox) -> None:
+def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(sandbox: RunningSandbox) -> None:
     """A Record naming a claim that is not there is not Ready (reason ClaimNotFound, a Warning Event),
     as files could not go in; once the claim is made (a GitOps sync may apply it after), it is."""
-    cluster.apply(
+    sandbox.apply(
         [
             {
                 "apiVersion": f"{GROUP}/{VERSION}",
@@ -662,7 +662,7 @@ def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(cluster: RunningSa
     )
 
     def ready_condition() -> dict[str, Any] | None:
-        record = kube.get_custom("records", cluster.namespace, "on-a-late-claim") or {}
+        record = kube.get_custom("records", sandbox.namespace, "on-a-late-claim") or {}
         found = [c for c in (record.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
         return found[0] if found else None
 
@@ -673,5 +673,5 @@ def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(cluster: RunningSa
         "metadata": {"name": "late-claim"},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    kube.core().create_namespaced_persistent_volume_claim(cluster.namespace, claim)
+    kube.core().create_namespaced_persistent_volume_claim(sandbox.namespace, claim)
     wait_for(lambda: (ready_condition() or {}).get("status") == "True" or None, 60, "the Record to be Ready")

@@ -44,7 +44,7 @@ RETRY_SECONDS = (1, 2, 4, 8)
 CLAIM_RETRY_SECONDS = 60
 # A claim that does not exist yet (applied after its Record) or is still being deleted: looked at again
 # sooner than a refused one, as it needs no one to act.
-CLAIM_WAIT_SECONDS = 10
+CLAIM_WAIT_SECONDS = 5
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 Result = TypeVar("Result")
 
