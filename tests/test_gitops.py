@@ -272,3 +272,16 @@ def test_the_samples_are_healthy_and_do_not_drift_once_the_operator_acted(
 def _claimed(namespace: str) -> str | None:
     record = kube.get_custom("records", namespace, "recordings") or {}
     return (record.get("status") or {}).get("claimName")
+
+
+def test_kubectl_applies_over_what_the_sandbox_applied_without_a_warning_or_a_change(
+    sandbox: RunningSandbox,
+) -> None:
+    """The sandbox applies the samples as `kubectl apply` does, last-applied annotation included, so the
+    README's `kubectl apply -k manifests/samples` on a running sandbox warns of nothing and changes
+    nothing. (kubectl may still say "configured": the server's defaults in a list's items, such as a
+    parameter's `required: false`, make it send the whole list again, on any cluster.)"""
+    applied = kubectl(sandbox, "apply", "-k", str(SAMPLES))
+    assert (applied.returncode, applied.stderr) == (0, ""), applied.stderr
+    shown = kubectl(sandbox, "diff", "-k", str(SAMPLES))
+    assert (shown.returncode, shown.stderr) == (0, ""), shown.stdout

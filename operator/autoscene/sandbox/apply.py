@@ -4,6 +4,7 @@ The embedded API server has no admission: the CRD schema check a real API server
 so an invalid manifest is refused in the sandbox as it would be on a cluster.
 """
 
+import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from .. import GROUP, VERSION, schemas
 from .apiserver_patches import merge_patch
 
 KUSTOMIZATION = "kustomization.yaml"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 PLURALS = {
     "Action": "actions",
     "Trigger": "triggers",
@@ -97,7 +99,21 @@ def apply(
     return applied
 
 
+def with_last_applied(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """The object as a client-side `kubectl apply` writes it: annotated with itself as applied
+    (`kubectl.kubernetes.io/last-applied-configuration`: that annotation left out, compact JSON with
+    sorted keys and a newline, as kubectl's Go encoder writes it), which the next `kubectl apply` merges
+    from; without it kubectl warns that the annotation is missing."""
+    annotations = {
+        key: value for key, value in (obj["metadata"].get("annotations") or {}).items() if key != LAST_APPLIED
+    }
+    applied = {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+    text = json.dumps(applied, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+    return {**obj, "metadata": {**obj["metadata"], "annotations": {**annotations, LAST_APPLIED: text}}}
+
+
 def _create_or_replace_crd(api: client.ApiextensionsV1Api, crd: Mapping[str, Any]) -> None:
+    crd = with_last_applied(crd)
     try:
         api.create_custom_resource_definition(crd)
     except ApiException as error:
@@ -113,7 +129,7 @@ def _create_or_replace_custom(
 ) -> None:
     namespace = obj["metadata"].get("namespace") or default_namespace
     plural, name = PLURALS[obj["kind"]], obj["metadata"]["name"]
-    body = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    body = with_last_applied({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
     try:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
     except ApiException as error:
