@@ -2,12 +2,13 @@
 exit code 128, and its Pod Failed under restartPolicy Never (Kubernetes docs, "Pod Lifecycle"); one
 with no command runs its image's default command ("Define a Command and Arguments for a Container")."""
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from autoscene import GROUP, VERSION, kube
-from autoscene.sandbox.containers import UnrunnableContainer, container_command
+from autoscene.sandbox.containers import PathMap, UnrunnableContainer, container_command, local_argv
 from autoscene.sandbox.realcluster import real_images
 from autoscene.sandbox.session import wait_for
 
@@ -128,3 +129,34 @@ def test_a_pod_waits_for_its_volumes_secret_and_runs_once_it_exists(api_namespac
     done = wait_for(ended, 120, "the Pod to run once its Secret exists")
     assert done.status.phase == "Succeeded", done.status.container_statuses[0].state.terminated
     assert core.read_namespaced_pod_log("reader", namespace) == "s3cret"
+
+
+def test_a_shell_scripts_container_paths_are_mapped_where_they_begin_a_word() -> None:
+    paths = PathMap({"/cos/files": Path("/node/f"), "/cos/outputs/": Path("/node/o")})
+    script = 'wc -c </cos/files/$F >"/cos/outputs/n"; ls /cos/files /cos/filesystem x/cos/files a=/cos/files'
+    [_, flag, mapped] = local_argv(["sh", "-c", script], paths)
+    assert (flag, mapped) == (
+        "-c",
+        'wc -c </node/f/$F >"/node/o/n"; ls /node/f /cos/filesystem x/cos/files a=/node/f',
+    )
+    # Not a shell's script: only whole arguments are paths.
+    assert local_argv(["echo", "-c", "ls /cos/files"], paths)[1:] == ["-c", "ls /cos/files"]
+
+
+def test_an_image_that_is_no_reference_waits_as_invalid_image_name(api_namespace: ApiNamespace) -> None:
+    """A reference the kubelet cannot parse is never pulled: the container waits with reason
+    InvalidImageName and the kubelet's message (pkg/kubelet/images), which a run's status then shows."""
+    namespace, core = api_namespace.namespace, kube.core()
+    misnamed = pod("misnamed", {"image": "Not A Valid Image!!", "command": ["true"]})
+    core.create_namespaced_pod(namespace, misnamed)
+
+    def waiting() -> Any:
+        statuses = core.read_namespaced_pod("misnamed", namespace).status.container_statuses or []
+        return statuses[0].state.waiting if statuses and statuses[0].state.waiting else None
+
+    said = wait_for(waiting, 60, "the container to wait")
+    assert (said.reason, said.message) == (
+        "InvalidImageName",
+        'Failed to apply default image tag "Not A Valid Image!!": couldn\'t parse image name '
+        '"Not A Valid Image!!": invalid reference format',
+    )

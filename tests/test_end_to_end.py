@@ -675,3 +675,33 @@ def test_a_record_on_a_claim_that_does_not_exist_waits_for_it(sandbox: RunningSa
     }
     kube.core().create_namespaced_persistent_volume_claim(sandbox.namespace, claim)
     wait_for(lambda: (ready_condition() or {}).get("status") == "True" or None, 60, "the Record to be Ready")
+
+
+def test_a_shell_script_reads_and_writes_the_documented_paths(
+    cluster: RunningSandbox, tmp_path: Path
+) -> None:
+    """An Action's `sh -c` script may name /cos/files and /cos/outputs in its text (README: the files
+    are at /cos/files, the outputs go to /cos/outputs), as in a container on a cluster."""
+    script = (
+        'wc -c < "/cos/files/$AUTOSCENE_FILE" > /cos/outputs/size.txt && '
+        "ls /cos/files > /cos/outputs/files.txt"
+    )
+    cluster.apply(
+        [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Action",
+                "metadata": {"name": "measure"},
+                "spec": {"image": "busybox:1.36.1", "command": ["sh", "-c", script]},
+            }
+        ]
+    )
+    source = tmp_path / "twelve.bin"
+    source.write_bytes(b"x" * 12)
+    cluster.upload("recordings", source)
+    create_invocation(cluster, "measure-twelve", action="measure", file="twelve.bin")
+    done = cluster.finished("measure-twelve", timeout=90)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    outputs = cluster.outputs_of(done)
+    assert (outputs / "size.txt").read_text().strip() == "12"
+    assert "twelve.bin" in (outputs / "files.txt").read_text().split()

@@ -5,7 +5,7 @@ from typing import Any
 
 from kubernetes.utils.quantity import parse_quantity
 
-from . import API_VERSION, conditions, jobs, kube, timestamps
+from . import API_VERSION, conditions, imagerefs, jobs, kube, timestamps
 
 READY = "Ready"
 # A run of no particular file, to build the Job an Action's runs would get.
@@ -19,7 +19,8 @@ _PROBE = {
 
 def readiness_of(action: Mapping[str, Any]) -> conditions.Readiness:
     """True (reason Valid) when a Job can be built from the Action and the API server would accept it;
-    False with why: InvalidSpec (no Job can be built), InvalidQuantity (a resource quantity that does
+    False with why: InvalidSpec (no Job can be built), InvalidImageName (an image reference a kubelet
+    cannot parse: `imagerefs`), InvalidQuantity (a resource quantity that does
     not parse), RequestAboveLimit (a request above its limit, which the API server refuses in a Pod:
     Kubernetes docs, "Resource Management for Pods and Containers")."""
     spec = action.get("spec") or {}
@@ -27,6 +28,13 @@ def readiness_of(action: Mapping[str, Any]) -> conditions.Readiness:
         jobs.build_job(_PROBE, action, "probe")
     except (KeyError, TypeError, ValueError) as error:
         return conditions.FALSE, "InvalidSpec", f"no Job can be built from this Action: {error}"
+    problem = imagerefs.reference_problem(str(spec.get("image")))
+    if problem is not None:
+        return (
+            conditions.FALSE,
+            "InvalidImageName",
+            f'image "{spec.get("image")}" is no image reference ({problem}): a node would not start its runs',
+        )
     resources = spec.get("resources") or {}
     requests, limits = resources.get("requests") or {}, resources.get("limits") or {}
     for name, limit in limits.items():

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..imagerefs import kubelet_refusal, reference_problem
+
 TERMINATION_MESSAGE_LIMIT = 4096
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
@@ -60,6 +62,10 @@ def image_repository(image: str) -> str:
     return without_digest[: len(without_digest) - len(last)] + last.split(":", 1)[0]
 
 
+# The shells whose `-c` script has its container paths mapped (busybox's and the usual ones).
+SHELLS = frozenset({"sh", "ash", "bash", "dash"})
+
+
 class PathMap:
     """Container paths → local paths, longest prefix first, for command lines and variables."""
 
@@ -79,6 +85,17 @@ class PathMap:
                 return str(local / value[len(prefix) + 1 :])
         return value
 
+    def local_in_script(self, script: str) -> str:
+        """A shell script's text with each container path that begins a word (at the start, or after
+        a space, a quote, `=`, `:`, a redirection, `(`, `;`, `|`, `&` or a backquote) mapped as `local`
+        maps a whole value: `wc -c /cos/files/$AUTOSCENE_FILE` reads the Record's file here too.
+        `/cos/filesystem` is no path under `/cos/files`, and stays."""
+        if not self._prefixes:
+            return script
+        prefixes = "|".join(re.escape(prefix) for prefix, _ in self._prefixes)  # the longest first
+        path = re.compile(rf"(?<![^\s\"'=:<>(;|&`])(?:{prefixes})(?=[/\s\"':<>);|&`]|$)")
+        return path.sub(lambda found: self.local(found.group(0)), script)
+
 
 def container_paths(
     pod: Mapping[str, Any],
@@ -89,6 +106,9 @@ def container_paths(
     message_file: Path | None = None,
 ) -> PathMap:
     """The container's view of the file system, as local paths: its image's folders and its mounts."""
+    problem = reference_problem(container["image"])
+    if problem is not None:
+        raise UnrunnableContainer("InvalidImageName", kubelet_refusal(container["image"], problem))
     image = images.get(image_repository(container["image"]))
     if image is None:
         known = ", ".join(sorted(images)) or "none"
@@ -249,8 +269,14 @@ def start_failure(why: str) -> str:
 
 
 def local_argv(command: list[str], paths: PathMap) -> list[str]:
-    """A container's command line, runnable here: executables and paths mapped to local ones."""
-    return [_local_executable(command[0], paths)] + [paths.local(arg) for arg in command[1:]]
+    """A container's command line, runnable here: executables and paths mapped to local ones, and in
+    a shell's `-c` script the paths it names (`PathMap.local_in_script`)."""
+    arguments = [paths.local(argument) for argument in command[1:]]
+    if Path(command[0]).name in SHELLS and "-c" in command[1:]:
+        script = command.index("-c", 1)  # the script is the argument after -c: arguments[script]
+        if script < len(arguments):
+            arguments[script] = paths.local_in_script(command[script + 1])
+    return [_local_executable(command[0], paths), *arguments]
 
 
 def _local_executable(program: str, paths: PathMap) -> str:
