@@ -503,6 +503,19 @@ def test_logs_come_from_the_pod_and_after_it_from_the_invocation(
     )
     code, output = cli(sandbox, "logs", name)
     assert code == 0 and "are gone" in output and "extracted 6 frames" in output, output
+    # Neither kept on the volume nor in the Invocation (a Job's deadline deletes its Pods before the
+    # log is read): said, and an error.
+    kept = wait_for(
+        lambda: list(sandbox.sandbox.volumes.glob(f"*/*/{logkeeping.log_path(name)}")) or None,
+        30,
+        f"the log of {name} kept on the volume",
+    )
+    for path in kept:
+        path.unlink()
+    kube.patch_custom_status("invocations", sandbox.namespace, name, {"logTail": None})
+    code, output = cli(sandbox, "logs", name)
+    said = " ".join(output.split())
+    assert code == 1 and said.startswith(f"error: invocation {name} is Succeeded and no log of it was kept")
     code, output = cli(sandbox, "logs", "no-such-run")
     assert code == 1 and 'invocation "no-such-run" not found' in output
 

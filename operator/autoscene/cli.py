@@ -372,10 +372,10 @@ def logs_command(
         print(current["logTail"])
         return
     phase = current.get("phase") or "Pending"
-    console.print(
-        f"invocation {invocation} is {phase}: no log yet"
-        + (f" ({current['message']})" if current.get("message") else "")
-    )
+    why = f" ({current['message']})" if current.get("message") else ""
+    if phase in lifecycle.FINISHED:  # its Pods went before the log was read: a Job's deadline deletes them
+        _fail(f"invocation {invocation} is {phase} and no log of it was kept{why}")
+    console.print(f"invocation {invocation} is {phase}: no log yet{why}")
 
 
 def _kept_log(namespace: str, invocation: dict[str, Any], kubeconfig: Path | None) -> bytes | None:
