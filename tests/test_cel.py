@@ -149,6 +149,7 @@ BOTH = "Invalid value: set exactly one of size or claimName, not both"
 NONE = "Invalid value: set exactly one of size or claimName (none is set)"
 RETENTION = "Invalid value: set keepLast, maxAgeDays or both"
 IMMUTABLE = "Invalid value: spec is immutable"
+GLOB = 'must be a relative path pattern: no "/" at its start or end, no empty, "." or ".." folder'
 
 # (plural, object, expected answer) of objects that break one rule each.
 BAD_OBJECTS = [
@@ -162,6 +163,23 @@ BAD_OBJECTS = [
         "triggers",
         trigger("keep-all", retention={}),
         invalid("Trigger", "keep-all", ("spec.retention", RETENTION)),
+    ),
+    (
+        "triggers",
+        trigger("up-a-folder", fileGlob="../*.mp4"),
+        invalid("Trigger", "up-a-folder", ("spec.fileGlob", f'Invalid value: "../*.mp4": {GLOB}')),
+    ),
+    (
+        "triggers",
+        trigger("odd-excludes", exclude=["._*", "day1//x", "/abs", "raw/"]),
+        invalid(
+            "Trigger",
+            "odd-excludes",
+            *(
+                (f"spec.exclude[{i}]", f'Invalid value: "{glob}": {GLOB}')
+                for i, glob in ((1, "day1//x"), (2, "/abs"), (3, "raw/"))
+            ),
+        ),
     ),
 ]
 
@@ -184,6 +202,8 @@ def test_objects_keeping_the_rules_are_accepted(server: Server) -> None:
     server.create("triggers", trigger("pruned", retention={"keepLast": 10}))
     server.create("triggers", trigger("aged", retention={"maxAgeDays": 30, "keepLast": 5}))
     server.create("triggers", trigger("unbounded"))
+    for index, glob in enumerate(["**", ".*", "._*", "..x/*.mp4", "raw/**/*.{mp4,MP4}", "[!.]*"]):
+        server.create("triggers", trigger(f"glob-{index}", fileGlob=glob, exclude=[glob]))
 
 
 def test_rules_hold_on_update_and_patch(server: Server) -> None:
@@ -277,9 +297,13 @@ def test_kubectl_apply_refuses_objects_breaking_rules(server: Server) -> None:
     for _, body, expected in BAD_OBJECTS:
         done = server.apply(body)
         assert done.returncode != 0, done.stdout
-        details, (cause,) = expected["details"], expected["details"]["causes"]
-        said = f'The {details["kind"]} "{details["name"]}" is invalid: {cause["field"]}: {cause["message"]}'
+        details, causes = expected["details"], expected["details"]["causes"]
+        said = f'The {details["kind"]} "{details["name"]}" is invalid: '
+        if len(causes) == 1:
+            said += f"{causes[0]['field']}: {causes[0]['message']}"
         assert said in done.stderr, done.stderr
+        for cause in causes:  # several: one line each, "* field: message"
+            assert f"{cause['field']}: {cause['message']}" in done.stderr, done.stderr
     done = server.apply(record("sized", size="1Gi"), trigger("pruned", retention={"keepLast": 10}))
     assert done.returncode == 0, done.stderr
     assert "record.autoscene.io/sized created" in done.stdout

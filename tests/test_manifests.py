@@ -775,7 +775,10 @@ INVALID = {
         "spec.resources.requests.cpu: must be an integer or a string, not a number (0.5)"
     ),
     "trigger-fileglob-list.yaml": "spec.fileGlob: must be a string, not a list (['*.mp4', '*.mkv'])",
-    "trigger-absolute-glob.yaml": "spec.fileGlob: must be a relative path pattern, not starting with '/'",
+    "trigger-absolute-glob.yaml": (
+        'spec.fileGlob: "/cos/files/*.mp4": must be a relative path pattern: no "/" at its start or end, '
+        'no empty, "." or ".." folder'
+    ),
     "trigger-bad-selector-operator.yaml": (
         "spec.recordSelector.matchExpressions[0].operator: must be one of In, NotIn, Exists, DoesNotExist, "
         "not 'Equals'"

@@ -51,7 +51,6 @@ _PATTERN_HINTS = {
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$": "an object name, or empty",
     r"^[0-9a-f]{64}$": "64 lower-case hexadecimal digits",
     r"^([0-9a-f]{64})?$": "64 lower-case hexadecimal digits, or empty",
-    r"^[^/]": "a relative path pattern, not starting with '/'",
     _QUANTITY: "a quantity such as 2, 500m, 512Mi or 1Gi",
     r"^([0-9]+(\.[0-9]+)?|\.[0-9]+)([KMGTPE]i|[kMGTPE])?$": "a storage size such as 500Mi, 10Gi or 1Ti",
 }
