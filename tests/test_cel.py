@@ -243,10 +243,10 @@ def test_an_invocations_spec_cannot_change(server: Server) -> None:
 def test_schema_errors_come_first_and_type_errors_leave_the_rules_unchecked(server: Server) -> None:
     # An error that does not stop CEL (a pattern): the schema's cause, then the rule's.
     answer = rejection(
-        lambda: server.create("triggers", trigger("both-wrong", fileGlob="/abs", retention={}))
+        lambda: server.create("triggers", trigger("both-wrong", action="Not_A_Name", retention={}))
     )
     assert [(cause["field"], cause["reason"]) for cause in answer["details"]["causes"]] == [
-        ("spec.fileGlob", "FieldValueInvalid"),
+        ("spec.action", "FieldValueInvalid"),
         ("spec.retention", "FieldValueInvalid"),
     ]
     assert answer["details"]["causes"][1]["message"] == RETENTION
@@ -265,7 +265,7 @@ def _answers_to_bad_requests(server: Server) -> list[dict[str, Any]]:
         ("records", record("neither", accessMode="ReadWriteOnce")),
         ("triggers", trigger("keep-all", retention={})),
         ("triggers", trigger("bad-type", retention={}, suspend="yes")),
-        ("triggers", trigger("bad-glob", retention={}, fileGlob="/x")),
+        ("triggers", trigger("bad-action", retention={}, action="Not_A_Name")),
     ]
     answers = [rejection(lambda p=plural, b=body: server.create(p, b)) for plural, body in requests]
     server.create("invocations", invocation("fixed"))
@@ -284,7 +284,7 @@ def test_the_same_requests_get_the_same_answers_from_both_servers(
     def comparable(answer: dict[str, Any]) -> tuple[Any, ...]:
         # The schema validators word pattern errors each in their own way; the rules' causes must match.
         causes = answer["details"]["causes"]
-        ruled = [cause for cause in causes if cause["field"] != "spec.fileGlob"]
+        ruled = [cause for cause in causes if cause["field"] != "spec.action"]
         return answer["code"], answer["reason"], [cause["field"] for cause in causes], ruled
 
     assert [comparable(a) for a in answers["embedded"]] == [comparable(a) for a in answers["real"]]
