@@ -53,6 +53,14 @@ class RunPhase(enum.StrEnum):
     Cancelled = lifecycle.CANCELLED
 
 
+class RunsOutput(enum.StrEnum):
+    """How `runs` prints what it found."""
+
+    table = "table"
+    name = "name"
+    json = "json"
+
+
 class ControlPlaneKind(enum.StrEnum):
     embedded = "embedded"
     real = "real"
@@ -205,6 +213,12 @@ def runs_command(
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Print the table again as runs change.")
     ] = False,
+    output: Annotated[
+        RunsOutput,
+        typer.Option(
+            "--output", "-o", help="table; name (invocation.autoscene.io/NAME lines); json (a List)."
+        ),
+    ] = RunsOutput.table,
     namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
@@ -221,6 +235,13 @@ def runs_command(
 
     def show() -> None:
         found = runs.matching(kube.list_custom(INVOCATIONS, namespace, label_selector=selector), phase)
+        if output == RunsOutput.name:  # as `kubectl get -o name`, for pipes (`| xargs autoscene rerun`)
+            print("".join(f"invocation.{GROUP}/{run['metadata']['name']}\n" for run in found), end="")
+            return
+        if output == RunsOutput.json:  # as `kubectl get -o json` prints a list
+            listed = {"apiVersion": "v1", "items": found, "kind": "List", "metadata": {"resourceVersion": ""}}
+            print(json.dumps(listed, indent=4, ensure_ascii=False))
+            return
         if not found and not watch:
             for plural, name in (("records", record), ("actions", action)):
                 if name and kube.get_custom(plural, namespace, name) is None:
@@ -289,13 +310,32 @@ def run_command(
 
 @app.command("rerun")
 def rerun_command(
-    invocation: Annotated[str, typer.Argument(help="The Invocation to run again.")],
-    wait: Annotated[bool, typer.Option(help="Wait until the new run is over.")] = False,
+    invocations: Annotated[
+        list[str],
+        typer.Argument(
+            help="The Invocations to run again: names, or invocation.autoscene.io/NAME as `runs -o name` "
+            "prints them."
+        ),
+    ],
+    wait: Annotated[bool, typer.Option(help="Wait until the new runs are over.")] = False,
     namespace: NamespaceOption = None,
     kubeconfig: Annotated[Path | None, typer.Option(envvar="KUBECONFIG")] = None,
 ) -> None:
-    """A new run with the same Action, file, content and parameters, linked to the old one."""
+    """New runs with the same Action, file, content and parameters, each linked to the old one."""
     namespace = _connect(kubeconfig, namespace)
+    created, refused = [], 0
+    for given in invocations:
+        try:
+            created.append(_rerun(namespace, given.rsplit("/", 1)[-1]))
+        except typer.Exit:  # its one-line error is printed; one refusal never stops the others
+            refused += 1
+    code = _wait_for_runs(namespace, created) if wait and created else 0
+    raise typer.Exit(1 if refused else code)
+
+
+def _rerun(namespace: str, invocation: str) -> str:
+    """Create the re-run of `invocation`; its name. A one-line error and typer.Exit(1) when there is
+    nothing to run again."""
     from . import files, kube, naming, runs
 
     old = _invocation(namespace, invocation)
@@ -316,8 +356,7 @@ def rerun_command(
     again = runs.rerun_of(old)
     _api_errors(lambda: kube.create_custom(INVOCATIONS, again))
     console.print(f"invocation {again['metadata']['name']} created (a re-run of {invocation})")
-    if wait:
-        raise typer.Exit(_wait_for_runs(namespace, [again["metadata"]["name"]]))
+    return str(again["metadata"]["name"])
 
 
 @app.command("logs")
