@@ -12,18 +12,14 @@ READY = "Ready"
 
 class ClaimRefused(Exception):
     """The API server refused the Record's claim (a quota, a policy, an invalid size), or the claim
-    cannot be used yet (`ClaimUnusable`): retry later."""
+    cannot be used yet (`ClaimPending`): retry later."""
 
 
 class ClaimPending(ClaimRefused):
-    """The claim cannot be used yet (`ClaimUnusable`), and may soon be: retry soon."""
-
-
-class ClaimUnusable(Exception):
-    """The Record's claim exists but cannot hold its files now: `reason` ClaimNotFound (a claim the
+    """The Record's claim cannot hold its files now, and may soon: `reason` ClaimNotFound (a claim the
     Record names does not exist, yet), or ClaimTerminating (the claim of a Record of the same name,
     deleted before, is still going: a claim stays while any Pod that mounted it exists, finished runs'
-    Pods included; Kubernetes docs, "Storage Object in Use Protection")."""
+    Pods included; Kubernetes docs, "Storage Object in Use Protection"). Retry soon."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
@@ -61,7 +57,7 @@ def claim_body(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def ensure_claim(record: Mapping[str, Any]) -> str:
     """Create the Record's claim unless it names an existing one; the claim's name either way.
-    `ClaimUnusable` when the claim is missing or still belongs to a Record deleted before."""
+    `ClaimPending` when the claim is missing or still belongs to a Record deleted before."""
     meta = record["metadata"]
     claims = f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims"
     named = (record["spec"]["storage"]).get("claimName")
@@ -74,7 +70,7 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     except ApiException as error:
         if error.status != 404:
             raise
-        raise ClaimUnusable(
+        raise ClaimPending(
             "ClaimNotFound",
             f'PersistentVolumeClaim "{name}" does not exist: create it, or leave out storage.claimName '
             "for a claim of the Record's own",
@@ -82,7 +78,7 @@ def ensure_claim(record: Mapping[str, Any]) -> str:
     references = claim["metadata"].get("ownerReferences") or []
     owners = [owner.get("uid") for owner in references if owner.get("kind") == "Record"]
     if claim["metadata"].get("deletionTimestamp") or (owners and meta.get("uid") not in owners):
-        raise ClaimUnusable(
+        raise ClaimPending(
             "ClaimTerminating",
             f'PersistentVolumeClaim "{name}" is being deleted (a claim stays while a Pod that used it '
             "exists, finished runs' Pods included); files can go in once it is gone and a new one is made",
@@ -103,20 +99,11 @@ def provision(record: Mapping[str, Any]) -> str:
         if error.status not in (403, 422):
             raise
         why = f"the PersistentVolumeClaim was refused: {kube.message_of(error)}"
-        refused = conditions.updated(record, READY, (conditions.FALSE, "ClaimRefused", why), now)
-        if refused is not None:
-            status = {"phase": "Failed", "message": why, "conditions": refused}
-            kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
-            events.post(record, "ClaimRefused", why, warning=True)
+        _not_ready(record, "Failed", "ClaimRefused", why, now)
         raise ClaimRefused(why) from error
-    except ClaimUnusable as unusable:
-        why = str(unusable)
-        waiting = conditions.updated(record, READY, (conditions.FALSE, unusable.reason, why), now)
-        if waiting is not None:
-            status = {"phase": "Pending", "message": why, "conditions": waiting}
-            kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
-            events.post(record, unusable.reason, why, warning=True)
-        raise ClaimPending(why) from None
+    except ClaimPending as pending:
+        _not_ready(record, "Pending", pending.reason, str(pending), now)
+        raise
     said = f'files are kept on claim "{claim}"'
     ready = conditions.updated(record, READY, (conditions.TRUE, "ClaimReady", said), now)
     if ready is not None:
@@ -124,3 +111,14 @@ def provision(record: Mapping[str, Any]) -> str:
         kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
         events.post(record, "ClaimReady", f'files are kept on PersistentVolumeClaim "{claim}"')
     return claim
+
+
+def _not_ready(record: Mapping[str, Any], phase: str, reason: str, why: str, now: str) -> None:
+    """Ready False with `reason` and `why` in the Record's status, and a Warning Event, when that
+    condition is news."""
+    meta = record["metadata"]
+    written = conditions.updated(record, READY, (conditions.FALSE, reason, why), now)
+    if written is not None:
+        status = {"phase": phase, "message": why, "conditions": written}
+        kube.patch_custom_status("records", meta["namespace"], meta["name"], status)
+        events.post(record, reason, why, warning=True)
