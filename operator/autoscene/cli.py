@@ -517,7 +517,7 @@ def cancel_command(
     namespace = _connect(kubeconfig, namespace)
     from kubernetes.client.exceptions import ApiException
 
-    from . import kube, lifecycle, runs
+    from . import kube, runs
 
     phase = (_invocation(namespace, invocation).get("status") or {}).get("phase")
     if phase in lifecycle.FINISHED:

@@ -136,19 +136,21 @@ _WAITING_WORDS = {
 def waiting_to_start(pod: Mapping[str, Any], container: str) -> str:
     """A kubelet's refusal of a log request for a container that has not started and so has no log
     (validateContainerLogStatus in pkg/kubelet/kubelet_pods.go), answered as a 400: why it waits."""
-    status = pod.get("status") or {}
-    statuses = [*(status.get("containerStatuses") or []), *(status.get("initContainerStatuses") or [])]
-    found: Mapping[str, Any] = next((one for one in statuses if one.get("name") == container), {})
-    reason = ((found.get("state") or {}).get("waiting") or {}).get("reason")
+    reason = ((_container_status(pod, container).get("state") or {}).get("waiting") or {}).get("reason")
     said = f'container "{container}" in pod "{pod["metadata"]["name"]}" is waiting to start'
     return f"{said}: {_WAITING_WORDS.get(reason, reason)}" if reason else f"{said} - no logs yet"
 
 
 def restart_count(pod: Mapping[str, Any] | None, container: str) -> int:
     """How many times the Pod's container (regular or init) was restarted, as its status says."""
+    return int(_container_status(pod, container).get("restartCount") or 0)
+
+
+def _container_status(pod: Mapping[str, Any] | None, container: str) -> Mapping[str, Any]:
+    """The status of the Pod's container of that name, regular or init; {} before there is one."""
     status = (pod or {}).get("status") or {}
     statuses = [*(status.get("containerStatuses") or []), *(status.get("initContainerStatuses") or [])]
-    return next((int(one.get("restartCount") or 0) for one in statuses if one.get("name") == container), 0)
+    return next((one for one in statuses if one.get("name") == container), {})
 
 
 def log_tail(text: str, query: Mapping[str, str]) -> str:
