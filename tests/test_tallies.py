@@ -60,3 +60,17 @@ def test_the_operator_stops_its_tallies_on_its_event_loop() -> None:
     from autoscene import handlers
 
     assert asyncio.iscoroutinefunction(handlers.stop_tallies)
+
+
+def test_entries_follow_puts_and_drops_by_key_and_forget_an_emptied_key() -> None:
+    entries = tallies.Entries()
+    assert entries.put(("ns", "t"), "a", 1) == ("ns", "t")
+    entries.put(("ns", "t"), "b", 2)
+    entries.put(("ns", "t"), "a", 3)  # a change of a counted object replaces its entry
+    entries.put(("other", "t"), "a", 4)
+    assert sorted(entries[("ns", "t")]) == [2, 3] and len(entries) == 2
+    assert entries.drop(("ns", "t"), "missing") == ("ns", "t")  # a deletion seen twice is harmless
+    entries.drop(("ns", "t"), "a")
+    entries.drop(("ns", "t"), "b")
+    assert ("ns", "t") not in entries and list(entries) == [("other", "t")]
+    assert entries.get(("ns", "t"), ()) == ()  # what `Tally` reads for a key with nothing counted

@@ -17,10 +17,10 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from . import GROUP, VERSION, files, kube, metrics, watching
+from . import GROUP, VERSION, files, kube, metrics, tallies, watching
 
 logger = logging.getLogger(__name__)
 
@@ -32,35 +32,9 @@ IN_FLIGHT = 1000
 WORKERS = 8
 
 
-class FileSizes(Mapping[Key, Iterable[tuple[int, str]]]):
-    """Each Record's files as (size, addedAt), read by the Record's totals (`tallies.Tally`)."""
-
-    def __init__(self) -> None:
-        self.by_record: dict[Key, dict[str, tuple[int, str]]] = {}
-
-    def __getitem__(self, key: Key) -> Iterable[tuple[int, str]]:
-        return self.by_record[key].values()
-
-    def __iter__(self) -> Iterator[Key]:
-        return iter(self.by_record)
-
-    def __len__(self) -> int:
-        return len(self.by_record)
-
-    def put(self, file: Mapping[str, Any]) -> Key:
-        meta, spec = file["metadata"], file["spec"]
-        key = (meta["namespace"], spec["record"])
-        self.by_record.setdefault(key, {})[meta["name"]] = (int(spec["size"]), str(spec["addedAt"]))
-        return key
-
-    def drop(self, file: Mapping[str, Any]) -> Key:
-        meta, spec = file["metadata"], file["spec"]
-        key = (meta["namespace"], spec["record"])
-        found = self.by_record.get(key, {})
-        found.pop(meta["name"], None)
-        if not found:
-            self.by_record.pop(key, None)
-        return key
+def _counted(file: Mapping[str, Any]) -> tuple[Key, str]:
+    """A RecordFile's place in a Record's totals: (namespace, record) and its name."""
+    return (file["metadata"]["namespace"], file["spec"]["record"]), file["metadata"]["name"]
 
 
 Dispatch = Callable[[dict[str, Any]], Awaitable[None]]
@@ -77,7 +51,7 @@ class FileWatch:
     def __init__(self, namespaces: Sequence[str], on_totals: Callable[[Key], None]) -> None:
         self.scopes: list[str | None] = list(namespaces) or [None]
         self.on_totals = on_totals
-        self.sizes = FileSizes()
+        self.sizes = tallies.Entries()  # each Record's files as (size, addedAt)
         self.stopped = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,7 +120,8 @@ class FileWatch:
 
     def _put(self, file: dict[str, Any]) -> None:
         metrics.watch_event(files.PLURAL)
-        self.on_totals(self.sizes.put(file))
+        spec = file["spec"]
+        self.on_totals(self.sizes.put(*_counted(file), (int(spec["size"]), str(spec["addedAt"]))))
         if files.needs_dispatch(file):
             self.queue.put_nowait(file)  # its room is given back once dispatched
         else:
@@ -154,21 +129,21 @@ class FileWatch:
 
     def _gone(self, file: dict[str, Any]) -> None:
         metrics.watch_event(files.PLURAL)
-        self.on_totals(self.sizes.drop(file))
+        self.on_totals(self.sizes.drop(*_counted(file)))
         self._room.release()
 
     def _forget_all_but(self, scope: str | None, listed: list[tuple[str, str, str]]) -> None:
         """After a full listing of the scope: forget the files it no longer holds (deleted while the
         watch was down)."""
         present = {(namespace, name) for namespace, name, _ in listed}
-        for key, by_name in list(self.sizes.by_record.items()):
+        for key, by_name in list(self.sizes.by_key.items()):
             if scope is not None and key[0] != scope:
                 continue
             vanished = [name for name in by_name if (key[0], name) not in present]
             for name in vanished:
                 del by_name[name]
             if not by_name:
-                del self.sizes.by_record[key]
+                del self.sizes.by_key[key]
             if vanished:
                 self.on_totals(key)
 

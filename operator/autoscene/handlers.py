@@ -111,9 +111,22 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         settings_now.namespaces, lambda key: memo.record_totals.changed(key, memo.files.sizes)
     )
     memo.trigger_history = tallies.Tally(TRIGGERS, triggers.history_status)
+    # Each Trigger's Invocations (`triggers.fired_run`), kept by `invocation_seen`.
+    memo.trigger_runs = tallies.Entries()
     # The uids of the Invocations whose run is final, as last seen (by `invocation_seen`): Job events
     # of those runs need no API call. A set of its own: a kopf index costs a handler call per event.
     memo.finished_runs = set()
+
+
+@kopf.on.startup()
+def count_runs_by_trigger(memo: kopf.Memo, **_: Any) -> None:
+    """The Triggers' histories as they are before the first Invocation event: counts written while the
+    operator's first listing of Invocations is still under way would show a part of them."""
+    for namespace in config.current().namespaces or [None]:
+        for page in kube.pages_of_custom(INVOCATIONS, namespace):
+            for invocation in page:
+                if (fired := triggers.fired_run(invocation)) is not None:
+                    memo.trigger_runs.put(*fired)
 
 
 @kopf.on.startup()
@@ -311,16 +324,6 @@ async def record_seen(memo: kopf.Memo, logger: kopf.Logger, **indexes: Any) -> N
 # Invocations -------------------------------------------------------------------------------------
 
 
-@kopf.index(GROUP, VERSION, INVOCATIONS)
-async def trigger_runs(
-    namespace: str | None, name: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
-) -> dict[Any, Any]:
-    """Each Trigger's Invocations as (creationTimestamp, name): all its status needs."""
-    if not spec.get("trigger"):
-        return {}
-    return {(namespace, spec["trigger"]): (meta.get("creationTimestamp", ""), name)}
-
-
 @kopf.on.event(GROUP, VERSION, INVOCATIONS)
 @_counting_errors
 async def invocation_seen(
@@ -352,8 +355,9 @@ async def invocation_seen(
         memo.finished_runs.add(uid)
     else:
         memo.finished_runs.discard(uid)
-    if spec.get("trigger"):
-        memo.trigger_history.changed((namespace, spec["trigger"]), indexes["trigger_runs"])
+    if (fired := triggers.fired_run(body)) is not None:
+        trigger = memo.trigger_runs.drop(*fired[:2]) if type == "DELETED" else memo.trigger_runs.put(*fired)
+        memo.trigger_history.changed(trigger, memo.trigger_runs)
     if type != "DELETED" and runs.cancel_requested(body) and not lifecycle.is_finished(status):
         await _soon(logger, f"cancelling {name}", invocations.cancel, dict(body))
         return

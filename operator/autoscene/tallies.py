@@ -7,7 +7,7 @@ status write per object and `delay` seconds.
 """
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -16,6 +16,38 @@ from . import kube
 
 Key = tuple[str, str]  # (namespace, name) of the object whose status shows the count
 Summary = Callable[[Iterable[Any]], dict[str, Any]]
+
+
+class Entries(Mapping[Key, Iterable[Any]]):
+    """What a count is derived from, grouped by the object whose status shows it: `key` → the entries
+    of the objects counted under it, by name. The caller keeps it from its watch: `put` on every event
+    of a counted object, `drop` on its deletion (both return the key, for `Tally.changed`).
+
+    Our own few lines, not a kopf index: an index runs a handler, with kopf's per-handler bookkeeping,
+    on every event of every counted object, which a burst of runs paid for at each status write."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[Key, dict[str, Any]] = {}
+
+    def __getitem__(self, key: Key) -> Iterable[Any]:
+        return self.by_key[key].values()
+
+    def __iter__(self) -> Iterator[Key]:
+        return iter(self.by_key)
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def put(self, key: Key, name: str, entry: Any) -> Key:
+        self.by_key.setdefault(key, {})[name] = entry
+        return key
+
+    def drop(self, key: Key, name: str) -> Key:
+        found = self.by_key.get(key, {})
+        found.pop(name, None)
+        if not found:
+            self.by_key.pop(key, None)
+        return key
 
 
 class Tally:

@@ -70,6 +70,15 @@ def refresh_readiness(trigger: Mapping[str, Any], action_of: ActionLookup = _act
         events.post(trigger, "TriggerUnusable", readiness[2], warning=True)
 
 
+def fired_run(invocation: Mapping[str, Any]) -> tuple[tuple[str, str], str, tuple[str, str]] | None:
+    """An Invocation's entry in its Trigger's history (`history_status`): ((namespace, trigger), name,
+    (creationTimestamp, name)); None for a run no Trigger fired (a manual run)."""
+    meta, trigger = invocation["metadata"], (invocation.get("spec") or {}).get("trigger")
+    if not trigger:
+        return None
+    return (meta["namespace"], trigger), meta["name"], (meta.get("creationTimestamp", ""), meta["name"])
+
+
 def history_status(runs: Iterable[tuple[str, str]]) -> dict[str, Any]:
     """The Trigger status fields that sum up its Invocations, given as (creationTimestamp, name) pairs:
     how many exist (`fired`), and the newest one and when it was made. Derived from the Invocations
