@@ -8,6 +8,7 @@ differs, and why it does not matter to autoscene, is listed in docs/embedded-vs-
 import copy
 import json
 import re
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -667,3 +668,69 @@ def test_applying_a_kind_the_server_does_not_serve_says_so(
     assert done.returncode == 1
     assert 'no matches for kind "Kustomization" in version "kustomize.config.k8s.io/v1beta1"' in done.stderr
     assert "ensure CRDs are installed first" in done.stderr and "validating" not in done.stderr
+
+
+def level_crd(maximum: int) -> dict[str, Any]:
+    """A Level: `spec.level` at most `maximum`, with a status subresource."""
+    crd = conformance_crd(
+        "Level",
+        {
+            "type": "object",
+            "properties": {
+                "spec": {"type": "object", "properties": {"level": {"type": "integer", "maximum": maximum}}},
+                "status": {"type": "object", "properties": {"seen": {"type": "integer"}}},
+            },
+        },
+    )
+    crd["spec"]["versions"][0]["subresources"] = {"status": {}}
+    return crd
+
+
+def test_an_update_leaving_a_value_the_schema_now_refuses_is_ratcheted(server: Server) -> None:
+    """Validation ratcheting (CRD docs, "Validation ratcheting"; GA in 1.33): once a CRD's schema
+    tightens, objects written before can still be updated, as long as the update leaves the values the
+    new schema refuses as they were; a write that changes such a value is refused."""
+    group = crd_created(level_crd(10))
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/levels.{group}"
+
+    def allow_at_most(maximum: int) -> None:
+        crd = level_crd(maximum)
+        crd["metadata"]["resourceVersion"] = kube.json_of(kube.get_raw(path))["metadata"]["resourceVersion"]
+        kube.request_raw("PUT", path, crd)
+
+    allow_at_most(10)  # as created, whatever an earlier run on this server left
+
+    def created(level_name: str) -> bool | None:
+        body = {"apiVersion": f"{group}/v1", "kind": "Level", "metadata": {"name": level_name}}
+        return _created(
+            lambda: server.custom.create_namespaced_custom_object(
+                group, "v1", server.namespace, "levels", {**body, "spec": {"level": 8}}
+            )
+        )
+
+    wait_for(lambda: created("old"), 30, "the Level resource to be served")
+
+    def refused_now() -> bool | None:
+        try:
+            created(f"new-{secrets.token_hex(2)}")
+        except ApiException as error:
+            assert error.status == 422
+            return True
+        return None
+
+    allow_at_most(5)
+    wait_for(refused_now, 30, "the tightened schema to be in force")
+
+    def write(patch: dict[str, Any], status: bool = False) -> dict[str, Any]:
+        call = (
+            server.custom.patch_namespaced_custom_object_status
+            if status
+            else server.custom.patch_namespaced_custom_object
+        )
+        return dict(call(group, "v1", server.namespace, "levels", "old", patch))
+
+    assert write({"status": {"seen": 1}}, status=True)["status"] == {"seen": 1}  # level 8 left as it was
+    assert write({"metadata": {"labels": {"checked": "yes"}}})["spec"] == {"level": 8}
+    answer = rejection(lambda: write({"spec": {"level": 7}}))
+    assert answer["code"] == 422
+    assert [cause["field"] for cause in answer["details"]["causes"]] == ["spec.level"]

@@ -78,7 +78,7 @@ def schema_errors(
     words: the schema's errors, then the failed CEL rules (`old` is the stored object on an update).
     After an error of a kind that stops kube-apiserver's CEL evaluation, a schema with rules adds
     its "some validation rules were not checked" cause instead."""
-    errors = schemas.field_errors(obj, schema)
+    errors = schemas.field_errors(obj, _ratcheted(schema, obj, old))
     if not has_rules(schema):
         return errors
     if any(error.reason in _BLOCKING for error in errors):
@@ -88,6 +88,34 @@ def schema_errors(
         ]
     failed = violations(obj, schema, old)
     return [*errors, *(schemas.FieldError(v.field, "FieldValueInvalid", v.message) for v in failed)]
+
+
+# Schemas with the top-level properties an update left unchanged accepting anything, by the schema's
+# identity and those properties: a status write checks its status, not again the spec it carries.
+_RATCHETED: dict[tuple[int, frozenset[str]], tuple[Mapping[str, Any], dict[str, Any]]] = {}
+
+
+def _ratcheted(
+    schema: Mapping[str, Any], obj: Mapping[str, Any], old: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """The schema an update is checked against: kube-apiserver's validation ratcheting (GA in 1.33;
+    "Validation ratcheting" in the CRD docs) lets errors of values the update left unchanged pass. Done
+    here for whole top-level fields only, the case every status write and metadata change is:
+    finer-grained ratcheting (a changed spec with an invalid field left as it was) is not."""
+    properties = schema.get("properties") or {}
+    unchanged = frozenset(
+        key for key in properties if old is not None and key in obj and obj[key] == old.get(key)
+    )
+    if not unchanged:
+        return schema
+    key = (id(schema), unchanged)
+    found = _RATCHETED.get(key)
+    if found is None or found[0] is not schema:
+        variant = {**schema, "properties": {k: {} if k in unchanged else v for k, v in properties.items()}}
+        found = _RATCHETED[key] = (schema, variant)
+        if len(_RATCHETED) > 64:  # schemas replaced by CRD updates: the oldest entry goes
+            _RATCHETED.pop(next(iter(_RATCHETED)))
+    return found[1]
 
 
 # Unknown fields (Kubernetes docs: "API Concepts", "Field validation"). An object's metadata is decoded
